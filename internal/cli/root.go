@@ -1,0 +1,101 @@
+// Package cli is gracelab's command layer: cobra commands that parse and validate flags, then
+// hand a plain options struct to the package that does the work. Only Main decides exit codes.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Streams are the IO a command may use; tests pass buffers.
+type Streams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+}
+
+// StdStreams returns the process's standard streams.
+func StdStreams() Streams {
+	return Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+}
+
+// Exit codes shared by every command.
+const (
+	ExitOK      = 0
+	ExitFailed  = 1 // the run itself failed, or a threshold was crossed
+	ExitBadArgs = 2 // bad flags or arguments: nothing was done
+)
+
+// ExitError carries an exit code up to Main; the message is printed once, there.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// usageError marks bad input: exit code 2, nothing was sent or started.
+func usageError(format string, args ...any) error {
+	return &ExitError{Code: ExitBadArgs, Err: fmt.Errorf(format, args...)}
+}
+
+// NewRootCommand builds the gracelab command tree.
+func NewRootCommand(streams Streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "gracelab",
+		Short: "Measure what a Kubernetes rolling restart does to requests in flight",
+		Long: `gracelab proves with measurements why graceful shutdown matters during a
+Kubernetes rolling restart. It runs two services (upstream, downstream) as v1 (no
+protection), v2 (preStop, SIGTERM drain, readiness, maxUnavailable 0) and v3 (v2 plus
+client retries), drives load through them, restarts the upstream mid-load and compares.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	// Flag parse errors are bad input: exit 2 with the message, as for any other usage error.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &ExitError{Code: ExitBadArgs, Err: err}
+	})
+	root.AddCommand(
+	// Each command registers here.
+	)
+	return root
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, streams Streams) int {
+	root := NewRootCommand(streams)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(streams.ErrOut, "gracelab: %v\n", err)
+	var exitErr *ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.Code
+	}
+	// cobra's own argument errors (unknown command, wrong arg count) are usage errors too.
+	if isCobraUsageError(err) {
+		return ExitBadArgs
+	}
+	return ExitFailed
+}
+
+// isCobraUsageError recognises the argument errors cobra raises itself, which carry no type.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, prefix := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument"} {
+		if len(msg) >= len(prefix) && msg[:len(prefix)] == prefix {
+			return true
+		}
+	}
+	return false
+}
