@@ -1,0 +1,203 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"syscall"
+)
+
+// Outcome is the single class every request ends in.
+type Outcome string
+
+// The outcome classes. OK is the only success.
+const (
+	OK        Outcome = "ok"          // 2xx, and the JSON body's status is "ok" when it has one
+	BodyNotOK Outcome = "body_not_ok" // 2xx whose JSON body says status other than "ok"
+	HTTP5xx   Outcome = "http_5xx"
+	HTTP4xx   Outcome = "http_4xx"
+	Refused   Outcome = "refused" // connection refused: nothing listens there
+	Reset     Outcome = "reset"   // connection reset or broken pipe
+	EOF       Outcome = "eof"     // connection closed before the whole response arrived
+	Timeout   Outcome = "timeout" // no full answer within the per-request timeout
+	Dropped   Outcome = "dropped" // open model: not sent, the in-flight cap was reached at its slot
+	Other     Outcome = "other"   // anything else (DNS failure, 3xx, TLS error, ...)
+)
+
+// ErrorClasses lists every error outcome in report order.
+var ErrorClasses = []Outcome{BodyNotOK, HTTP5xx, HTTP4xx, Refused, Reset, EOF, Timeout, Dropped, Other}
+
+// outcome indexes for fixed-size counters: 0 is OK, then ErrorClasses in order.
+const numOutcomes = 10
+
+func outcomeIndex(o Outcome) int {
+	if o == OK {
+		return 0
+	}
+	for i, c := range ErrorClasses {
+		if c == o {
+			return i + 1
+		}
+	}
+	return numOutcomes - 1 // Other
+}
+
+// maxBody is how much of a body is kept for parsing; the rest is read and discarded so
+// latency covers the whole response and a connection broken mid-body is seen.
+const maxBody = 64 << 10
+
+// answer is what a request came to.
+type answer struct {
+	outcome Outcome
+	kind    string // the downstream's reason for a 5xx, from its JSON body
+	retries int64  // the body's retries field
+	err     string // what went wrong, for disruption reports; empty when OK
+}
+
+// classifyError maps a transport error (from Do or from reading the body) to its class.
+func classifyError(err error) Outcome {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return Timeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Refused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return Reset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return EOF
+	}
+	return Other
+}
+
+// readBody keeps the first maxBody bytes and discards the rest.
+func readBody(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxBody))
+	if err != nil {
+		return b, err
+	}
+	_, err = io.Copy(io.Discard, r)
+	return b, err
+}
+
+// bodyFields are the fields of the downstream's JSON that the report uses.
+type bodyFields struct {
+	object    bool   // the body is a JSON object
+	hasStatus bool   // it has a "status" field
+	status    string // its value when it is a string
+	kind      string
+	retries   int64
+	errText   string
+}
+
+// parseBody reads the known fields leniently: a field of an unexpected type is ignored,
+// except status, which then counts as "not ok".
+func parseBody(b []byte) bodyFields {
+	var f bodyFields
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil || m == nil {
+		return f
+	}
+	f.object = true
+	if raw, ok := m["status"]; ok {
+		f.hasStatus = true
+		if json.Unmarshal(raw, &f.status) != nil {
+			f.status = string(raw)
+		}
+	}
+	if raw, ok := m["kind"]; ok {
+		_ = json.Unmarshal(raw, &f.kind) // a non-string kind is not a kind
+	}
+	if raw, ok := m["retries"]; ok {
+		var n float64
+		if json.Unmarshal(raw, &n) == nil && n > 0 && n < math.MaxInt32 {
+			f.retries = int64(n)
+		}
+	}
+	for _, key := range []string{"error", "message", "detail"} {
+		if raw, ok := m[key]; ok && json.Unmarshal(raw, &f.errText) == nil && f.errText != "" {
+			break
+		}
+	}
+	return f
+}
+
+// looksLikeStatusJSON is for a 2xx body that did not parse (cut short, or malformed): if it
+// still looks like the status-carrying JSON it must not pass as ok.
+func looksLikeStatusJSON(b []byte) bool {
+	t := bytes.TrimSpace(b)
+	return len(t) > 0 && t[0] == '{' && bytes.Contains(t, []byte(`"status"`))
+}
+
+// classifyResponse decides the outcome of a response whose body was read completely.
+func classifyResponse(code int, status string, body []byte) answer {
+	f := parseBody(body)
+	a := answer{retries: f.retries}
+	switch {
+	case code >= 200 && code < 300:
+		switch {
+		case f.hasStatus && f.status != "ok":
+			a.outcome = BodyNotOK
+			a.err = fmt.Sprintf("%s with status %q", status, clip(f.status, 40))
+		case !f.object && looksLikeStatusJSON(body):
+			a.outcome = BodyNotOK
+			a.err = fmt.Sprintf("%s with a status body that is not valid JSON", status)
+		default:
+			a.outcome = OK
+		}
+	case code >= 500 && code < 600:
+		a.outcome = HTTP5xx
+		a.kind = clip(f.kind, 64)
+		a.err = httpErrText(status, f)
+	case code >= 400 && code < 500:
+		a.outcome = HTTP4xx
+		a.err = httpErrText(status, f)
+	default:
+		a.outcome = Other
+		a.err = fmt.Sprintf("unexpected %s", status)
+	}
+	return a
+}
+
+func httpErrText(status string, f bodyFields) string {
+	s := status
+	if f.kind != "" {
+		s += fmt.Sprintf(" (kind %s)", clip(f.kind, 64))
+	}
+	if f.errText != "" {
+		s += ": " + clip(f.errText, 200)
+	}
+	return s
+}
+
+// clip bounds text taken from a server so one reply cannot bloat the report.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// exchange sends one request and classifies what came back.
+func exchange(ctx context.Context, client *http.Client, newReq func(context.Context) (*http.Request, error)) answer {
+	req, err := newReq(ctx)
+	if err != nil {
+		return answer{outcome: Other, err: err.Error()}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return answer{outcome: classifyError(err), err: err.Error()}
+	}
+	body, err := readBody(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return answer{outcome: classifyError(err), err: fmt.Sprintf("%s, then reading the body: %v", resp.Status, err)}
+	}
+	return classifyResponse(resp.StatusCode, resp.Status, body)
+}

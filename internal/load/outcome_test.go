@@ -1,0 +1,118 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+)
+
+func TestClassifyResponse(t *testing.T) {
+	cases := []struct {
+		code    int
+		body    string
+		want    Outcome
+		kind    string
+		retries int64
+	}{
+		{200, `{"status":"ok","retries":2}`, OK, "", 2},
+		{200, `{"message":"no status field"}`, OK, "", 0},
+		{200, `<html>a page</html>`, OK, "", 0},
+		{204, ``, OK, "", 0},
+		{200, `[1,2]`, OK, "", 0},
+		{200, `{"status":"error"}`, BodyNotOK, "", 0},
+		{200, `{"status":"timeout","retries":3}`, BodyNotOK, "", 3},
+		{200, `{"status":"upstream_unreachable"}`, BodyNotOK, "", 0},
+		{200, `{"status":200}`, BodyNotOK, "", 0}, // a status that is not "ok" is not ok
+		{200, `{"status":null}`, BodyNotOK, "", 0},
+		{200, `{"status":"ok", "trunc`, BodyNotOK, "", 0}, // looks like status JSON, does not parse
+		{201, `{"status":"ok"}`, OK, "", 0},
+		{500, `{"kind":"reset"}`, HTTP5xx, "reset", 0},
+		{502, `{"status":"error","kind":"refused","retries":2}`, HTTP5xx, "refused", 2},
+		{504, `gateway timeout`, HTTP5xx, "", 0},
+		{503, `{"kind":42}`, HTTP5xx, "", 0}, // a non-string kind is ignored
+		{503, `{"retries":"two"}`, HTTP5xx, "", 0},
+		{503, `{"retries":-1}`, HTTP5xx, "", 0},
+		{404, `{"kind":"ignored for 4xx"}`, HTTP4xx, "", 0},
+		{429, ``, HTTP4xx, "", 0},
+		{302, ``, Other, "", 0},
+		{101, ``, Other, "", 0},
+	}
+	for _, tc := range cases {
+		a := classifyResponse(tc.code, fmt.Sprint(tc.code), []byte(tc.body))
+		if a.outcome != tc.want || a.kind != tc.kind || a.retries != tc.retries {
+			t.Errorf("%d %q: got %+v, want %s kind %q retries %d", tc.code, tc.body, a, tc.want, tc.kind, tc.retries)
+		}
+		if (a.outcome == OK) != (a.err == "") {
+			t.Errorf("%d %q: outcome %s with error text %q", tc.code, tc.body, a.outcome, a.err)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestClassifyError(t *testing.T) {
+	op := func(err error) error {
+		return fmt.Errorf("Get \"http://x/\": %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)})
+	}
+	cases := []struct {
+		err  error
+		want Outcome
+	}{
+		{op(syscall.ECONNREFUSED), Refused},
+		{op(syscall.ECONNRESET), Reset},
+		{op(syscall.EPIPE), Reset},
+		{fmt.Errorf("get: %w", io.EOF), EOF},
+		{fmt.Errorf("body: %w", io.ErrUnexpectedEOF), EOF},
+		{fmt.Errorf("get: %w", context.DeadlineExceeded), Timeout},
+		{op(timeoutErr{}), Timeout},
+		{errors.New("tls: handshake failure"), Other},
+		{&net.DNSError{Err: "no such host", Name: "nowhere.invalid"}, Other},
+	}
+	for _, tc := range cases {
+		if got := classifyError(tc.err); got != tc.want {
+			t.Errorf("%v: got %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestOutcomeIndex(t *testing.T) {
+	seen := map[int]Outcome{}
+	for _, o := range append([]Outcome{OK}, ErrorClasses...) {
+		i := outcomeIndex(o)
+		if prev, dup := seen[i]; dup || i < 0 || i >= numOutcomes {
+			t.Errorf("%s has index %d (also %s)", o, i, prev)
+		}
+		seen[i] = o
+	}
+	if len(ErrorClasses)+1 != numOutcomes {
+		t.Errorf("%d classes, numOutcomes %d", len(ErrorClasses)+1, numOutcomes)
+	}
+}
+
+func TestReadBodyBounded(t *testing.T) {
+	big := make([]byte, 3*maxBody)
+	b, err := readBody(&sliceReader{b: big})
+	if err != nil || len(b) != maxBody {
+		t.Errorf("kept %d bytes, err %v; want %d", len(b), err, maxBody)
+	}
+}
+
+type sliceReader struct{ b []byte }
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
