@@ -51,6 +51,10 @@ const (
 	PodNetworkRemoved EventKind = "pod_network_removed"
 )
 
+// EndpointTerminating is the API view of an endpoint whose pod's deletion began
+// (conditions.terminating=true); a real cluster reports it, the embedded one may too.
+const EndpointTerminating EventKind = "endpoint_terminating"
+
 // Source says who observed an event.
 type Source string
 
