@@ -60,8 +60,8 @@ func TestDisruptionsMergeWithinGap(t *testing.T) {
 // A second stays open while requests sent in it are pending, and closes once they end.
 func TestTimelineWaitsForPendingRequests(t *testing.T) {
 	rec := newRecorder(t0, false)
-	slow := rec.begin(at(100))  // second 0, answered in second 5
-	fast := rec.begin(at(200))  // second 0
+	slow := rec.begin(at(100))   // second 0, answered in second 5
+	fast := rec.begin(at(200))   // second 0
 	later := rec.begin(at(2100)) // second 2 seals seconds 0 and 1
 	rec.finish(fast, at(200), at(210), 10*time.Millisecond, -1, answer{outcome: OK})
 	rec.finish(later, at(2100), at(2120), 20*time.Millisecond, -1, answer{outcome: OK})
