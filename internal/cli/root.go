@@ -64,7 +64,8 @@ client retries), drives load through them, restarts the upstream mid-load and co
 		return &ExitError{Code: ExitBadArgs, Err: err}
 	})
 	root.AddCommand(
-	// Each command registers here.
+		// Each command registers here.
+		newLoadCommand(streams),
 	)
 	return root
 }
