@@ -5,7 +5,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"time"
 )
 
 // WriteSummary writes the human summary: totals, error rate, latencies, retries, error
@@ -16,7 +15,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(&b, "gracelab load: %s %s\n", c.Method, c.URL)
 	fmt.Fprintf(&b, "  %s, timeout %s, %s\n", describeModel(c), c.Timeout, describeConnections(c.Connections))
 	fmt.Fprintf(&b, "  started %s, sent for %s, last outcome after %s\n\n",
-		r.Start.UTC().Format(time.RFC3339Nano), seconds(r.SendEnd.Sub(r.Start).Seconds()), seconds(r.End.Sub(r.Start).Seconds()))
+		r.Start.UTC().Format("2006-01-02T15:04:05.000Z"), seconds(r.SendEnd.Sub(r.Start).Seconds()), seconds(r.End.Sub(r.Start).Seconds()))
 
 	fmt.Fprintf(&b, "requests  %8d   %.1f/s\n", r.Requests, r.RPS)
 	fmt.Fprintf(&b, "ok        %8d\n", r.OK)
