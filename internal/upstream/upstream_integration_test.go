@@ -1,0 +1,284 @@
+package upstream
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/lifecycle/lifecycletest"
+)
+
+// upstreamBin is the real binary, built once by TestMain unless -short.
+var upstreamBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if !testing.Short() {
+		dir, err := os.MkdirTemp("", "gracelab-upstream-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		bins, err := lifecycletest.Build(dir, "github.com/gracelab/gracelab/cmd/upstream")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		upstreamBin = bins[0]
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+type outcome struct {
+	status int
+	body   string
+	err    error
+	at     time.Time
+}
+
+// inFlight sends n requests, each on its own connection, and returns their outcomes.
+func inFlight(url string, n int) <-chan outcome {
+	out := make(chan outcome, n)
+	for range n {
+		go func() {
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Get(url)
+			o := outcome{err: err}
+			if err == nil {
+				var b []byte
+				b, o.err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				o.status, o.body = resp.StatusCode, string(b)
+			}
+			o.at = time.Now()
+			out <- o
+		}()
+	}
+	return out
+}
+
+func healthStatus(url string) (int, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url + "/health")
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func env(extra ...string) []string {
+	return append([]string{"HOST=127.0.0.1", "PORT=0"}, extra...)
+}
+
+func TestIntegrationUpstreamGracefulDrainsInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const n = 20
+	p := lifecycletest.Start(t, upstreamBin, nil, env("WORK_MIN=2s", "WORK_MAX=2500ms", "SHUTDOWN_DELAY=1s")...)
+	results := inFlight(p.URL+"/api/data", n)
+	p.WaitMetric("gracelab_http_requests_in_flight", n+1) // n plus the scrape itself
+
+	p.Signal(syscall.SIGTERM)
+	// During SHUTDOWN_DELAY the listener is open and readiness answers 503.
+	saw503 := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		code, err := healthStatus(p.URL)
+		if err != nil {
+			t.Fatalf("health during the shutdown delay: %v", err)
+		}
+		if code == http.StatusServiceUnavailable {
+			saw503 = true
+			break
+		}
+	}
+	if !saw503 {
+		t.Fatal("/health never answered 503 after SIGTERM")
+	}
+	// Then the listener closes while the requests are still in flight: refused, process alive.
+	refused := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", p.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial after the listener closed: %v, want connection refused", err)
+		}
+		refused = true
+		break
+	}
+	select {
+	case <-p.Exited():
+		t.Fatal("the process exited before its in-flight requests were answered")
+	default:
+	}
+	if !refused || len(results) == n {
+		t.Fatalf("refused=%v, answered=%d: the listener must close while requests are in flight", refused, len(results))
+	}
+
+	var last time.Time
+	for range n {
+		o := <-results
+		if o.err != nil || o.status != http.StatusOK || !strings.Contains(o.body, `"source":"upstream"`) {
+			t.Fatalf("in-flight request: status %d err %v body %q; want 200", o.status, o.err, o.body)
+		}
+		if o.at.After(last) {
+			last = o.at
+		}
+	}
+	state := p.Wait(20 * time.Second)
+	exitedAt := time.Now()
+	if state.ExitCode() != 0 {
+		t.Fatalf("exit %v, want 0\n%s", state, p.Logs())
+	}
+	t.Logf("drain: process exit observed %v after the last response (target < 50ms)", exitedAt.Sub(last))
+	assertPhases(t, p, lifecycle.Phases)
+}
+
+// assertPhases checks the "[graceful-termination] <phase>" log lines, in order.
+func assertPhases(t *testing.T, p *lifecycletest.Process, want []lifecycle.Phase) {
+	t.Helper()
+	var got []string
+	for _, rec := range p.LogLines("[graceful-termination] ") {
+		if phase, ok := rec["phase"].(string); ok {
+			got = append(got, phase)
+		}
+	}
+	var w []string
+	for _, ph := range want {
+		w = append(w, string(ph))
+	}
+	if strings.Join(got, ",") != strings.Join(w, ",") {
+		t.Fatalf("phases logged %v, want %v\n%s", got, w, p.Logs())
+	}
+}
+
+func TestIntegrationUpstreamImmediateDropsInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const n = 20
+	p := lifecycletest.Start(t, upstreamBin, nil, env("SHUTDOWN=immediate", "WORK_MIN=3s", "WORK_MAX=3s")...)
+	results := inFlight(p.URL+"/api/data", n)
+	p.WaitMetric("gracelab_http_requests_in_flight", n+1)
+	p.Signal(syscall.SIGTERM)
+	for range n {
+		if o := <-results; o.err == nil {
+			t.Fatalf("in-flight request survived SIGTERM in immediate mode: status %d", o.status)
+		}
+	}
+	state := p.Wait(10 * time.Second)
+	ws, ok := state.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Fatalf("process state %v: want killed by SIGTERM (no handler installed)", state)
+	}
+}
+
+func TestIntegrationUpstreamSecondSIGTERMForcesExit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	p := lifecycletest.Start(t, upstreamBin, nil, env("SHUTDOWN_DELAY=1m", "WORK_MIN=0", "WORK_MAX=0")...)
+	p.Signal(syscall.SIGTERM)
+	p.WaitMetric("gracelab_lifecycle_phase", 1, "phase=ShutdownInitiated")
+	p.Signal(syscall.SIGTERM)
+	state := p.Wait(10 * time.Second)
+	if state.ExitCode() != lifecycle.ExitForced {
+		t.Fatalf("exit %v, want code %d", state, lifecycle.ExitForced)
+	}
+	if len(p.LogLines("[graceful-termination] forced exit: second signal")) != 1 {
+		t.Fatalf("no log line says the second signal forced the exit:\n%s", p.Logs())
+	}
+	assertPhases(t, p, []lifecycle.Phase{lifecycle.Running, lifecycle.ShutdownInitiated, lifecycle.Exited})
+}
+
+func TestIntegrationUpstreamDrainTimeoutForcesExit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	p := lifecycletest.Start(t, upstreamBin, nil, env("DRAIN_TIMEOUT=300ms", "WORK_MIN=20s", "WORK_MAX=20s")...)
+	results := inFlight(p.URL+"/api/data", 1)
+	p.WaitMetric("gracelab_http_requests_in_flight", 2)
+	p.Signal(syscall.SIGTERM)
+	state := p.Wait(10 * time.Second)
+	if state.ExitCode() != lifecycle.ExitForced {
+		t.Fatalf("exit %v, want code %d", state, lifecycle.ExitForced)
+	}
+	if o := <-results; o.err == nil {
+		t.Fatalf("a request cut by the drain timeout must fail, got %d", o.status)
+	}
+	if len(p.LogLines("[graceful-termination] forced exit: drain timeout")) != 1 {
+		t.Fatalf("no log line names the drain timeout:\n%s", p.Logs())
+	}
+}
+
+func TestIntegrationUpstreamBadConfigExits2(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	for _, tc := range []struct{ env, blame string }{
+		{"WORK_MIN=abc", "WORK_MIN"},
+		{"SHUTDOWN=maybe", "SHUTDOWN"},
+		{"PORT=70000", "PORT"},
+	} {
+		cmd := exec.Command(upstreamBin)
+		cmd.Env = []string{tc.env}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != 2 {
+			t.Fatalf("%s: %v, want exit code 2", tc.env, err)
+		}
+		if out := stderr.String(); strings.Count(out, "\n") != 1 || !strings.Contains(out, tc.blame+"=") {
+			t.Fatalf("%s: want one line naming %s, got %q", tc.env, tc.blame, out)
+		}
+	}
+}
+
+func TestIntegrationUpstreamServesAndLogsJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	p := lifecycletest.Start(t, upstreamBin, nil, env("WORK_MIN=0", "WORK_MAX=0")...)
+	for _, path := range []string{"/api/data", "/health", "/nope"} {
+		resp, err := http.Get(p.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: body is not JSON: %v", path, err)
+		}
+		want := map[string]int{"/api/data": 200, "/health": 200, "/nope": 404}[path]
+		if resp.StatusCode != want {
+			t.Fatalf("%s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	// Every stderr line is one JSON record.
+	for _, line := range strings.Split(strings.TrimSpace(p.Logs()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+	}
+}
