@@ -1,0 +1,672 @@
+// Package localkube is the embedded cluster: it runs the Deployments and Services of a manifest
+// directory as local processes on one machine, with a Deployment controller, a kubelet and a
+// Service proxy that reproduce what a real cluster does to requests during a rolling restart
+// (surge and unavailability limits, probes, preStop, SIGTERM, grace period, SIGKILL, endpoint
+// propagation lag, and the way a dying pod's network fails). It implements cluster.Cluster.
+package localkube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+
+	"github.com/gracelab/gracelab/internal/cluster"
+)
+
+// Options configure an embedded cluster. The zero value of every field but Manifests is usable.
+type Options struct {
+	// Manifests is a directory of YAML (Deployments and Services); other kinds are an error.
+	Manifests fs.FS
+	// Executable is the binary spawned for every pod; default os.Executable().
+	Executable string
+	// Images maps an image repository (tag ignored) to the arguments Executable runs with;
+	// default DefaultImages.
+	Images map[string][]string
+	// EndpointLag is how long a ready/not-ready/terminating change takes to reach the Service
+	// proxies (kube-proxy's sync period); default 1s.
+	EndpointLag time.Duration
+	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
+	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
+	// the proxy stops routing to the pod. Default 300ms.
+	NetworkLinger time.Duration
+	// LoadBalancerPort is the port LoadBalancer Services listen on at 127.0.0.1. 0 lets the OS
+	// choose (tests); commands pass DefaultLoadBalancerPort.
+	LoadBalancerPort int
+	// ReadyTimeout bounds Up; default 60s.
+	ReadyTimeout time.Duration
+	// Logger receives the cluster's own log (every event at Info); default: discarded.
+	Logger *slog.Logger
+	// LogDir, when set, receives each pod's stdout and stderr as <pod>.log.
+	LogDir string
+}
+
+// DefaultLoadBalancerPort is where the original demo's downstream LoadBalancer listened.
+const DefaultLoadBalancerPort = 8000
+
+// DefaultImages maps the project's images to the hidden `gracelab serve` command.
+var DefaultImages = map[string][]string{
+	"gracelab/upstream":   {"serve", "upstream"},
+	"gracelab/downstream": {"serve", "downstream"},
+}
+
+const (
+	defaultEndpointLag   = time.Second
+	defaultNetworkLinger = 300 * time.Millisecond
+	defaultReadyTimeout  = 60 * time.Second
+	defaultGrace         = 30 * time.Second // terminationGracePeriodSeconds' default
+	minimumGrace         = 2 * time.Second  // the kubelet's minimum shutdown window after preStop
+	downGrace            = 2 * time.Second  // Down: SIGTERM, then SIGKILL after this
+	restartedAtKey       = "kubectl.kubernetes.io/restartedAt"
+	templateHashLabel    = "pod-template-hash"
+)
+
+type lifecycleState int
+
+const (
+	stateNew lifecycleState = iota
+	stateStarting
+	stateUp
+	stateStopping
+	stateDown
+)
+
+// Cluster is one embedded cluster. Create it with New, start it with Up, stop it with Down.
+type Cluster struct {
+	opts Options
+	log  *slog.Logger
+	set  *manifestSet
+
+	mu       sync.Mutex
+	state    lifecycleState
+	deploys  []*deployment
+	services []*service
+	pods     map[string]*pod // every pod not yet deleted
+	addrs    *addressing
+	changed  chan struct{} // closed and replaced on every change, for waiters
+	upErr    error         // a pod failed while Up was waiting
+	lbAddr   string
+
+	evMu   sync.Mutex
+	events []cluster.Event
+
+	spawn  *spawner
+	kick   chan struct{}
+	downCh chan struct{} // closed when Down starts
+	ctx    context.Context
+	cancel context.CancelFunc
+	podWG  sync.WaitGroup // one kubelet goroutine per pod
+	bgWG   sync.WaitGroup // controller, endpoint propagation, proxies
+}
+
+var _ cluster.Cluster = (*Cluster)(nil)
+
+// New decodes and validates the manifests strictly. No process is started yet.
+func New(opts Options) (*Cluster, error) {
+	if opts.Images == nil {
+		opts.Images = DefaultImages
+	}
+	if opts.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the gracelab executable: %w", err)
+		}
+		opts.Executable = exe
+	}
+	switch {
+	case opts.EndpointLag < 0:
+		return nil, fmt.Errorf("endpoint lag must not be negative (got %s)", opts.EndpointLag)
+	case opts.EndpointLag == 0:
+		opts.EndpointLag = defaultEndpointLag
+	}
+	switch {
+	case opts.NetworkLinger < 0:
+		return nil, fmt.Errorf("network linger must not be negative (got %s)", opts.NetworkLinger)
+	case opts.NetworkLinger == 0:
+		opts.NetworkLinger = defaultNetworkLinger
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = defaultReadyTimeout
+	}
+	if opts.LoadBalancerPort < 0 || opts.LoadBalancerPort > 65535 {
+		return nil, fmt.Errorf("load balancer port %d is out of range (0-65535, 0 lets the OS choose)", opts.LoadBalancerPort)
+	}
+	deps, svcs, files, err := decodeManifests(opts.Manifests)
+	if err != nil {
+		return nil, err
+	}
+	set, err := validate(deps, svcs, files, opts.Images)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{
+		opts:    opts,
+		log:     log,
+		set:     set,
+		pods:    map[string]*pod{},
+		addrs:   newAddressing(),
+		changed: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		downCh:  make(chan struct{}),
+	}
+	for _, d := range set.deployments {
+		c.deploys = append(c.deploys, &deployment{spec: d, template: *d.template.DeepCopy()})
+	}
+	for _, s := range set.services {
+		if len(s.selectedBy(set.deployments)) == 0 {
+			log.Warn("Service selects no Deployment: it will have no endpoints", "service", s.name)
+		}
+		c.services = append(c.services, &service{spec: s, qsig: make(chan struct{}, 1), conns: map[net.Conn]struct{}{}})
+	}
+	return c, nil
+}
+
+func (s *serviceSpec) selectedBy(deps []*deploySpec) []*deploySpec {
+	var out []*deploySpec
+	for _, d := range deps {
+		if d.namespace == s.namespace && s.selector.Matches(labelSet(d.template.Labels)) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Up binds the Service proxies, starts every Deployment's pods and returns once every
+// Deployment is fully rolled out and ready and every proxy routes to the ready pods. On error
+// (including ctx being cancelled, e.g. by Ctrl-C) it leaves nothing running.
+func (c *Cluster) Up(ctx context.Context) (err error) {
+	c.mu.Lock()
+	if c.state != stateNew {
+		c.mu.Unlock()
+		return errors.New("the embedded cluster can be started only once")
+	}
+	c.state = stateStarting
+	c.mu.Unlock()
+
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.spawn = newSpawner()
+	defer func() {
+		if err != nil {
+			_ = c.Down(context.Background())
+		}
+	}()
+	if c.opts.LogDir != "" {
+		if err := os.MkdirAll(c.opts.LogDir, 0o755); err != nil {
+			return fmt.Errorf("creating the pod log directory: %w", err)
+		}
+	}
+	if _, err := os.Stat(c.opts.Executable); err != nil {
+		return fmt.Errorf("pod executable: %w", err)
+	}
+	if err := c.bindServices(); err != nil {
+		return err
+	}
+	for _, s := range c.services {
+		c.bgWG.Add(1)
+		go c.propagate(s)
+	}
+	c.bgWG.Add(1)
+	go c.controllerLoop()
+
+	c.mu.Lock()
+	for _, d := range c.deploys {
+		d.setTemplate(d.template)
+	}
+	c.kickLocked()
+	c.mu.Unlock()
+
+	waitCtx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
+	defer cancel()
+	err = c.waitFor(waitCtx, func() (bool, error) {
+		if c.upErr != nil {
+			return false, c.upErr
+		}
+		return c.allReadyLocked(), nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("start-up interrupted: %w", ctx.Err())
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return fmt.Errorf("the embedded cluster was not ready after %s: %s", c.opts.ReadyTimeout, c.notReadyReasonLocked())
+		}
+		return err
+	}
+	c.mu.Lock()
+	c.state = stateUp
+	c.mu.Unlock()
+	return nil
+}
+
+// allReadyLocked: every Deployment settled with all pods ready, every proxy in sync.
+func (c *Cluster) allReadyLocked() bool {
+	for _, d := range c.deploys {
+		if !d.settled() {
+			return false
+		}
+		for _, p := range d.current.pods {
+			if !p.ready {
+				return false
+			}
+		}
+	}
+	for _, s := range c.services {
+		if s.pending > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// notReadyReasonLocked names the first pod that is not ready and why.
+func (c *Cluster) notReadyReasonLocked() string {
+	for _, d := range c.deploys {
+		for _, p := range d.current.pods {
+			if p.ready {
+				continue
+			}
+			why := "not ready"
+			switch {
+			case p.lastExit != "":
+				why = "its container exited: " + p.lastExit
+			case p.lastProbe != "":
+				why = "last readiness probe: " + p.lastProbe
+			case !p.running:
+				why = "its process has not started"
+			}
+			return fmt.Sprintf("Deployment %q: pod %s %s%s", d.spec.name, p.name, why, p.logHint())
+		}
+		if !d.settled() {
+			r, u, _, a := d.status()
+			return fmt.Sprintf("Deployment %q: rollout not complete (replicas %d, updated %d, available %d, want %d)", d.spec.name, r, u, a, d.spec.replicas)
+		}
+	}
+	for _, s := range c.services {
+		if s.pending > 0 {
+			return fmt.Sprintf("Service %q: endpoint changes still propagating", s.spec.name)
+		}
+	}
+	return "unknown reason"
+}
+
+// bindServices gives every Service its "ClusterIP" listeners, and the LoadBalancer one its
+// 127.0.0.1 listener. A taken address moves the whole cluster to another address block.
+func (c *Cluster) bindServices() error {
+	var lastErr error
+	for range 8 {
+		err := c.tryBindServices()
+		if err == nil {
+			return nil
+		}
+		c.closeListeners()
+		if !errors.Is(err, errAddrInUse) {
+			return err
+		}
+		lastErr = err
+		c.addrs.reblock()
+	}
+	return lastErr
+}
+
+func (c *Cluster) tryBindServices() error {
+	for i, s := range c.services {
+		s.ip = c.addrs.serviceIP(i)
+		s.ports = nil
+		for j, sp := range s.spec.ports {
+			port := int(sp.Port)
+			if c.addrs.mapped {
+				port = 0
+			}
+			ln, err := listenTCP(net.JoinHostPort(s.ip, strconv.Itoa(port)))
+			if err != nil {
+				return err
+			}
+			pp := &portProxy{svc: s, index: j, listeners: []*net.TCPListener{ln}, clusterAddr: ln.Addr().String()}
+			if s.spec.loadBalancer {
+				lbPort := sp.Port
+				if j == 0 {
+					lbPort = int32(c.opts.LoadBalancerPort)
+				}
+				if c.opts.LoadBalancerPort == 0 {
+					lbPort = 0
+				}
+				lb, err := listenTCP(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(lbPort))))
+				if err != nil {
+					ln.Close()
+					// The LoadBalancer port is fixed: another block will not help.
+					return fmt.Errorf("LoadBalancer Service %q: %w (is another embedded cluster running?)", s.spec.name, errors.Unwrap(err))
+				}
+				pp.listeners = append(pp.listeners, lb)
+				if j == 0 {
+					c.lbAddr = lb.Addr().String()
+				}
+			}
+			s.ports = append(s.ports, pp)
+		}
+	}
+	for _, s := range c.services {
+		for _, pp := range s.ports {
+			for _, ln := range pp.listeners {
+				c.bgWG.Add(1)
+				go pp.serve(ln, &c.bgWG)
+			}
+		}
+	}
+	return nil
+}
+
+func listenTCP(addr string) (*net.TCPListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if isAddrInUse(err) {
+			return nil, fmt.Errorf("%w: %s", errAddrInUse, addr)
+		}
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+func (c *Cluster) closeListeners() {
+	for _, s := range c.services {
+		for _, pp := range s.ports {
+			for _, ln := range pp.listeners {
+				ln.Close()
+			}
+		}
+		s.ports = nil
+	}
+	c.lbAddr = ""
+}
+
+// Target is the URL of the LoadBalancer Service (else of a Service named "downstream", else
+// of the first Service), for load to be sent to. It is empty before Up.
+func (c *Cluster) Target() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lbAddr != "" {
+		return "http://" + c.lbAddr
+	}
+	for _, s := range c.services {
+		if s.spec.name == "downstream" && len(s.ports) > 0 {
+			return "http://" + s.ports[0].clusterAddr
+		}
+	}
+	if len(c.services) > 0 && len(c.services[0].ports) > 0 {
+		return "http://" + c.services[0].ports[0].clusterAddr
+	}
+	return ""
+}
+
+// ServiceAddr returns the host:port a Service port listens on inside the cluster (its
+// "ClusterIP"), for callers that want to reach a Service other than the Target.
+func (c *Cluster) ServiceAddr(name string, port int32) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.services {
+		if s.spec.name != name {
+			continue
+		}
+		for _, pp := range s.ports {
+			if s.spec.ports[pp.index].Port == port {
+				return pp.clusterAddr, true
+			}
+		}
+	}
+	return "", false
+}
+
+// Events returns a copy of every event recorded so far, in order.
+func (c *Cluster) Events() []cluster.Event {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	return append([]cluster.Event(nil), c.events...)
+}
+
+// record appends an event; callers hold c.mu so events and state changes agree in order.
+func (c *Cluster) record(kind cluster.EventKind, d *deployment, p *pod, detail string) {
+	ev := cluster.Event{Kind: kind, Detail: detail, Source: cluster.SourceEmbedded}
+	if d != nil {
+		ev.Deployment = d.spec.name
+		if d.current != nil {
+			ev.Revision = d.current.hash
+		}
+	}
+	if p != nil {
+		ev.Deployment = p.d.spec.name
+		ev.Pod = p.name
+		ev.Revision = p.rs.hash
+	}
+	c.evMu.Lock()
+	ev.Time = time.Now()
+	c.events = append(c.events, ev)
+	c.evMu.Unlock()
+	c.log.Info(string(kind), "deployment", ev.Deployment, "pod", ev.Pod, "revision", ev.Revision, "detail", detail)
+}
+
+// PodInfo describes one pod, for status displays and tests.
+type PodInfo struct {
+	Name        string `json:"name"`
+	Deployment  string `json:"deployment"`
+	Revision    string `json:"revision"`
+	IP          string `json:"ip"`
+	PID         int    `json:"pid"` // 0 when no process runs
+	Ready       bool   `json:"ready"`
+	Terminating bool   `json:"terminating"`
+	Restarts    int    `json:"restarts"`
+	Log         string `json:"log,omitempty"`
+}
+
+// Pods lists the pods that exist (not yet deleted), sorted by name.
+func (c *Cluster) Pods() []PodInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]PodInfo, 0, len(c.pods))
+	for _, p := range c.pods {
+		pid := 0
+		if p.running && p.inst != nil {
+			pid = p.inst.cmd.Process.Pid
+		}
+		out = append(out, PodInfo{Name: p.name, Deployment: p.d.spec.name, Revision: p.rs.hash, IP: p.ip, PID: pid,
+			Ready: p.ready, Terminating: p.terminating, Restarts: p.restarts, Log: p.logPath})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Restart starts a rolling restart of a Deployment exactly as `kubectl rollout restart`: the
+// pod template gets a new kubectl.kubernetes.io/restartedAt annotation, hence a new revision.
+// It returns once the restart is triggered; WaitSettled waits for it to finish.
+func (c *Cluster) Restart(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateUp {
+		return errors.New("the embedded cluster is not running")
+	}
+	d, err := c.findLocked(name)
+	if err != nil {
+		return err
+	}
+	t := *d.template.DeepCopy()
+	if t.Annotations == nil {
+		t.Annotations = map[string]string{}
+	}
+	now := time.Now()
+	stamp := now.Format(time.RFC3339)
+	if t.Annotations[restartedAtKey] == stamp {
+		stamp = now.Format(time.RFC3339Nano) // a second restart within the same second
+	}
+	t.Annotations[restartedAtKey] = stamp
+	d.setTemplate(t)
+	c.record(cluster.RestartTriggered, d, nil, "restartedAt "+stamp)
+	c.kickLocked()
+	c.notifyLocked()
+	return nil
+}
+
+func (c *Cluster) findLocked(name string) (*deployment, error) {
+	ns, n, ok := strings.Cut(name, "/")
+	if !ok {
+		ns, n = "", name
+	}
+	var names []string
+	for _, d := range c.deploys {
+		if d.spec.name == n && (ns == "" || d.spec.namespace == ns) {
+			return d, nil
+		}
+		names = append(names, d.spec.name)
+	}
+	return nil, fmt.Errorf("no Deployment %q in the embedded cluster (have: %s)", name, strings.Join(names, ", "))
+}
+
+// WaitSettled blocks until the Deployment's rollout is complete (updated = ready = available
+// = replicas) and no pod of an old revision is left, terminating or not.
+func (c *Cluster) WaitSettled(ctx context.Context, name string) error {
+	c.mu.Lock()
+	d, err := c.findLocked(name)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.waitFor(ctx, func() (bool, error) {
+		if c.state >= stateStopping {
+			return false, errors.New("the embedded cluster was stopped")
+		}
+		if !d.settled() {
+			return false, nil
+		}
+		for _, p := range d.current.pods {
+			if !p.ready {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// waitFor re-evaluates cond (under c.mu) on every change until it holds, fails or ctx ends.
+func (c *Cluster) waitFor(ctx context.Context, cond func() (bool, error)) error {
+	for {
+		c.mu.Lock()
+		ok, err := cond()
+		ch := c.changed
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Cluster) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *Cluster) kickLocked() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Down stops every pod (SIGTERM, SIGKILL after 2s; no preStop: the cluster is going away),
+// closes the proxies and returns once no process is left. Safe to call more than once. If ctx
+// ends first, every pod is SIGKILLed at once and Down still waits for them.
+func (c *Cluster) Down(ctx context.Context) error {
+	c.mu.Lock()
+	switch c.state {
+	case stateNew:
+		c.state = stateDown
+		c.mu.Unlock()
+		return nil
+	case stateStopping, stateDown:
+		c.mu.Unlock()
+		c.podWG.Wait()
+		c.bgWG.Wait()
+		return nil
+	}
+	c.state = stateStopping
+	close(c.downCh)
+	c.notifyLocked()
+	c.mu.Unlock()
+
+	c.cancel()
+	done := make(chan struct{})
+	go func() { c.podWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.killAll()
+		<-done
+	}
+	for _, s := range c.services {
+		s.closeAll()
+	}
+	c.bgWG.Wait()
+	c.spawn.stop()
+	c.mu.Lock()
+	c.state = stateDown
+	c.notifyLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// killAll SIGKILLs every pod process group now.
+func (c *Cluster) killAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.pods {
+		if p.running && p.inst != nil {
+			_ = signalGroup(p.inst.cmd.Process.Pid, sigKILL)
+		}
+	}
+}
+
+// templateHash is the pod-template-hash of a template, computed like the Deployment
+// controller's (FNV-32a of the template, safely encoded).
+func templateHash(t corev1.PodTemplateSpec) string {
+	t = *t.DeepCopy()
+	delete(t.Labels, templateHashLabel)
+	b, _ := json.Marshal(t) // a PodTemplateSpec always marshals
+	h := fnv.New32a()
+	h.Write(b)
+	return rand.SafeEncodeString(strconv.FormatUint(uint64(h.Sum32()), 10))
+}
+
+// logPathFor is where a pod's output goes, or "" when LogDir is unset.
+func (c *Cluster) logPathFor(name string) string {
+	if c.opts.LogDir == "" {
+		return ""
+	}
+	return filepath.Join(c.opts.LogDir, name+".log")
+}

@@ -1,0 +1,542 @@
+package localkube
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// deploySpec is a validated Deployment with everything the controller and kubelet need resolved.
+type deploySpec struct {
+	file           string
+	name           string
+	namespace      string
+	replicas       int32
+	recreate       bool
+	maxSurge       int32 // resolved against replicas, Kubernetes rounding
+	maxUnavailable int32
+	minReady       time.Duration
+	selector       labels.Selector
+	template       corev1.PodTemplateSpec
+	args           []string // from Options.Images
+}
+
+// serviceSpec is a validated Service.
+type serviceSpec struct {
+	file         string
+	name         string
+	namespace    string
+	loadBalancer bool
+	selector     labels.Selector
+	ports        []corev1.ServicePort
+}
+
+type manifestSet struct {
+	deployments []*deploySpec
+	services    []*serviceSpec
+}
+
+// defaultNamespace is where objects without metadata.namespace live, as with kubectl.
+const defaultNamespace = "default"
+
+// decodeManifests reads every .yaml/.yml/.json file at the root of fsys (not recursive, like
+// `kubectl apply -f DIR`) and decodes each document strictly into k8s.io/api types.
+func decodeManifests(fsys fs.FS) ([]*appsv1.Deployment, []*corev1.Service, map[any]string, error) {
+	if fsys == nil {
+		return nil, nil, nil, errors.New("no manifests: Options.Manifests is nil")
+	}
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("reading manifest directory: %w", err)
+	}
+	var deps []*appsv1.Deployment
+	var svcs []*corev1.Service
+	files := map[any]string{}
+	for _, e := range entries {
+		ext := strings.ToLower(path.Ext(e.Name()))
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		data, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("reading %s: %w", e.Name(), err)
+		}
+		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for n := 1; ; n++ {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("%s: document %d: %w", e.Name(), n, err)
+			}
+			where := fmt.Sprintf("%s: document %d", e.Name(), n)
+			var probe map[string]any
+			if err := yaml.Unmarshal(doc, &probe); err != nil {
+				return nil, nil, nil, fmt.Errorf("%s: %s", where, cleanYAMLError(err))
+			}
+			if len(probe) == 0 {
+				continue // empty document or comments only
+			}
+			var tm metav1.TypeMeta
+			if err := yaml.Unmarshal(doc, &tm); err != nil {
+				return nil, nil, nil, fmt.Errorf("%s: %s", where, cleanYAMLError(err))
+			}
+			switch {
+			case tm.APIVersion == "apps/v1" && tm.Kind == "Deployment":
+				d := &appsv1.Deployment{}
+				if err := yaml.UnmarshalStrict(doc, d); err != nil {
+					return nil, nil, nil, fmt.Errorf("%s (Deployment): %s", where, cleanYAMLError(err))
+				}
+				deps = append(deps, d)
+				files[d] = e.Name()
+			case tm.APIVersion == "v1" && tm.Kind == "Service":
+				s := &corev1.Service{}
+				if err := yaml.UnmarshalStrict(doc, s); err != nil {
+					return nil, nil, nil, fmt.Errorf("%s (Service): %s", where, cleanYAMLError(err))
+				}
+				svcs = append(svcs, s)
+				files[s] = e.Name()
+			case tm.Kind == "":
+				return nil, nil, nil, fmt.Errorf("%s: missing kind", where)
+			default:
+				return nil, nil, nil, fmt.Errorf("%s: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", where, tm.APIVersion, tm.Kind)
+			}
+		}
+	}
+	if len(deps) == 0 && len(svcs) == 0 {
+		return nil, nil, nil, errors.New("no Deployment or Service found in the manifest directory (looked for *.yaml, *.yml, *.json)")
+	}
+	return deps, svcs, files, nil
+}
+
+// cleanYAMLError drops the wrapper prefixes sigs.k8s.io/yaml adds, keeping the cause.
+func cleanYAMLError(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "error converting YAML to JSON: "} {
+		msg = strings.ReplaceAll(msg, p, "")
+	}
+	return msg
+}
+
+// validate turns decoded objects into specs, rejecting anything the embedded cluster cannot honour.
+func validate(deps []*appsv1.Deployment, svcs []*corev1.Service, files map[any]string, images map[string][]string) (*manifestSet, error) {
+	set := &manifestSet{}
+	seen := map[string]bool{}
+	for _, d := range deps {
+		spec, err := validateDeployment(d, images)
+		if err != nil {
+			return nil, fmt.Errorf("%s: Deployment %q: %w", files[d], d.Name, err)
+		}
+		spec.file = files[d]
+		key := "deployment/" + spec.namespace + "/" + spec.name
+		if seen[key] {
+			return nil, fmt.Errorf("%s: Deployment %q is defined twice", files[d], d.Name)
+		}
+		seen[key] = true
+		set.deployments = append(set.deployments, spec)
+	}
+	lb := ""
+	for _, s := range svcs {
+		spec, err := validateService(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: Service %q: %w", files[s], s.Name, err)
+		}
+		spec.file = files[s]
+		key := "service/" + spec.namespace + "/" + spec.name
+		if seen[key] {
+			return nil, fmt.Errorf("%s: Service %q is defined twice", files[s], s.Name)
+		}
+		seen[key] = true
+		if spec.loadBalancer {
+			if lb != "" {
+				return nil, fmt.Errorf("%s: Service %q: only one LoadBalancer Service is supported (%q is one already)", files[s], s.Name, lb)
+			}
+			lb = spec.name
+		}
+		// A named targetPort must exist in every Deployment the Service selects.
+		for _, d := range set.deployments {
+			if d.namespace != spec.namespace || !spec.selector.Matches(labels.Set(d.template.Labels)) {
+				continue
+			}
+			for _, p := range spec.ports {
+				if _, err := resolvePort(p.TargetPort, d.template.Spec.Containers[0]); err != nil {
+					return nil, fmt.Errorf("%s: Service %q port %d: targetPort in Deployment %q: %w", files[s], s.Name, p.Port, d.name, err)
+				}
+			}
+		}
+		set.services = append(set.services, spec)
+	}
+	sort.SliceStable(set.deployments, func(i, j int) bool { return set.deployments[i].name < set.deployments[j].name })
+	return set, nil
+}
+
+func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*deploySpec, error) {
+	if d.Name == "" {
+		return nil, errors.New("metadata.name is required")
+	}
+	spec := &deploySpec{name: d.Name, namespace: orDefault(d.Namespace, defaultNamespace), replicas: 1}
+	if d.Spec.Replicas != nil {
+		spec.replicas = *d.Spec.Replicas
+	}
+	if spec.replicas < 0 {
+		return nil, fmt.Errorf("spec.replicas must not be negative (got %d)", spec.replicas)
+	}
+	if d.Spec.Selector == nil || (len(d.Spec.Selector.MatchLabels) == 0 && len(d.Spec.Selector.MatchExpressions) == 0) {
+		return nil, errors.New("spec.selector is required (apps/v1)")
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("spec.selector: %w", err)
+	}
+	if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		return nil, errors.New("spec.selector does not match spec.template.metadata.labels")
+	}
+	spec.selector = sel
+	if d.Spec.MinReadySeconds < 0 {
+		return nil, errors.New("spec.minReadySeconds must not be negative")
+	}
+	spec.minReady = time.Duration(d.Spec.MinReadySeconds) * time.Second
+
+	switch d.Spec.Strategy.Type {
+	case "", appsv1.RollingUpdateDeploymentStrategyType:
+		var surge, unavail *intstr.IntOrString
+		if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
+			surge, unavail = ru.MaxSurge, ru.MaxUnavailable
+		}
+		spec.maxSurge, spec.maxUnavailable, err = resolveRollingUpdate(spec.replicas, surge, unavail)
+		if err != nil {
+			return nil, err
+		}
+	case appsv1.RecreateDeploymentStrategyType:
+		if d.Spec.Strategy.RollingUpdate != nil {
+			return nil, errors.New("spec.strategy.rollingUpdate may not be set when strategy type is Recreate")
+		}
+		spec.recreate = true
+	default:
+		return nil, fmt.Errorf("spec.strategy.type %q is not RollingUpdate or Recreate", d.Spec.Strategy.Type)
+	}
+
+	ps := &d.Spec.Template.Spec
+	if len(ps.Containers) != 1 {
+		return nil, fmt.Errorf("the pod template has %d containers; the embedded cluster runs exactly one per pod", len(ps.Containers))
+	}
+	if len(ps.InitContainers) > 0 || len(ps.EphemeralContainers) > 0 {
+		return nil, errors.New("init and ephemeral containers are not supported by the embedded cluster")
+	}
+	if ps.RestartPolicy != "" && ps.RestartPolicy != corev1.RestartPolicyAlways {
+		return nil, fmt.Errorf("spec.template.spec.restartPolicy must be Always for a Deployment (got %s)", ps.RestartPolicy)
+	}
+	if ps.TerminationGracePeriodSeconds != nil && *ps.TerminationGracePeriodSeconds < 0 {
+		return nil, errors.New("terminationGracePeriodSeconds must not be negative")
+	}
+	c := ps.Containers[0]
+	if c.Image == "" {
+		return nil, fmt.Errorf("container %q: image is required", c.Name)
+	}
+	args, ok := images[imageRepository(c.Image)]
+	if !ok {
+		return nil, fmt.Errorf("container %q: image %q is not mapped to a command (known: %s)", c.Name, c.Image, strings.Join(sortedKeys(images), ", "))
+	}
+	spec.args = args
+	if len(c.Command) > 0 || len(c.Args) > 0 {
+		return nil, fmt.Errorf("container %q: command/args cannot be honoured: the embedded cluster runs the command mapped to image %q", c.Name, imageRepository(c.Image))
+	}
+	if len(c.EnvFrom) > 0 {
+		return nil, fmt.Errorf("container %q: envFrom is not supported by the embedded cluster (no ConfigMaps or Secrets)", c.Name)
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			continue
+		}
+		if e.ValueFrom.FieldRef == nil {
+			return nil, fmt.Errorf("container %q: env %s: only valueFrom.fieldRef is supported by the embedded cluster", c.Name, e.Name)
+		}
+		if _, ok := fieldRefs[e.ValueFrom.FieldRef.FieldPath]; !ok {
+			return nil, fmt.Errorf("container %q: env %s: fieldRef %q is not supported (supported: %s)", c.Name, e.Name, e.ValueFrom.FieldRef.FieldPath, strings.Join(sortedKeys(fieldRefs), ", "))
+		}
+	}
+	names := map[string]bool{}
+	for _, p := range c.Ports {
+		if p.ContainerPort < 1 || p.ContainerPort > 65535 {
+			return nil, fmt.Errorf("container %q: containerPort %d is out of range", c.Name, p.ContainerPort)
+		}
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			return nil, fmt.Errorf("container %q: port %d: protocol %s is not supported (TCP only)", c.Name, p.ContainerPort, p.Protocol)
+		}
+		if p.Name != "" {
+			if names[p.Name] {
+				return nil, fmt.Errorf("container %q: port name %q is used twice", c.Name, p.Name)
+			}
+			names[p.Name] = true
+		}
+	}
+	for _, pr := range []struct {
+		what     string
+		p        *corev1.Probe
+		liveness bool
+	}{{"readinessProbe", c.ReadinessProbe, false}, {"livenessProbe", c.LivenessProbe, true}} {
+		if pr.p == nil {
+			continue
+		}
+		if err := validateProbe(pr.p, c, pr.liveness); err != nil {
+			return nil, fmt.Errorf("container %q: %s: %w", c.Name, pr.what, err)
+		}
+	}
+	if c.StartupProbe != nil {
+		return nil, fmt.Errorf("container %q: startupProbe is not supported by the embedded cluster", c.Name)
+	}
+	if lc := c.Lifecycle; lc != nil {
+		if lc.PostStart != nil {
+			return nil, fmt.Errorf("container %q: lifecycle.postStart is not supported by the embedded cluster", c.Name)
+		}
+		if lc.PreStop != nil {
+			if err := validateHandler(*lc.PreStop, c); err != nil {
+				return nil, fmt.Errorf("container %q: lifecycle.preStop: %w", c.Name, err)
+			}
+		}
+	}
+	spec.template = *d.Spec.Template.DeepCopy()
+	return spec, nil
+}
+
+func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
+	h := p.ProbeHandler
+	n := 0
+	if h.HTTPGet != nil {
+		n++
+	}
+	if h.TCPSocket != nil {
+		n++
+	}
+	if h.Exec != nil {
+		n++
+	}
+	if h.GRPC != nil {
+		return errors.New("grpc probes are not supported by the embedded cluster")
+	}
+	if n != 1 {
+		return errors.New("exactly one of httpGet, tcpSocket, exec must be set")
+	}
+	if err := validateTarget(h.HTTPGet, h.TCPSocket, h.Exec, c); err != nil {
+		return err
+	}
+	for name, v := range map[string]int32{"initialDelaySeconds": p.InitialDelaySeconds, "periodSeconds": p.PeriodSeconds, "timeoutSeconds": p.TimeoutSeconds, "successThreshold": p.SuccessThreshold, "failureThreshold": p.FailureThreshold} {
+		if v < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	if liveness && p.SuccessThreshold > 1 {
+		return errors.New("successThreshold must be 1 for a liveness probe")
+	}
+	return nil
+}
+
+func validateHandler(h corev1.LifecycleHandler, c corev1.Container) error {
+	n := 0
+	if h.HTTPGet != nil {
+		n++
+	}
+	if h.Exec != nil {
+		n++
+	}
+	if h.Sleep != nil {
+		n++
+		if h.Sleep.Seconds < 0 {
+			return errors.New("sleep.seconds must not be negative")
+		}
+	}
+	if h.TCPSocket != nil {
+		return errors.New("tcpSocket is not a valid lifecycle hook (Kubernetes ignores it); use httpGet, exec or sleep")
+	}
+	if n != 1 {
+		return errors.New("exactly one of httpGet, exec, sleep must be set")
+	}
+	return validateTarget(h.HTTPGet, nil, h.Exec, c)
+}
+
+func validateTarget(hg *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction, ex *corev1.ExecAction, c corev1.Container) error {
+	if hg != nil {
+		if hg.Scheme != "" && hg.Scheme != corev1.URISchemeHTTP && hg.Scheme != corev1.URISchemeHTTPS {
+			return fmt.Errorf("httpGet.scheme %q is not HTTP or HTTPS", hg.Scheme)
+		}
+		if _, err := resolvePort(hg.Port, c); err != nil {
+			return fmt.Errorf("httpGet.port: %w", err)
+		}
+	}
+	if tcp != nil {
+		if _, err := resolvePort(tcp.Port, c); err != nil {
+			return fmt.Errorf("tcpSocket.port: %w", err)
+		}
+	}
+	if ex != nil && len(ex.Command) == 0 {
+		return errors.New("exec.command is empty")
+	}
+	return nil
+}
+
+// resolvePort turns a number or a container port name into a container port number.
+func resolvePort(p intstr.IntOrString, c corev1.Container) (int32, error) {
+	if p.Type == intstr.Int {
+		if p.IntVal < 1 || p.IntVal > 65535 {
+			return 0, fmt.Errorf("port %d is out of range", p.IntVal)
+		}
+		return p.IntVal, nil
+	}
+	if p.StrVal == "" {
+		return 0, errors.New("port is required")
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return cp.ContainerPort, nil
+		}
+	}
+	return 0, fmt.Errorf("no container port named %q", p.StrVal)
+}
+
+func validateService(s *corev1.Service) (*serviceSpec, error) {
+	if s.Name == "" {
+		return nil, errors.New("metadata.name is required")
+	}
+	spec := &serviceSpec{name: s.Name, namespace: orDefault(s.Namespace, defaultNamespace)}
+	switch s.Spec.Type {
+	case "", corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort:
+	case corev1.ServiceTypeLoadBalancer:
+		spec.loadBalancer = true
+	default:
+		return nil, fmt.Errorf("type %s is not supported by the embedded cluster (ClusterIP, NodePort, LoadBalancer)", s.Spec.Type)
+	}
+	if s.Spec.ClusterIP == corev1.ClusterIPNone {
+		return nil, errors.New("headless Services (clusterIP: None) are not supported by the embedded cluster")
+	}
+	if len(s.Spec.Selector) == 0 {
+		return nil, errors.New("spec.selector is required (Services without a selector are not supported by the embedded cluster)")
+	}
+	spec.selector = labels.SelectorFromSet(s.Spec.Selector)
+	if len(s.Spec.Ports) == 0 {
+		return nil, errors.New("spec.ports is empty")
+	}
+	seen := map[int32]bool{}
+	for _, p := range s.Spec.Ports {
+		if p.Port < 1 || p.Port > 65535 {
+			return nil, fmt.Errorf("port %d is out of range", p.Port)
+		}
+		if seen[p.Port] {
+			return nil, fmt.Errorf("port %d is listed twice", p.Port)
+		}
+		seen[p.Port] = true
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			return nil, fmt.Errorf("port %d: protocol %s is not supported (TCP only)", p.Port, p.Protocol)
+		}
+		if p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal == 0 {
+			p.TargetPort = intstr.FromInt32(p.Port) // Kubernetes' default
+		}
+		spec.ports = append(spec.ports, p)
+	}
+	return spec, nil
+}
+
+// imageRepository strips the tag or digest (and a docker.io/ prefix): the tag is not an image here.
+func imageRepository(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i]
+	}
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		image = image[:i]
+	}
+	return strings.TrimPrefix(image, "docker.io/")
+}
+
+// resolveRollingUpdate returns maxSurge and maxUnavailable as pod counts, as the Deployment
+// controller resolves them: absent values default to 25%, surge rounds up, unavailable rounds
+// down, both explicitly zero is invalid, and if both resolve to zero unavailable becomes 1.
+func resolveRollingUpdate(replicas int32, surge, unavailable *intstr.IntOrString) (int32, int32, error) {
+	def := intstr.FromString("25%")
+	surge = intstr.ValueOrDefault(surge, def)
+	unavailable = intstr.ValueOrDefault(unavailable, def)
+	for _, f := range []struct {
+		name string
+		v    *intstr.IntOrString
+	}{{"maxSurge", surge}, {"maxUnavailable", unavailable}} {
+		switch f.v.Type {
+		case intstr.Int:
+			if f.v.IntVal < 0 {
+				return 0, 0, fmt.Errorf("spec.strategy.rollingUpdate.%s must not be negative (got %d)", f.name, f.v.IntVal)
+			}
+		case intstr.String:
+			if !percentRE.MatchString(f.v.StrVal) {
+				return 0, 0, fmt.Errorf("spec.strategy.rollingUpdate.%s must be an integer or a percentage such as '25%%' (got %q)", f.name, f.v.StrVal)
+			}
+		}
+	}
+	if unavailable.Type == intstr.String && percentValue(unavailable.StrVal) > 100 {
+		return 0, 0, fmt.Errorf("spec.strategy.rollingUpdate.maxUnavailable must not be greater than 100%% (got %s)", unavailable.StrVal)
+	}
+	if rawValue(surge) == 0 && rawValue(unavailable) == 0 {
+		return 0, 0, errors.New("spec.strategy.rollingUpdate: maxSurge and maxUnavailable may not both be 0")
+	}
+	s, err := intstr.GetScaledValueFromIntOrPercent(surge, int(replicas), true)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spec.strategy.rollingUpdate.maxSurge: %w", err)
+	}
+	u, err := intstr.GetScaledValueFromIntOrPercent(unavailable, int(replicas), false)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spec.strategy.rollingUpdate.maxUnavailable: %w", err)
+	}
+	if s == 0 && u == 0 {
+		u = 1 // rounding made both zero: the controller allows one unavailable pod
+	}
+	if u > int(replicas) {
+		u = int(replicas)
+	}
+	return int32(s), int32(u), nil
+}
+
+var percentRE = regexp.MustCompile(`^[0-9]+%$`)
+
+func percentValue(s string) int {
+	n := 0
+	for _, r := range strings.TrimSuffix(s, "%") {
+		n = n*10 + int(r-'0')
+	}
+	return n
+}
+
+func rawValue(v *intstr.IntOrString) int {
+	if v.Type == intstr.Int {
+		return int(v.IntVal)
+	}
+	return percentValue(v.StrVal)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

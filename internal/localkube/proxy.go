@@ -1,0 +1,342 @@
+package localkube
+
+import (
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/cluster"
+)
+
+// The Service proxy, an L4 userspace kube-proxy. Every Service port listens on the Service's
+// address (and, for the LoadBalancer Service, on 127.0.0.1 too). A new connection goes to a
+// random endpoint of the set the proxy currently knows, which trails the API view by
+// EndpointLag; the bytes are then spliced both ways and the connection stays on that pod.
+//
+// How a connection to a dying pod fails, as on a real cluster:
+//   - process alive: served, or cut (EOF/reset) when the process dies mid-request;
+//   - process dead, network still there (NetworkLinger): the kernel refuses the dial; the
+//     proxy has already accepted the caller, so it resets the caller's connection at once
+//     (a real cluster's caller would see "connection refused": here it sees a reset);
+//   - network torn down while the proxy still routes to the pod: the connection is held and
+//     never answered (a black hole) until the caller gives up.
+
+type service struct {
+	spec  *serviceSpec
+	ip    string
+	ports []*portProxy
+
+	routes atomic.Pointer[[]route] // what the proxy currently routes new connections to
+
+	// Guarded by Cluster.mu.
+	api     []apiEndpoint // the API view (EndpointSlice), updated at once
+	routed  []*pod        // the pods in routes, for events
+	pending int           // API snapshots not yet applied to routes
+
+	qmu   sync.Mutex
+	queue []pendingUpdate
+	qsig  chan struct{}
+
+	stats proxyStats
+
+	connMu sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	active sync.WaitGroup
+}
+
+type apiEndpoint struct {
+	pod                         *pod
+	ready, serving, terminating bool
+}
+
+type pendingUpdate struct {
+	due  time.Time
+	snap []apiEndpoint
+}
+
+type route struct {
+	pod   string
+	net   *podNet
+	addrs []string // per Service port index
+}
+
+type portProxy struct {
+	svc         *service
+	index       int
+	listeners   []*net.TCPListener
+	clusterAddr string
+}
+
+// proxyStats count what a Service's proxy did with new connections.
+type proxyStats struct {
+	accepted, refused, blackholed, noEndpoint atomic.Int64
+}
+
+// syncEndpointsLocked recomputes every Service's API view from the pods and queues each change
+// for the proxy, due EndpointLag from now.
+func (c *Cluster) syncEndpointsLocked() {
+	for _, s := range c.services {
+		var snap []apiEndpoint
+		for _, p := range c.sortedPodsLocked() {
+			if p.d.spec.namespace != s.spec.namespace || p.ip == "" || !s.spec.selector.Matches(labelSet(p.labels)) {
+				continue
+			}
+			snap = append(snap, apiEndpoint{pod: p, ready: p.ready && !p.terminating, serving: p.ready, terminating: p.terminating})
+		}
+		if slices.Equal(snap, s.api) {
+			continue
+		}
+		for _, old := range s.api {
+			if !old.ready {
+				continue
+			}
+			for _, e := range snap {
+				if e.pod == old.pod && !e.ready {
+					why := "not ready"
+					if e.terminating {
+						why = "terminating"
+					}
+					c.record(cluster.EndpointNotReady, nil, e.pod, "service "+s.spec.name+": "+why)
+				}
+			}
+		}
+		s.api = snap
+		s.pending++
+		s.qmu.Lock()
+		s.queue = append(s.queue, pendingUpdate{due: time.Now().Add(c.opts.EndpointLag), snap: snap})
+		s.qmu.Unlock()
+		select {
+		case s.qsig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *Cluster) sortedPodsLocked() []*pod {
+	ps := make([]*pod, 0, len(c.pods))
+	for _, p := range c.pods {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b *pod) int { return a.created.Compare(b.created) })
+	return ps
+}
+
+// propagate applies a Service's queued API views to its proxy, each EndpointLag after it
+// happened, in order.
+func (c *Cluster) propagate(s *service) {
+	defer c.bgWG.Done()
+	for {
+		s.qmu.Lock()
+		if len(s.queue) == 0 {
+			s.qmu.Unlock()
+			select {
+			case <-s.qsig:
+				continue
+			case <-c.ctx.Done():
+				return
+			}
+		}
+		u := s.queue[0]
+		s.queue = s.queue[1:]
+		s.qmu.Unlock()
+		t := time.NewTimer(time.Until(u.due))
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		}
+		c.applyEndpoints(s, u.snap)
+	}
+}
+
+// applyEndpoints sets what the proxy routes to: ready endpoints, or if there are none the
+// serving terminating ones (kube-proxy's fallback).
+func (c *Cluster) applyEndpoints(s *service, snap []apiEndpoint) {
+	var use []apiEndpoint
+	for _, e := range snap {
+		if e.ready {
+			use = append(use, e)
+		}
+	}
+	if len(use) == 0 {
+		for _, e := range snap {
+			if e.serving && e.terminating {
+				use = append(use, e)
+			}
+		}
+	}
+	routes := make([]route, 0, len(use))
+	pods := make([]*pod, 0, len(use))
+	for _, e := range use {
+		r := route{pod: e.pod.name, net: e.pod.net}
+		for _, sp := range s.spec.ports {
+			port, err := resolvePort(sp.TargetPort, e.pod.container)
+			if err != nil {
+				r.addrs = append(r.addrs, "") // validated at New; unreachable
+				continue
+			}
+			r.addrs = append(r.addrs, e.pod.addr(port))
+		}
+		routes = append(routes, r)
+		pods = append(pods, e.pod)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.pending--
+	for _, old := range s.routed {
+		if !slices.Contains(pods, old) {
+			c.record(cluster.EndpointRemoved, nil, old, "service "+s.spec.name)
+		}
+	}
+	for _, p := range pods {
+		if !slices.Contains(s.routed, p) {
+			c.record(cluster.EndpointAdded, nil, p, "service "+s.spec.name+" -> "+p.ip)
+		}
+	}
+	s.routes.Store(&routes)
+	s.routed = pods
+	c.notifyLocked()
+}
+
+func (pp *portProxy) serve(ln *net.TCPListener, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		conn, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // e.g. EMFILE: back off, don't spin
+			continue
+		}
+		if !pp.svc.track(conn) {
+			conn.Close()
+			return
+		}
+		go func() {
+			defer pp.svc.untrack(conn)
+			pp.handle(conn)
+		}()
+	}
+}
+
+func (pp *portProxy) handle(client *net.TCPConn) {
+	pp.svc.stats.accepted.Add(1)
+	rp := pp.svc.routes.Load()
+	if rp == nil || len(*rp) == 0 {
+		// No endpoint: kube-proxy rejects; through a userspace proxy that is a reset.
+		pp.svc.stats.noEndpoint.Add(1)
+		reset(client)
+		return
+	}
+	routes := *rp
+	r := routes[rand.IntN(len(routes))]
+	if r.net.removed.Load() {
+		pp.svc.stats.blackholed.Add(1)
+		blackhole(client)
+		return
+	}
+	backend, err := net.DialTimeout("tcp", r.addrs[pp.index], 2*time.Second)
+	if err != nil {
+		pp.svc.stats.refused.Add(1)
+		reset(client)
+		return
+	}
+	if !pp.svc.track(backend) {
+		backend.Close()
+		client.Close()
+		return
+	}
+	defer pp.svc.untrack(backend)
+	splice(client, backend.(*net.TCPConn))
+}
+
+// blackhole holds the connection and never answers, until the caller closes it (or Down).
+func blackhole(c *net.TCPConn) {
+	_, _ = io.Copy(io.Discard, c)
+	c.Close()
+}
+
+// reset closes with RST rather than FIN, so the caller sees "connection reset by peer".
+func reset(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
+
+// splice copies both ways. A clean end (FIN) on one side becomes a half-close on the other; an
+// error (reset) on either side resets both, so a backend that dies mid-response is seen by the
+// caller as the same EOF or reset, never as a clean, complete answer.
+func splice(client, backend *net.TCPConn) {
+	var once sync.Once
+	abort := func() {
+		once.Do(func() {
+			reset(client)
+			reset(backend)
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := io.Copy(backend, client); err != nil {
+			abort()
+			return
+		}
+		_ = backend.CloseWrite()
+	}()
+	if _, err := io.Copy(client, backend); err != nil {
+		abort()
+	} else {
+		_ = client.CloseWrite()
+	}
+	<-done
+	client.Close()
+	backend.Close()
+}
+
+func (s *service) track(c net.Conn) bool {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.active.Add(1)
+	return true
+}
+
+func (s *service) untrack(c net.Conn) {
+	s.connMu.Lock()
+	delete(s.conns, c)
+	s.connMu.Unlock()
+	s.active.Done()
+}
+
+// closeAll closes the listeners and every connection, and waits for the handlers.
+func (s *service) closeAll() {
+	for _, pp := range s.ports {
+		for _, ln := range pp.listeners {
+			ln.Close()
+		}
+	}
+	s.connMu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			reset(tc)
+		} else {
+			c.Close()
+		}
+	}
+	s.connMu.Unlock()
+	s.active.Wait()
+}
+
+func isAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
