@@ -1,0 +1,121 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// settingsLines describes the settings in words, as label/value pairs.
+func settingsLines(r *Report) [][2]string {
+	st := r.Settings
+	var load string
+	switch st.Model {
+	case "open":
+		load = fmt.Sprintf("open model, %g requests/s", st.Rate)
+	default:
+		load = fmt.Sprintf("closed model, %d VUs, %s think time", st.VUs, st.Think.D())
+	}
+	conns := "a new connection per request"
+	if st.Connections == "reuse" {
+		conns = "keep-alive connections"
+	}
+	load += fmt.Sprintf(", %s, %s, timeout %s", orDefault(st.Method, "GET"), conns, st.Timeout.D())
+	out := [][2]string{
+		{"cluster", orDefault(r.Cluster, "unknown")},
+		{"scenarios", strings.Join(st.Scenarios, ", ")},
+		{"load", load},
+		{"duration", fmt.Sprintf("at least %s, and until the rollout settled plus %s", st.Duration.D(), st.SettleTail.D())},
+		{"restart", fmt.Sprintf("rolling restart of deployment %s at %s", orDefault(st.Deployment, "upstream"), st.RestartAt.D())},
+	}
+	if st.EndpointLag > 0 {
+		out = append(out, [2]string{"endpoint lag", st.EndpointLag.D().String()})
+	}
+	if st.Target != "" {
+		out = append(out, [2]string{"target", st.Target})
+	}
+	h := r.Host
+	out = append(out, [2]string{"host", fmt.Sprintf("%s/%s, %d cores, %s, gracelab %s", h.OS, h.Arch, h.Cores, h.GoVersion, h.Gracelab)})
+	return out
+}
+
+// WriteMarkdown writes REPORT.md: settings, the table, the charts and per scenario what went
+// wrong. charts names the chart files (relative to the report) to embed; nil leaves them out.
+func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
+	bw := bufio.NewWriter(w)
+	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
+
+	p("# gracelab report\n\n")
+	p("Created %s. Each scenario ran load against the downstream while the upstream Deployment went through a rolling restart; ", r.Created.UTC().Format(time.RFC3339))
+	p("every request has exactly one outcome, and any non-2xx answer or body whose status is not ok counts as an error.\n\n")
+
+	p("## Settings\n\n| | |\n|---|---|\n")
+	for _, kv := range settingsLines(r) {
+		p("| %s | %s |\n", mdCell(kv[0]), mdCell(kv[1]))
+	}
+
+	p("\n## Results\n\n| |")
+	align := "|---|"
+	for _, s := range r.Scenarios {
+		p(" %s |", mdCell(titleOf(s)))
+		align += "---:|"
+	}
+	p("\n%s\n", align)
+	for _, rw := range tableRows(r) {
+		label := rw.label
+		if rw.indent {
+			label = "&nbsp;&nbsp;" + label
+		}
+		p("| %s |", label)
+		for _, c := range rw.cells {
+			p(" %s |", mdCell(c))
+		}
+		p("\n")
+	}
+	p("\nLatency is measured from sending a request to its outcome, failed requests included. ")
+	p("Rollout duration runs from the restart to the moment no pod of the old revision is left.\n")
+	if charts != nil && charts.Combined.PNG != "" {
+		p("\n![Requests and errors per second, every scenario on one time axis](%s)\n", charts.Combined.PNG)
+	}
+
+	p("\n## What happened\n\n")
+	for i, s := range r.Scenarios {
+		p("### %s\n\n", mdText(titleOf(s)))
+		if s.Manifests != "" {
+			p("Manifests: `%s`.\n\n", strings.ReplaceAll(s.Manifests, "`", "'"))
+		}
+		for _, warn := range s.Warnings {
+			p("**Warning:** %s\n\n", mdText(warn))
+		}
+		for _, para := range Story(s) {
+			p("%s\n\n", mdText(para))
+		}
+		if charts != nil && i < len(charts.Scenarios) && charts.Scenarios[i].PNG != "" {
+			c := charts.Scenarios[i]
+			p("![%s: traffic, errors, latency and cluster events over time](%s)\n\n", mdText(titleOf(s)), c.PNG)
+			p("Vector version: [%s](%s).\n\n", c.SVG, c.SVG)
+		}
+	}
+	if charts != nil {
+		p("## Reading the charts\n\n")
+		p("The time axis counts seconds from the start of the load. The top panel shows requests sent per second (line) ")
+		p("and failed requests per second by class (bars); the lower panel shows p50, p99 and max latency per second on a log scale. ")
+		p("Vertical lines are cluster events: the restart, each new pod becoming ready, each old pod's deletion, ")
+		p("preStop start and end, SIGTERM, the process exit, and the endpoint's removal. Failed requests are placed at the second they were sent.\n")
+	}
+	return bw.Flush()
+}
+
+// mdCell escapes text for a Markdown table cell.
+func mdCell(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+// mdText keeps server-supplied text from turning into Markdown structure.
+func mdText(s string) string {
+	r := strings.NewReplacer("<", "&lt;", ">", "&gt;", "\n", " ")
+	return r.Replace(s)
+}

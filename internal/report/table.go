@@ -1,0 +1,204 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/gracelab/gracelab/internal/load"
+)
+
+// row is one line of the comparison table: a label and one cell per scenario.
+type row struct {
+	label  string
+	indent bool // a sub-row (an error class under "errors by class")
+	cells  []string
+}
+
+// tableRows builds the comparison table shared by the terminal, REPORT.md and report.html.
+func tableRows(r *Report) []row {
+	n := len(r.Scenarios)
+	cells := func(f func(s Scenario, res *load.Result) string) []string {
+		out := make([]string, n)
+		for i, s := range r.Scenarios {
+			if s.Result == nil {
+				out[i] = "-"
+				continue
+			}
+			out[i] = f(s, s.Result)
+		}
+		return out
+	}
+	rows := []row{
+		{label: "requests", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Requests) })},
+		{label: "errors", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Errors) })},
+		{label: "error rate", cells: cells(func(_ Scenario, res *load.Result) string { return fmtPercent(res.ErrorRate) })},
+		{label: "latency avg", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.Avg) })},
+		{label: "latency p95", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.P95) })},
+		{label: "latency p99", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.P99) })},
+		{label: "latency max", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.Max) })},
+		{label: "retries", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Retries) })},
+	}
+
+	classes := errorClassesSeen(r)
+	if len(classes) == 0 {
+		rows = append(rows, row{label: "errors by class", cells: cells(func(Scenario, *load.Result) string { return "none" })})
+	} else {
+		rows = append(rows, row{label: "errors by class", cells: make([]string, n)})
+		for _, c := range classes {
+			rows = append(rows, row{label: string(c), indent: true, cells: cells(func(_ Scenario, res *load.Result) string {
+				count := res.ErrorsByKind[c]
+				if count == 0 {
+					return "-"
+				}
+				if c == load.HTTP5xx && len(res.UpstreamKinds) > 0 {
+					return fmtInt(count) + " (" + fmtCounts(res.UpstreamKinds) + ")"
+				}
+				return fmtInt(count)
+			})})
+		}
+	}
+
+	rollout := make([]string, n)
+	failures := make([]string, n)
+	anyFailure := false
+	for i, s := range r.Scenarios {
+		rollout[i] = "-"
+		if s.RolloutSeconds > 0 {
+			rollout[i] = fmtSeconds(s.RolloutSeconds)
+		}
+		failures[i] = "-"
+		if s.Failure != "" {
+			failures[i], anyFailure = "FAILED", true
+		}
+	}
+	rows = append(rows, row{label: "rollout duration", cells: rollout})
+	if anyFailure {
+		rows = append(rows, row{label: "run", cells: failures})
+	}
+	return rows
+}
+
+// errorClassesSeen lists the error classes non-zero in any scenario, in report order.
+func errorClassesSeen(r *Report) []load.Outcome {
+	var out []load.Outcome
+	for _, c := range load.ErrorClasses {
+		for _, s := range r.Scenarios {
+			if s.Result != nil && s.ErrorsByKind[c] > 0 {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// WriteTable writes the comparison table for a terminal: one column per scenario, then one
+// line per failed scenario and per warning.
+func WriteTable(w io.Writer, r *Report) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	header := []string{""}
+	for _, s := range r.Scenarios {
+		header = append(header, titleOf(s))
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, rw := range tableRows(r) {
+		label := rw.label
+		if rw.indent {
+			label = "  " + label
+		}
+		fmt.Fprintln(tw, label+"\t"+strings.Join(rw.cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range r.Scenarios {
+		if s.Failure != "" {
+			if _, err := fmt.Fprintf(w, "%s failed: %s\n", s.Scenario, s.Failure); err != nil {
+				return err
+			}
+		}
+		for _, warn := range s.Warnings {
+			if _, err := fmt.Fprintf(w, "%s warning: %s\n", s.Scenario, warn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func titleOf(s Scenario) string {
+	if s.Title != "" {
+		return s.Title
+	}
+	return s.Scenario
+}
+
+// fmtInt writes n with thousands separators: 3,015.
+func fmtInt(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, ch := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(ch)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// fmtMS writes a latency: whole milliseconds from 10 ms up, one decimal below.
+func fmtMS(ms float64) string {
+	if math.IsNaN(ms) || math.IsInf(ms, 0) {
+		return "-"
+	}
+	if ms < 10 {
+		return strconv.FormatFloat(ms, 'f', 1, 64) + " ms"
+	}
+	return fmtInt(int64(math.Round(ms))) + " ms"
+}
+
+func fmtPercent(rate float64) string {
+	if math.IsNaN(rate) || math.IsInf(rate, 0) {
+		return "-"
+	}
+	return strconv.FormatFloat(rate*100, 'f', 2, 64) + " %"
+}
+
+func fmtSeconds(s float64) string {
+	return strconv.FormatFloat(s, 'f', 1, 64) + " s"
+}
+
+// fmtCounts writes a count map largest first: "eof 9, timeout 5".
+func fmtCounts(m map[string]int64) string {
+	type kv struct {
+		k string
+		v int64
+	}
+	var kvs []kv
+	for k, v := range m {
+		if v > 0 {
+			kvs = append(kvs, kv{k, v})
+		}
+	}
+	sort.Slice(kvs, func(i, j int) bool {
+		if kvs[i].v != kvs[j].v {
+			return kvs[i].v > kvs[j].v
+		}
+		return kvs[i].k < kvs[j].k
+	})
+	parts := make([]string, len(kvs))
+	for i, e := range kvs {
+		parts[i] = e.k + " " + fmtInt(e.v)
+	}
+	return strings.Join(parts, ", ")
+}
