@@ -1,0 +1,411 @@
+// Package experiment owns the drill: for each scenario it brings a cluster up, runs load
+// through it, triggers a rolling restart mid-load, keeps the load running until the rollout
+// has settled and one upstream timeout more has passed, then stops the load, tears the
+// cluster down and records the result as a report.Scenario. It sees clusters only through
+// cluster.Cluster, so the same drill runs on the embedded cluster and on Kubernetes.
+//
+// Timeline of one scenario (t = load start):
+//
+//	factory, Up                 the cluster is fully ready before any request is sent
+//	t = 0                       load starts
+//	t = RestartAt               Restart(deployment): a new pod-template revision
+//	t = settled                 WaitSettled returns: rolled out, no old pod left at all
+//	t = max(Duration, settled + SettleTail)   Stop: no new request; in-flight ones finish
+//	Done                        every request has its outcome; events are collected
+//	Down                        always, also after a failure or on cancellation
+package experiment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/load"
+	"github.com/gracelab/gracelab/internal/report"
+)
+
+// Scenario is one manifest set to drill.
+type Scenario struct {
+	Name      string // "v1"
+	Title     string // "v1 no protection"
+	Manifests string // where the manifests came from, for the report
+	FS        fs.FS  // the manifest directory
+}
+
+// Factory makes the cluster one scenario runs on. It must not start anything: Up does.
+type Factory func(Scenario) (cluster.Cluster, error)
+
+// Defaults for zero values of Config.
+const (
+	DefaultDeployment      = "upstream"
+	DefaultSettleTail      = 5 * time.Second // the downstream's upstream timeout
+	DefaultUpTimeout       = 2 * time.Minute
+	DefaultRolloutTimeout  = 3 * time.Minute
+	DefaultDownTimeout     = time.Minute
+	DefaultProgressEvery   = 500 * time.Millisecond
+	placeholderURLForCheck = "http://127.0.0.1:1/"
+)
+
+// Config is a whole drill: the scenarios and how each is run.
+type Config struct {
+	Scenarios []Scenario
+	Factory   Factory
+	// Load is the load for every scenario. An empty URL means the cluster's Target; Duration
+	// is ignored (the drill decides when load stops).
+	Load       load.Config
+	Duration   time.Duration // load runs at least this long
+	RestartAt  time.Duration // from the load's start
+	Deployment string        // restarted; default "upstream"
+	// SettleTail is how long load continues after the rollout settled: one upstream timeout,
+	// since a request sent to a vanished pod fails only when that timeout expires.
+	SettleTail     time.Duration
+	UpTimeout      time.Duration // bounds Up
+	RolloutTimeout time.Duration // bounds WaitSettled
+	DownTimeout    time.Duration // bounds Down
+	// Progress, when set, is called from the drill's goroutine on every phase change and
+	// every ProgressEvery while load runs. It must not block for long.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Deployment == "" {
+		c.Deployment = DefaultDeployment
+	}
+	if c.UpTimeout <= 0 {
+		c.UpTimeout = DefaultUpTimeout
+	}
+	if c.RolloutTimeout <= 0 {
+		c.RolloutTimeout = DefaultRolloutTimeout
+	}
+	if c.DownTimeout <= 0 {
+		c.DownTimeout = DefaultDownTimeout
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	if c.Progress == nil {
+		c.Progress = func(Progress) {}
+	}
+	return c
+}
+
+// Validate reports the first problem in one line naming what to change.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Scenarios) == 0:
+		return errors.New("no scenario to run")
+	case c.Factory == nil:
+		return errors.New("no cluster factory")
+	case c.Duration <= 0:
+		return fmt.Errorf("duration must be positive, got %s", c.Duration)
+	case c.RestartAt < 0:
+		return fmt.Errorf("restart-at must not be negative, got %s", c.RestartAt)
+	case c.RestartAt >= c.Duration:
+		return fmt.Errorf("restart-at (%s) must be less than duration (%s): the restart has to happen under load", c.RestartAt, c.Duration)
+	case c.SettleTail < 0:
+		return fmt.Errorf("settle tail must not be negative, got %s", c.SettleTail)
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Scenarios {
+		if s.Name == "" || s.FS == nil {
+			return errors.New("every scenario needs a name and manifests")
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("scenario %s is listed twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	lc := c.Load
+	if lc.URL == "" {
+		lc.URL = placeholderURLForCheck
+	}
+	lc.Duration = c.Duration // so the load's own checks (think < duration) apply
+	return lc.Validate()
+}
+
+// Phase is where a scenario stands.
+type Phase string
+
+const (
+	PhaseStarting Phase = "starting cluster"
+	PhaseLoad     Phase = "load"        // before the restart
+	PhaseRollout  Phase = "rolling out" // restart triggered, waiting for it to settle
+	PhaseTail     Phase = "settled"     // rollout settled, load continues to its end
+	PhaseStopping Phase = "stopping load"
+	PhaseTearDown Phase = "tearing down"
+	PhaseDone     Phase = "done"
+	PhaseFailed   Phase = "failed"
+)
+
+// Progress is a live view of the drill.
+type Progress struct {
+	Scenario string
+	Index    int // 1-based
+	Total    int
+	Phase    Phase
+	Elapsed  time.Duration // since the load started; 0 before
+	Planned  time.Duration // how long the load will run, as known now
+	Requests int64
+	Errors   int64
+	Detail   string // the failure, in PhaseFailed
+}
+
+// Run drills every scenario in order and returns one report.Scenario per scenario started.
+// A scenario whose run failed carries its Failure and the drill goes on with the next; the
+// error is non-nil only when ctx ended (interrupted), in which case the scenarios run so far,
+// the interrupted one included, are returned.
+func Run(ctx context.Context, cfg Config) ([]report.Scenario, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	var out []report.Scenario
+	for i, sc := range cfg.Scenarios {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		d := &drill{cfg: cfg, sc: sc, index: i + 1, total: len(cfg.Scenarios)}
+		out = append(out, d.run(ctx))
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+// drill is one scenario in progress.
+type drill struct {
+	cfg          Config
+	sc           Scenario
+	index, total int
+
+	load      *load.Run // nil until the load started
+	loadStart time.Time
+	planned   time.Duration
+	phase     Phase
+	restartAt time.Time
+	out       report.Scenario
+}
+
+func (d *drill) report(phase Phase, detail string) {
+	d.phase = phase
+	p := Progress{Scenario: d.sc.Name, Index: d.index, Total: d.total, Phase: phase, Planned: d.planned, Detail: detail}
+	if d.load != nil {
+		lp := d.load.Progress()
+		p.Elapsed, p.Requests, p.Errors = lp.Elapsed, lp.Requests, lp.Errors
+	}
+	d.cfg.Progress(p)
+}
+
+func (d *drill) fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if d.out.Failure == "" {
+		d.out.Failure = msg
+	} else {
+		d.out.Failure += "; " + msg
+	}
+}
+
+// wait blocks until the time until (if not zero), until done is closed (if not nil), or until
+// ctx ends, reporting progress meanwhile. It returns false when ctx ended first.
+func (d *drill) wait(ctx context.Context, until time.Time, done <-chan struct{}) bool {
+	tick := time.NewTicker(d.cfg.ProgressEvery)
+	defer tick.Stop()
+	var timer <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer:
+			return true
+		case <-done:
+			return true
+		case <-tick.C:
+			d.report(d.phase, "")
+		}
+	}
+}
+
+func (d *drill) run(ctx context.Context) report.Scenario {
+	cfg := d.cfg
+	d.out = report.Scenario{Scenario: d.sc.Name, Title: d.sc.Title, Manifests: d.sc.Manifests, Events: []cluster.Event{}}
+	d.report(PhaseStarting, "")
+	c, err := cfg.Factory(d.sc)
+	if err != nil {
+		d.fail("setting up the cluster: %v", err)
+	} else {
+		d.drive(ctx, c)
+		d.finish(ctx, c)
+	}
+	if d.out.Failure != "" {
+		d.report(PhaseFailed, d.out.Failure)
+	} else {
+		d.report(PhaseDone, "")
+	}
+	return d.out
+}
+
+// drive brings the cluster up, starts the load, restarts, waits for the rollout to settle and
+// for the load's planned end. Whatever it leaves running, finish stops.
+func (d *drill) drive(ctx context.Context, c cluster.Cluster) {
+	cfg := d.cfg
+	upCtx, cancel := context.WithTimeout(ctx, cfg.UpTimeout)
+	err := c.Up(upCtx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			d.fail("interrupted while the cluster was starting")
+		} else {
+			d.fail("the cluster did not come up: %v", err)
+		}
+		return
+	}
+
+	lc := cfg.Load
+	if lc.URL == "" {
+		lc.URL = c.Target()
+	}
+	lc.Duration = 0 // the drill stops the load itself, possibly after Duration
+	run, err := load.Start(lc)
+	if err != nil {
+		d.fail("starting the load: %v", err)
+		return
+	}
+	d.load = run
+	d.loadStart = time.Now().Add(-run.Progress().Elapsed)
+	d.planned = cfg.Duration
+
+	d.report(PhaseLoad, "")
+	if !d.wait(ctx, d.loadStart.Add(cfg.RestartAt), nil) {
+		d.fail("interrupted before the restart")
+		return
+	}
+	d.restartAt = time.Now()
+	d.out.RestartAt = d.restartAt
+	if err := c.Restart(ctx, cfg.Deployment); err != nil {
+		if ctx.Err() != nil {
+			d.fail("interrupted during the restart")
+		} else {
+			d.fail("restarting deployment %s: %v", cfg.Deployment, err)
+		}
+		return
+	}
+
+	d.report(PhaseRollout, "")
+	sctx, cancel := context.WithTimeout(ctx, cfg.RolloutTimeout)
+	defer cancel()
+	settledCh := make(chan struct{})
+	var settleErr error
+	go func() {
+		settleErr = c.WaitSettled(sctx, cfg.Deployment)
+		close(settledCh)
+	}()
+	d.wait(ctx, time.Time{}, settledCh)
+	<-settledCh // WaitSettled returns soon after its context ends
+	settled := time.Now()
+	switch {
+	case ctx.Err() != nil:
+		d.fail("interrupted during the rollout")
+		return
+	case settleErr != nil && sctx.Err() != nil:
+		d.fail("the rollout of %s did not settle within %s: %v", cfg.Deployment, cfg.RolloutTimeout, settleErr)
+		return
+	case settleErr != nil:
+		d.fail("the rollout of %s did not settle: %v", cfg.Deployment, settleErr)
+		return
+	}
+	d.out.RolloutSeconds = settled.Sub(d.restartAt).Seconds()
+
+	end := d.loadStart.Add(cfg.Duration)
+	if tail := settled.Add(cfg.SettleTail); tail.After(end) {
+		end = tail
+	}
+	d.planned = end.Sub(d.loadStart)
+	d.report(PhaseTail, "")
+	if !d.wait(ctx, end, nil) {
+		d.fail("interrupted after the rollout")
+	}
+}
+
+// finish stops the load, collects the events and tears the cluster down. Normally in-flight
+// requests are awaited before Down, so they end as the cluster made them end; when
+// interrupted, Down comes first and cuts them short.
+func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
+	interrupted := ctx.Err() != nil
+	limit := d.cfg.Load.Timeout
+	if limit <= 0 {
+		limit = load.DefaultTimeout
+	}
+	limit += 10 * time.Second
+	if d.load != nil {
+		d.load.Stop()
+		if !interrupted {
+			d.report(PhaseStopping, "")
+			d.awaitLoad(limit)
+		}
+	}
+	d.out.Events = withRestartEvent(c.Events(), d.restartAt, d.cfg.Deployment)
+
+	d.report(PhaseTearDown, "")
+	// Down runs even when ctx was cancelled: it is what stops the pods.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.DownTimeout)
+	defer cancel()
+	if err := c.Down(dctx); err != nil {
+		d.fail("tearing the cluster down: %v", err)
+	}
+	if d.load != nil {
+		d.awaitLoad(limit)
+		d.out.Result = d.load.Result()
+		if d.out.Result == nil {
+			d.fail("the load did not finish within %s of being stopped", limit)
+		}
+	}
+}
+
+// awaitLoad waits for every request to have its outcome, at most limit.
+func (d *drill) awaitLoad(limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	tick := time.NewTicker(d.cfg.ProgressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.load.Done():
+			return
+		case <-t.C:
+			return
+		case <-tick.C:
+			d.report(d.phase, "")
+		}
+	}
+}
+
+// withRestartEvent makes sure the timeline shows when the drill triggered the restart, even
+// on a cluster that records no such event itself, and keeps events in time order.
+func withRestartEvent(events []cluster.Event, restartAt time.Time, deployment string) []cluster.Event {
+	out := append([]cluster.Event{}, events...)
+	if !restartAt.IsZero() {
+		found := false
+		for _, e := range out {
+			if e.Kind == cluster.RestartTriggered && e.Deployment == deployment && !e.Time.Before(restartAt.Add(-time.Second)) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, cluster.Event{Time: restartAt, Kind: cluster.RestartTriggered, Deployment: deployment, Source: cluster.SourceDrill})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}
