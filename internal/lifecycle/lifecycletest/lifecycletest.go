@@ -143,6 +143,17 @@ func (p *Process) LogLines(prefix string) []map[string]any {
 	return out
 }
 
+// WaitLog polls every 10ms, up to 20s, until a JSON log record's msg starts with prefix.
+func (p *Process) WaitLog(prefix string) {
+	p.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if len(p.LogLines(prefix)) > 0 {
+			return
+		}
+	}
+	p.t.Fatalf("no log line %q within 20s:\n%s", prefix, p.Logs())
+}
+
 // Metric scrapes /metrics and returns the value of the sample name{labels} (labels as
 // "k=v" pairs); ok is false when the sample is absent.
 func (p *Process) Metric(name string, labels ...string) (value float64, ok bool, err error) {

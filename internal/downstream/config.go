@@ -1,0 +1,123 @@
+package downstream
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/lifecycle"
+)
+
+// DefaultPort is where the downstream listens unless PORT says otherwise.
+const DefaultPort = 8000
+
+// ClientMode says how the downstream connects to the upstream.
+type ClientMode string
+
+const (
+	// Pooled keeps one client with keep-alive connections (v3).
+	Pooled ClientMode = "pooled"
+	// PerRequest opens a new connection for every call and closes it after (v1, v2, the original).
+	PerRequest ClientMode = "per-request"
+)
+
+// Config is the downstream's whole configuration, read from the environment.
+type Config struct {
+	Serve           lifecycle.Config
+	UpstreamURL     *url.URL      // UPSTREAM_URL; /api/data is appended
+	Client          ClientMode    // CLIENT
+	RetryAttempts   int           // RETRY_ATTEMPTS: attempts in all; 1 means no retry
+	RetryBackoff    time.Duration // RETRY_BACKOFF: the first wait; each next one doubles
+	RetryMaxBackoff time.Duration // RETRY_MAX_BACKOFF: hard cap of any wait, jitter included
+	UpstreamTimeout time.Duration // UPSTREAM_TIMEOUT: bounds each attempt
+	RequestDeadline time.Duration // REQUEST_DEADLINE: bounds the whole call, retries and waits included
+}
+
+// Defaults of the downstream's own variables.
+const (
+	DefaultUpstreamURL     = "http://127.0.0.1:7000"
+	DefaultRetryBackoff    = 500 * time.Millisecond
+	DefaultRetryMaxBackoff = 2 * time.Second
+	DefaultUpstreamTimeout = 5 * time.Second
+	DefaultRequestDeadline = 9 * time.Second
+	MaxRetryAttempts       = 10
+)
+
+// ParseConfig reads the lifecycle's variables plus UPSTREAM_URL, CLIENT, RETRY_ATTEMPTS,
+// RETRY_BACKOFF, RETRY_MAX_BACKOFF, UPSTREAM_TIMEOUT and REQUEST_DEADLINE.
+func ParseConfig(getenv func(string) string) (Config, error) {
+	var c Config
+	var err error
+	if c.Serve, err = lifecycle.ParseConfig(getenv, DefaultPort); err != nil {
+		return c, err
+	}
+	env := lifecycle.Env(getenv)
+	raw := getenv("UPSTREAM_URL")
+	if raw == "" {
+		raw = DefaultUpstreamURL
+	}
+	if c.UpstreamURL, err = parseUpstreamURL(raw); err != nil {
+		return c, &lifecycle.EnvError{Name: "UPSTREAM_URL", Value: raw, Want: "an http:// or https:// URL with a host and no query, such as http://upstream:7000"}
+	}
+	mode, err := env.OneOf("CLIENT", string(Pooled), string(Pooled), string(PerRequest))
+	if err != nil {
+		return c, err
+	}
+	c.Client = ClientMode(mode)
+	if c.RetryAttempts, err = env.Int("RETRY_ATTEMPTS", 1, 1, MaxRetryAttempts); err != nil {
+		return c, err
+	}
+	if c.RetryBackoff, err = env.Duration("RETRY_BACKOFF", DefaultRetryBackoff, time.Millisecond); err != nil {
+		return c, err
+	}
+	if c.RetryMaxBackoff, err = env.Duration("RETRY_MAX_BACKOFF", DefaultRetryMaxBackoff, time.Millisecond); err != nil {
+		return c, err
+	}
+	if c.RetryMaxBackoff < c.RetryBackoff {
+		// Name the variable that was set; blaming a default would confuse.
+		if getenv("RETRY_MAX_BACKOFF") == "" {
+			return c, &lifecycle.EnvError{Name: "RETRY_BACKOFF", Value: getenv("RETRY_BACKOFF"),
+				Want: fmt.Sprintf("a duration not above RETRY_MAX_BACKOFF (%v)", c.RetryMaxBackoff)}
+		}
+		return c, &lifecycle.EnvError{Name: "RETRY_MAX_BACKOFF", Value: getenv("RETRY_MAX_BACKOFF"),
+			Want: fmt.Sprintf("a duration not below RETRY_BACKOFF (%v)", c.RetryBackoff)}
+	}
+	if c.UpstreamTimeout, err = env.Duration("UPSTREAM_TIMEOUT", DefaultUpstreamTimeout, time.Millisecond); err != nil {
+		return c, err
+	}
+	if c.RequestDeadline, err = env.Duration("REQUEST_DEADLINE", DefaultRequestDeadline, time.Millisecond); err != nil {
+		return c, err
+	}
+	// A request still running when the drain gives up would be cut: keep it inside the drain.
+	if c.Serve.Mode == lifecycle.Graceful && c.RequestDeadline >= c.Serve.DrainTimeout {
+		if getenv("REQUEST_DEADLINE") == "" {
+			return c, &lifecycle.EnvError{Name: "DRAIN_TIMEOUT", Value: getenv("DRAIN_TIMEOUT"),
+				Want: fmt.Sprintf("a duration above REQUEST_DEADLINE (%v), so a draining pod can finish every call", c.RequestDeadline)}
+		}
+		return c, &lifecycle.EnvError{Name: "REQUEST_DEADLINE", Value: getenv("REQUEST_DEADLINE"),
+			Want: fmt.Sprintf("a duration below DRAIN_TIMEOUT (%v), so a draining pod can finish every call", c.Serve.DrainTimeout)}
+	}
+	return c, nil
+}
+
+// parseUpstreamURL accepts http(s)://host[:port][/prefix] with nothing else.
+func parseUpstreamURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || strings.ContainsAny(raw, " \t\r\n") {
+		return nil, fmt.Errorf("unsupported URL %q", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("bad port %q", p)
+		}
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}

@@ -1,0 +1,232 @@
+package downstream
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/lifecycle/lifecycletest"
+)
+
+// The real binaries, built once by TestMain unless -short.
+var upstreamBin, downstreamBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "gracelab-downstream-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins, err := lifecycletest.Build(dir, "github.com/gracelab/gracelab/cmd/upstream", "github.com/gracelab/gracelab/cmd/downstream")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	upstreamBin, downstreamBin = bins[0], bins[1]
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type reply struct {
+	status int
+	body   answer
+	err    error
+	at     time.Time
+}
+
+// sendAll sends n GET / requests at once, each on its own connection.
+func sendAll(url string, n int) <-chan reply {
+	out := make(chan reply, n)
+	for range n {
+		go func() {
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Get(url + "/")
+			r := reply{err: err}
+			if err == nil {
+				var b []byte
+				if b, r.err = io.ReadAll(resp.Body); r.err == nil {
+					r.err = json.Unmarshal(b, &r.body)
+				}
+				resp.Body.Close()
+				r.status = resp.StatusCode
+			}
+			r.at = time.Now()
+			out <- r
+		}()
+	}
+	return out
+}
+
+func localEnv(extra ...string) []string {
+	return append([]string{"HOST=127.0.0.1", "PORT=0"}, extra...)
+}
+
+func health(url string) (int, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url + "/health")
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func TestIntegrationDownstreamGracefulDrainsInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const n = 20
+	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=2s", "WORK_MAX=2500ms")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request", "SHUTDOWN_DELAY=1s")...)
+	replies := sendAll(down.URL, n)
+	down.WaitMetric("gracelab_http_requests_in_flight", n+1)
+
+	down.Signal(syscall.SIGTERM)
+	saw503 := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !saw503; time.Sleep(10 * time.Millisecond) {
+		code, err := health(down.URL)
+		if err != nil {
+			t.Fatalf("health during the shutdown delay: %v", err)
+		}
+		saw503 = code == http.StatusServiceUnavailable
+	}
+	if !saw503 {
+		t.Fatal("/health never answered 503 after SIGTERM")
+	}
+	refused := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !refused; time.Sleep(10 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", down.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial after the listener closed: %v, want connection refused", err)
+		}
+		refused = true
+	}
+	select {
+	case <-down.Exited():
+		t.Fatal("the downstream exited before answering its in-flight requests")
+	default:
+	}
+	if !refused || len(replies) == n {
+		t.Fatalf("refused=%v answered=%d: the listener must close while requests are in flight", refused, len(replies))
+	}
+	var last time.Time
+	for range n {
+		r := <-replies
+		if r.err != nil || r.status != 200 || r.body.Status != StatusOK {
+			t.Fatalf("in-flight request: %d %+v err %v; want 200 ok", r.status, r.body, r.err)
+		}
+		if r.at.After(last) {
+			last = r.at
+		}
+	}
+	state := down.Wait(20 * time.Second)
+	exited := time.Now()
+	if state.ExitCode() != 0 {
+		t.Fatalf("exit %v, want 0\n%s", state, down.Logs())
+	}
+	t.Logf("drain: downstream exit observed %v after its last response (target < 50ms)", exited.Sub(last))
+	var phases []string
+	for _, rec := range down.LogLines("[graceful-termination] ") {
+		if p, ok := rec["phase"].(string); ok {
+			phases = append(phases, p)
+		}
+	}
+	if want := fmt.Sprint(lifecycle.Phases); fmt.Sprint(phases) != want {
+		t.Fatalf("phases %v, want %v", phases, want)
+	}
+}
+
+func TestIntegrationDownstreamImmediateDropsInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const n = 20
+	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=3s", "WORK_MAX=3s")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "SHUTDOWN=immediate")...)
+	replies := sendAll(down.URL, n)
+	down.WaitMetric("gracelab_http_requests_in_flight", n+1)
+	down.Signal(syscall.SIGTERM)
+	for range n {
+		if r := <-replies; r.err == nil {
+			t.Fatalf("in-flight request survived SIGTERM in immediate mode: %d", r.status)
+		}
+	}
+	ws, ok := down.Wait(10 * time.Second).Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Fatalf("want the downstream killed by SIGTERM (no handler installed), got %v", ws)
+	}
+}
+
+func TestIntegrationDownstreamSecondSIGTERMForcesExit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=5s", "WORK_MAX=5s")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL)...)
+	replies := sendAll(down.URL, 3)
+	down.WaitMetric("gracelab_http_requests_in_flight", 4)
+	down.Signal(syscall.SIGTERM)
+	// No SHUTDOWN_DELAY: the listener closes at once, so the phase is read from the log.
+	down.WaitLog("[graceful-termination] NotAcceptingNewRequests")
+	down.Signal(syscall.SIGTERM)
+	if state := down.Wait(10 * time.Second); state.ExitCode() != lifecycle.ExitForced {
+		t.Fatalf("exit %v, want %d", state, lifecycle.ExitForced)
+	}
+	for range 3 {
+		if r := <-replies; r.err == nil {
+			t.Fatalf("a request cut by the forced exit must fail, got %d", r.status)
+		}
+	}
+	if len(down.LogLines("[graceful-termination] forced exit: second signal while draining")) != 1 {
+		t.Fatalf("no log line says the second signal forced the exit:\n%s", down.Logs())
+	}
+}
+
+func TestIntegrationUpstreamKilledUnderTheDownstream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	// v1's first way to lose requests: the upstream dies with them in flight. The downstream
+	// must answer 502 with kind eof (or reset), never 200, and say so in the body.
+	const n = 10
+	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("SHUTDOWN=immediate", "WORK_MIN=3s", "WORK_MAX=3s")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request")...)
+	replies := sendAll(down.URL, n)
+	up.WaitMetric("gracelab_http_requests_in_flight", n+1)
+	up.Signal(syscall.SIGTERM)
+	for range n {
+		r := <-replies
+		if r.err != nil || r.status != http.StatusBadGateway || r.body.Status != StatusUpstreamUnreachable ||
+			(r.body.Kind != KindEOF && r.body.Kind != KindReset) {
+			t.Fatalf("reply %d %+v err %v; want 502 upstream_unreachable eof/reset", r.status, r.body, r.err)
+		}
+	}
+	// Then nothing listens: refused, fast, and still a 502 that says so.
+	r := <-sendAll(down.URL, 1)
+	if r.status != http.StatusBadGateway || r.body.Kind != KindRefused {
+		t.Fatalf("after the upstream died: %d %+v, want 502 refused", r.status, r.body)
+	}
+	if !strings.Contains(r.body.Error, "refused") {
+		t.Fatalf("error %q should say refused", r.body.Error)
+	}
+}
