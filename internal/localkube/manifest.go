@@ -16,6 +16,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -101,15 +103,15 @@ func decodeManifests(fsys fs.FS) ([]*appsv1.Deployment, []*corev1.Service, map[a
 			switch {
 			case tm.APIVersion == "apps/v1" && tm.Kind == "Deployment":
 				d := &appsv1.Deployment{}
-				if err := yaml.UnmarshalStrict(doc, d); err != nil {
-					return nil, nil, nil, fmt.Errorf("%s (Deployment): %s", where, cleanYAMLError(err))
+				if err := decodeStrict(doc, d); err != nil {
+					return nil, nil, nil, fmt.Errorf("%s (Deployment): %s", where, err)
 				}
 				deps = append(deps, d)
 				files[d] = e.Name()
 			case tm.APIVersion == "v1" && tm.Kind == "Service":
 				s := &corev1.Service{}
-				if err := yaml.UnmarshalStrict(doc, s); err != nil {
-					return nil, nil, nil, fmt.Errorf("%s (Service): %s", where, cleanYAMLError(err))
+				if err := decodeStrict(doc, s); err != nil {
+					return nil, nil, nil, fmt.Errorf("%s (Service): %s", where, err)
 				}
 				svcs = append(svcs, s)
 				files[s] = e.Name()
@@ -126,9 +128,26 @@ func decodeManifests(fsys fs.FS) ([]*appsv1.Deployment, []*corev1.Service, map[a
 	return deps, svcs, files, nil
 }
 
+// strictSerializer is apimachinery's YAML serializer in strict mode: unknown and duplicate
+// fields are errors that name the field's path (spec.replcas).
+var strictSerializer = func() *kjson.Serializer {
+	scheme := runtime.NewScheme()
+	_ = appsv1.AddToScheme(scheme)
+	_ = corev1.AddToScheme(scheme)
+	return kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Yaml: true, Strict: true})
+}()
+
+func decodeStrict(doc []byte, into runtime.Object) error {
+	_, _, err := strictSerializer.Decode(doc, nil, into)
+	if err != nil {
+		return errors.New(strings.TrimPrefix(cleanYAMLError(err), "strict decoding error: "))
+	}
+	return nil
+}
+
 // cleanYAMLError drops the wrapper prefixes sigs.k8s.io/yaml adds, keeping the cause.
 func cleanYAMLError(err error) string {
-	msg := err.Error()
+	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
 	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "error converting YAML to JSON: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}

@@ -285,13 +285,13 @@ func splice(client, backend *net.TCPConn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if _, err := io.Copy(backend, client); err != nil {
+		if err := copyConn(backend, client); err != nil {
 			abort()
 			return
 		}
 		_ = backend.CloseWrite()
 	}()
-	if _, err := io.Copy(client, backend); err != nil {
+	if err := copyConn(client, backend); err != nil {
 		abort()
 	} else {
 		_ = client.CloseWrite()
@@ -300,6 +300,18 @@ func splice(client, backend *net.TCPConn) {
 	client.Close()
 	backend.Close()
 }
+
+// copyConn copies with a pooled buffer and plain read/write. Requests and responses here are
+// small: splice(2), which io.Copy picks between TCP connections, costs more in pipe set-up
+// per connection than it saves in copying.
+func copyConn(dst, src *net.TCPConn) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	return err
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (s *service) track(c net.Conn) bool {
 	s.connMu.Lock()
