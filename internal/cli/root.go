@@ -66,6 +66,7 @@ client retries), drives load through them, restarts the upstream mid-load and co
 	root.AddCommand(
 		// Each command registers here.
 		newLoadCommand(streams),
+		newServeCommand(streams),
 	)
 	return root
 }
@@ -78,7 +79,9 @@ func Main(args []string, streams Streams) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(streams.ErrOut, "gracelab: %v\n", err)
+	if !errors.Is(err, errReported) {
+		fmt.Fprintf(streams.ErrOut, "gracelab: %v\n", err)
+	}
 	var exitErr *ExitError
 	if errors.As(err, &exitErr) {
 		return exitErr.Code
