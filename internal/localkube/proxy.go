@@ -93,17 +93,21 @@ func (c *Cluster) syncEndpointsLocked() {
 		if slices.Equal(snap, s.api) {
 			continue
 		}
+		// The API view's condition changes: ready turning false, terminating turning true.
 		for _, old := range s.api {
-			if !old.ready {
-				continue
-			}
 			for _, e := range snap {
-				if e.pod == old.pod && !e.ready {
+				if e.pod != old.pod {
+					continue
+				}
+				if old.ready && !e.ready {
 					why := "not ready"
 					if e.terminating {
 						why = "terminating"
 					}
 					c.record(cluster.EndpointNotReady, nil, e.pod, "service "+s.spec.name+": "+why)
+				}
+				if !old.terminating && e.terminating {
+					c.record(cluster.EndpointTerminating, nil, e.pod, "service "+s.spec.name)
 				}
 			}
 		}
