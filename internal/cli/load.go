@@ -108,6 +108,9 @@ func (o *loadOptions) resolve(cmd *cobra.Command) (load.Config, loadOutput, erro
 		}
 		cfg.Model, cfg.VUs, cfg.Think = load.Closed, o.vus, o.think
 	}
+	if o.timeout == 0 {
+		return cfg, out, usageError("--timeout 0 would wait forever: give a positive per-request timeout (default 10s, at most 1m)")
+	}
 	if changed("max-error-rate") {
 		if !(o.maxErrorRate >= 0 && o.maxErrorRate <= 1) {
 			return cfg, out, usageError("--max-error-rate %v is not a fraction between 0 and 1: give 0.01 for 1%%", o.maxErrorRate)

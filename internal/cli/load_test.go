@@ -28,6 +28,7 @@ func TestLoadBadFlags(t *testing.T) {
 		{[]string{"load", url, "--duration", "1s", "--think", "2s"}, "longer than the run"},
 		{[]string{"load", url, "--timeout", "-1s"}, "timeout -1s is negative"},
 		{[]string{"load", url, "--timeout", "5m"}, "longer than 1m0s"},
+		{[]string{"load", url, "--timeout", "0"}, "--timeout 0 would wait forever"},
 		{[]string{"load", url, "--method", "DELETE"}, "use GET or POST"},
 		{[]string{"load", url, "--connections", "pool"}, "use new or reuse"},
 		{[]string{"load", url, "--rate", "10", "--vus", "3"}, "--vus and --think are for the closed model"},
