@@ -32,6 +32,8 @@ const (
 	MaxTimeout = 60 * time.Second
 	// maxDefaultInFlight caps the open model's default in-flight limit (rate × timeout).
 	maxDefaultInFlight = 10000
+	// MaxVUs bounds the closed model: each VU is a goroutine and, with reuse, a connection.
+	MaxVUs = 10000
 	// MaxRate bounds the open model's rate: beyond it a slot is shorter than a goroutine start.
 	MaxRate = 1e6
 )
@@ -110,6 +112,9 @@ func (c Config) Validate() error {
 	case "", Closed:
 		if c.VUs <= 0 {
 			return fmt.Errorf("vus must be at least 1 in the closed model, got %d", c.VUs)
+		}
+		if c.VUs > MaxVUs {
+			return fmt.Errorf("vus %d is more than %d: use fewer, or the open model with --rate", c.VUs, MaxVUs)
 		}
 		if c.Think < 0 {
 			return fmt.Errorf("think %s is negative: give 0 or a positive pause", c.Think)

@@ -35,6 +35,7 @@ func TestValidate(t *testing.T) {
 		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, good, "timeout -1s is negative"},
 		{"huge timeout", func(c *Config) { c.Timeout = 2 * time.Minute }, good, "longer than 1m0s"},
 		{"zero vus", func(c *Config) { c.VUs = 0 }, good, "vus must be at least 1"},
+		{"too many vus", func(c *Config) { c.VUs = 1e7 }, good, "vus 10000000 is more than 10000"},
 		{"negative vus", func(c *Config) { c.VUs = -3 }, good, "got -3"},
 		{"negative think", func(c *Config) { c.Think = -time.Millisecond }, good, "think -1ms is negative"},
 		{"think longer than run", func(c *Config) { c.Think = time.Minute }, good, "longer than the run"},
