@@ -97,10 +97,18 @@ func (h *handler) data(c *gin.Context) {
 	if h.cfg.Pod != "" {
 		msg += " pod " + h.cfg.Pod
 	}
-	c.JSON(http.StatusOK, gin.H{
-		"source":     "upstream",
-		"message":    msg,
-		"latency_ms": time.Since(start).Milliseconds(),
-		"timestamp":  time.Now().UTC().Format(time.RFC3339Nano),
+	c.JSON(http.StatusOK, Data{
+		Source:    "upstream",
+		Message:   msg,
+		LatencyMS: time.Since(start).Milliseconds(),
+		Timestamp: time.Now().UTC().Format(time.RFC3339Nano),
 	})
+}
+
+// Data is the answer of /api/data.
+type Data struct {
+	Source    string `json:"source"` // "upstream"
+	Message   string `json:"message"`
+	LatencyMS int64  `json:"latency_ms"` // the simulated work, measured
+	Timestamp string `json:"timestamp"`  // RFC 3339, UTC
 }
