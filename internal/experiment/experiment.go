@@ -7,6 +7,7 @@
 // Timeline of one scenario (t = load start):
 //
 //	factory, Up                 the cluster is fully ready before any request is sent
+//	serving                     the target answers 2xx to rounds of probe requests
 //	t = 0                       load starts
 //	t = RestartAt               Restart(deployment): a new pod-template revision
 //	t = settled                 WaitSettled returns: rolled out, no old pod left at all
@@ -19,7 +20,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"sort"
 	"time"
 
@@ -44,6 +47,7 @@ const (
 	DefaultDeployment      = "upstream"
 	DefaultSettleTail      = 5 * time.Second // the downstream's upstream timeout
 	DefaultUpTimeout       = 2 * time.Minute
+	DefaultServingTimeout  = 30 * time.Second
 	DefaultRolloutTimeout  = 3 * time.Minute
 	DefaultDownTimeout     = time.Minute
 	DefaultProgressEvery   = 500 * time.Millisecond
@@ -62,8 +66,12 @@ type Config struct {
 	Deployment string        // restarted; default "upstream"
 	// SettleTail is how long load continues after the rollout settled: one upstream timeout,
 	// since a request sent to a vanished pod fails only when that timeout expires.
-	SettleTail     time.Duration
-	UpTimeout      time.Duration // bounds Up
+	SettleTail time.Duration
+	UpTimeout  time.Duration // bounds Up
+	// ServingTimeout bounds the wait, after Up, until the target answers 2xx: a pod without a
+	// readiness probe counts as ready before it listens, and the drill measures the restart,
+	// not the start-up, just as an operator starts load once the service works.
+	ServingTimeout time.Duration
 	RolloutTimeout time.Duration // bounds WaitSettled
 	DownTimeout    time.Duration // bounds Down
 	// Progress, when set, is called from the drill's goroutine on every phase change and
@@ -78,6 +86,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UpTimeout <= 0 {
 		c.UpTimeout = DefaultUpTimeout
+	}
+	if c.ServingTimeout <= 0 {
+		c.ServingTimeout = DefaultServingTimeout
 	}
 	if c.RolloutTimeout <= 0 {
 		c.RolloutTimeout = DefaultRolloutTimeout
@@ -276,6 +287,14 @@ func (d *drill) drive(ctx context.Context, c cluster.Cluster) {
 		lc.URL = c.Target()
 	}
 	lc.Duration = 0 // the drill stops the load itself, possibly after Duration
+	if err := awaitServing(ctx, lc.URL, cfg.ServingTimeout); err != nil {
+		if ctx.Err() != nil {
+			d.fail("interrupted while waiting for the target to answer")
+		} else {
+			d.fail("the cluster came up but %v", err)
+		}
+		return
+	}
 	run, err := load.Start(lc)
 	if err != nil {
 		d.fail("starting the load: %v", err)
@@ -408,4 +427,60 @@ func withRestartEvent(events []cluster.Event, restartAt time.Time, deployment st
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out
+}
+
+// Serving check: servingRounds rounds in a row of servingWidth concurrent GETs, each on a new
+// connection (a random endpoint behind the Service), must all answer 2xx.
+const (
+	servingRounds = 3
+	servingWidth  = 6
+)
+
+// awaitServing returns once url answers, or an error saying what it answered last.
+func awaitServing(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	get := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return fmt.Errorf("answered %s", resp.Status)
+		}
+		return nil
+	}
+	var last error
+	for ok := 0; ok < servingRounds; {
+		errs := make(chan error, servingWidth)
+		for range servingWidth {
+			go func() { errs <- get() }()
+		}
+		failed := false
+		for range servingWidth {
+			if err := <-errs; err != nil {
+				failed, last = true, err
+			}
+		}
+		if !failed {
+			ok++
+			continue
+		}
+		ok = 0
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("its target %s did not answer 2xx within %s (last: %v)", url, timeout, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
 }

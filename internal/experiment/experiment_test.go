@@ -29,6 +29,7 @@ type script struct {
 	settleNever bool          // WaitSettled blocks until its context ends
 	failFor     time.Duration // after Restart, answer 502 (kind eof) this long
 	hangAfter   bool          // after Restart, requests hang until the client gives up
+	unavailable time.Duration // after Up, answer 503 this long (a pod ready before it serves)
 }
 
 // journal records calls across every cluster of a drill, in order.
@@ -77,6 +78,7 @@ type scripted struct {
 	j    *journal
 
 	srv       *httptest.Server
+	upAt      time.Time
 	mu        sync.Mutex
 	events    []cluster.Event
 	restarted time.Time
@@ -90,8 +92,12 @@ func (s *scripted) event(kind cluster.EventKind, pod string) {
 
 func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	restarted := s.restarted
+	restarted, upAt := s.restarted, s.upAt
 	s.mu.Unlock()
+	if time.Since(upAt) < s.sc.unavailable {
+		http.Error(w, "not listening yet", http.StatusServiceUnavailable)
+		return
+	}
 	if !restarted.IsZero() {
 		if s.sc.hangAfter {
 			<-r.Context().Done()
@@ -113,6 +119,9 @@ func (s *scripted) Up(ctx context.Context) error {
 	if s.sc.upErr != nil {
 		return s.sc.upErr
 	}
+	s.mu.Lock()
+	s.upAt = time.Now()
+	s.mu.Unlock()
 	s.srv = httptest.NewServer(s)
 	s.event(cluster.PodReady, "upstream-old-aaaaa")
 	return nil
@@ -268,6 +277,36 @@ func TestRunKeepsLoadUntilSettledPlusTail(t *testing.T) {
 	}
 	if res.SendEnd.Sub(res.Start) <= cfg.Duration {
 		t.Errorf("load was not extended past its duration although the rollout took longer")
+	}
+}
+
+func TestRunStartsLoadOnceTheTargetServes(t *testing.T) {
+	j := &journal{}
+	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond, unavailable: 500 * time.Millisecond}}, "a")
+	out, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out[0]
+	if s.Failure != "" || s.Errors != 0 {
+		t.Fatalf("failure %q, %d errors: the load started before the target served", s.Failure, s.Errors)
+	}
+	if d := s.Start.Sub(j.at("up a")); d < 500*time.Millisecond {
+		t.Fatalf("load started %s after Up, before the target answered", d)
+	}
+
+	cfg = drillConfig(j, map[string]script{"a": {unavailable: time.Hour}}, "a")
+	cfg.ServingTimeout = 600 * time.Millisecond
+	out, err = Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "the cluster came up but its target http://127.0.0.1:"
+	if f := out[0].Failure; !strings.HasPrefix(f, want) || !strings.Contains(f, "did not answer 2xx within 600ms (last: answered 503 Service Unavailable)") {
+		t.Fatalf("failure %q", f)
+	}
+	if out[0].Result != nil {
+		t.Fatal("a load ran against a target that never served")
 	}
 }
 
