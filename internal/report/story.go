@@ -168,7 +168,7 @@ func disruptionParagraph(s Scenario, d *load.Disruption, kinds map[string]int64,
 		fmt.Fprintf(&b, " Meanwhile %s%s.", strings.Join(during, "; "), more)
 	}
 	if first := strings.TrimSpace(d.FirstError); first != "" {
-		fmt.Fprintf(&b, " First error: `%s`.", strings.ReplaceAll(first, "`", "'"))
+		fmt.Fprintf(&b, " First error: %q.", first)
 	}
 	return b.String()
 }
@@ -315,7 +315,10 @@ func eventPhrase(e cluster.Event) string {
 	case cluster.SIGKILLSent:
 		return p + " was SIGKILLed"
 	case cluster.PodExited:
-		return p + " exited" + detail
+		if e.Detail != "" {
+			return p + " exited, " + e.Detail
+		}
+		return p + " exited"
 	case cluster.PodDeleted:
 		return p + " was deleted"
 	case cluster.EndpointAdded:
