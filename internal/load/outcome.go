@@ -96,32 +96,47 @@ type bodyFields struct {
 	errText   string
 }
 
+// knownFields are the body fields the report reads, kept raw so a field of an unexpected type
+// does not fail the whole body.
+type knownFields struct {
+	Status  json.RawMessage `json:"status"`
+	Kind    json.RawMessage `json:"kind"`
+	Retries json.RawMessage `json:"retries"`
+	Error   json.RawMessage `json:"error"`
+	Message json.RawMessage `json:"message"`
+	Detail  json.RawMessage `json:"detail"`
+}
+
 // parseBody reads the known fields leniently: a field of an unexpected type is ignored,
 // except status, which then counts as "not ok".
 func parseBody(b []byte) bodyFields {
 	var f bodyFields
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil || m == nil {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || t[0] != '{' {
+		return f
+	}
+	var k knownFields
+	if json.Unmarshal(t, &k) != nil {
 		return f
 	}
 	f.object = true
-	if raw, ok := m["status"]; ok {
+	if k.Status != nil {
 		f.hasStatus = true
-		if json.Unmarshal(raw, &f.status) != nil {
-			f.status = string(raw)
+		if json.Unmarshal(k.Status, &f.status) != nil {
+			f.status = string(k.Status)
 		}
 	}
-	if raw, ok := m["kind"]; ok {
-		_ = json.Unmarshal(raw, &f.kind) // a non-string kind is not a kind
+	if k.Kind != nil {
+		_ = json.Unmarshal(k.Kind, &f.kind) // a non-string kind is not a kind
 	}
-	if raw, ok := m["retries"]; ok {
+	if k.Retries != nil {
 		var n float64
-		if json.Unmarshal(raw, &n) == nil && n > 0 && n < math.MaxInt32 {
+		if json.Unmarshal(k.Retries, &n) == nil && n > 0 && n < math.MaxInt32 {
 			f.retries = int64(n)
 		}
 	}
-	for _, key := range []string{"error", "message", "detail"} {
-		if raw, ok := m[key]; ok && json.Unmarshal(raw, &f.errText) == nil && f.errText != "" {
+	for _, raw := range []json.RawMessage{k.Error, k.Message, k.Detail} {
+		if raw != nil && json.Unmarshal(raw, &f.errText) == nil && f.errText != "" {
 			break
 		}
 	}
