@@ -452,3 +452,17 @@ func TestListenFailureIsReported(t *testing.T) {
 		t.Fatalf("no log line for the listen failure: %s", logs)
 	}
 }
+
+func TestOversizedHeadersAreRefused(t *testing.T) {
+	h := startHarness(t, Config{Mode: Graceful, DrainTimeout: time.Second})
+	req, _ := http.NewRequest(http.MethodGet, h.url+"/health", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 2*MaxHeaderBytes))
+	resp, err := freshClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a %d-byte header got %d, want 431", 2*MaxHeaderBytes, resp.StatusCode)
+	}
+}
