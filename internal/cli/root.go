@@ -67,6 +67,10 @@ client retries), drives load through them, restarts the upstream mid-load and co
 		// Each command registers here.
 		newLoadCommand(streams),
 		newServeCommand(streams),
+		newDemoCommand(streams),
+		newClusterCommand(streams),
+		newRestartCommand(streams),
+		newReportCommand(streams),
 	)
 	return root
 }
