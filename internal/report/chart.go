@@ -228,24 +228,39 @@ func latencyPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	}
 	if s.Result != nil {
 		for _, ser := range series {
-			var xys plotter.XYs
+			// A second without an answered request has no point (a log axis cannot show 0),
+			// and the line breaks there rather than drawing a slope nobody measured.
+			var runs []plotter.XYs
+			prev := -2
 			for _, sec := range s.Timeline {
-				// A log axis cannot show 0: a second with no answered request has no point.
-				if v := ser.value(sec); v > 0 && !math.IsInf(v, 0) {
-					xys = append(xys, plotter.XY{X: float64(sec.Second) + 0.5, Y: v})
-					lo, hi = math.Min(lo, v), math.Max(hi, v)
+				v := ser.value(sec)
+				if !(v > 0) || math.IsInf(v, 0) {
+					continue
+				}
+				if sec.Second != prev+1 || len(runs) == 0 {
+					runs = append(runs, nil)
+				}
+				prev = sec.Second
+				runs[len(runs)-1] = append(runs[len(runs)-1], plotter.XY{X: float64(sec.Second) + 0.5, Y: v})
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			}
+			for _, xys := range runs {
+				line, err := plotter.NewLine(xys)
+				if err != nil {
+					return nil, err
+				}
+				line.Color = ser.color
+				line.Width = vg.Points(1.2)
+				p.Add(line)
+				if len(xys) == 1 { // a lone second: a dot, since a line of one point is invisible
+					sc, err := plotter.NewScatter(xys)
+					if err != nil {
+						return nil, err
+					}
+					sc.GlyphStyle = draw.GlyphStyle{Color: ser.color, Radius: vg.Points(2), Shape: draw.CircleGlyph{}}
+					p.Add(sc)
 				}
 			}
-			if len(xys) == 0 {
-				continue
-			}
-			line, err := plotter.NewLine(xys)
-			if err != nil {
-				return nil, err
-			}
-			line.Color = ser.color
-			line.Width = vg.Points(1.2)
-			p.Add(line)
 		}
 	}
 	if math.IsInf(lo, 1) {

@@ -117,6 +117,13 @@ func eventsAfter(events []cluster.Event, t time.Time) []cluster.Event {
 	return out
 }
 
+// meanwhileKinds are the events worth naming while failures go on: the ones that break or
+// stop routing to a pod.
+var meanwhileKinds = map[cluster.EventKind]bool{
+	cluster.SIGTERMSent: true, cluster.SIGKILLSent: true, cluster.PodExited: true,
+	cluster.PodNetworkRemoved: true, cluster.EndpointRemoved: true,
+}
+
 // causeKinds are the events that can explain failures starting right after them, most
 // telling first.
 var causeKinds = []cluster.EventKind{
@@ -141,7 +148,8 @@ func disruptionParagraph(s Scenario, d *load.Disruption, kinds map[string]int64,
 	} else {
 		fmt.Fprintf(&b, "%s requests failed between %s and %s: %s.", fmtInt(n), secs(d.StartOffset), secs(d.EndOffset), classList(d.Classes, kinds))
 	}
-	if cause, ok := nearestCause(s.Events, d.Start); ok {
+	cause, ok := nearestCause(s.Events, d.Start)
+	if ok {
 		gap := d.Start.Sub(cause.Time).Seconds()
 		switch {
 		case gap >= 0:
@@ -154,7 +162,7 @@ func disruptionParagraph(s Scenario, d *load.Disruption, kinds map[string]int64,
 	}
 	var during []string
 	for _, e := range s.Events {
-		if e.Time.After(d.Start) && !e.Time.After(d.End) && isChartKind(e.Kind) {
+		if e.Time.After(d.Start) && !e.Time.After(d.End) && meanwhileKinds[e.Kind] && e != cause {
 			during = append(during, fmt.Sprintf("%s at %s", eventPhrase(e), secs(at(e.Time))))
 		}
 	}
