@@ -1,3 +1,5 @@
+//go:build linux
+
 package localkube
 
 import (
@@ -97,12 +99,8 @@ func runTestPod() int {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(os.Environ()) })
-	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("HOST"), os.Getenv("PORT")))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "testpod:", err)
-		return 2
-	}
 	srv := &http.Server{Handler: mux}
+	// Signal handling first: once the pod listens, its SIGTERM behaviour is in place.
 	switch os.Getenv("POD_TERM") {
 	case "ignore":
 		signal.Ignore(syscall.SIGTERM)
@@ -116,6 +114,11 @@ func runTestPod() int {
 			defer cancel()
 			srv.Shutdown(ctx)
 		}()
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("HOST"), os.Getenv("PORT")))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testpod:", err)
+		return 2
 	}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return 1
@@ -276,6 +279,11 @@ func startCluster(t *testing.T, opts Options, apps ...app) *Cluster {
 	if err := c.Up(ctx); err != nil {
 		t.Fatalf("Up: %v", err)
 	}
+	// A pod without a readiness probe is ready once its process has started, which on a
+	// loaded machine can be well before it listens. Tests about what comes later wait.
+	for _, p := range c.Pods() {
+		waitListening(t, net.JoinHostPort(p.IP, "8080"))
+	}
 	var pids []int
 	t.Cleanup(func() {
 		for _, p := range c.Pods() {
@@ -290,6 +298,22 @@ func startCluster(t *testing.T, opts Options, apps ...app) *Cluster {
 		}
 	})
 	return c
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not accept connections: %v", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // allPIDs lists every pod process the cluster ever started.
