@@ -92,8 +92,8 @@ func TestIntegrationDownstreamGracefulDrainsInFlight(t *testing.T) {
 		t.Skip("integration test")
 	}
 	const n = 20
-	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=2s", "WORK_MAX=2500ms")...)
-	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request", "SHUTDOWN_DELAY=1s")...)
+	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=4s", "WORK_MAX=4500ms")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request", "SHUTDOWN_DELAY=2s")...)
 	replies := sendAll(down.URL, n)
 	down.WaitMetric("gracelab_http_requests_in_flight", n+1)
 

@@ -180,7 +180,8 @@ func (h *harness) startSlow(n int) <-chan result {
 }
 
 func TestGracefulShutdownFiresPhasesInOrder(t *testing.T) {
-	h := startHarness(t, Config{Mode: Graceful, ShutdownDelay: 300 * time.Millisecond, DrainTimeout: 10 * time.Second})
+	// The delay is long enough for the health check below to land in it on a loaded machine.
+	h := startHarness(t, Config{Mode: Graceful, ShutdownDelay: 2 * time.Second, DrainTimeout: 10 * time.Second})
 	waitPhase(t, h.srv, Running)
 	results := h.startSlow(5)
 	if got := gaugeValue(t, h.srv.inFlight); got != 5 {

@@ -91,7 +91,7 @@ func TestIntegrationUpstreamGracefulDrainsInFlight(t *testing.T) {
 		t.Skip("integration test")
 	}
 	const n = 20
-	p := lifecycletest.Start(t, upstreamBin, nil, env("WORK_MIN=2s", "WORK_MAX=2500ms", "SHUTDOWN_DELAY=1s")...)
+	p := lifecycletest.Start(t, upstreamBin, nil, env("WORK_MIN=4s", "WORK_MAX=4500ms", "SHUTDOWN_DELAY=2s")...)
 	results := inFlight(p.URL+"/api/data", n)
 	p.WaitMetric("gracelab_http_requests_in_flight", n+1) // n plus the scrape itself
 
