@@ -42,7 +42,7 @@ type Options struct {
 	EndpointLag time.Duration
 	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
-	// the proxy stops routing to the pod. Default 300ms.
+	// the proxy stops routing to the pod. Default 100ms.
 	NetworkLinger time.Duration
 	// LoadBalancerPort is the port LoadBalancer Services listen on at 127.0.0.1. 0 lets the OS
 	// choose (tests); commands pass DefaultLoadBalancerPort.
@@ -66,7 +66,7 @@ var DefaultImages = map[string][]string{
 
 const (
 	defaultEndpointLag   = time.Second
-	defaultNetworkLinger = 300 * time.Millisecond
+	defaultNetworkLinger = 100 * time.Millisecond
 	defaultReadyTimeout  = 60 * time.Second
 	defaultGrace         = 30 * time.Second // terminationGracePeriodSeconds' default
 	minimumGrace         = 2 * time.Second  // the kubelet's minimum shutdown window after preStop
@@ -252,9 +252,54 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 		}
 		return err
 	}
+	// A pod without a readiness probe is "ready" once its process has started, maybe before
+	// it listens. Unlike a real cluster, Up also waits until every pod accepts connections on
+	// its ports, so the first requests of a drill do not fail for start-up reasons.
+	if err := c.waitListening(waitCtx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("start-up interrupted: %w", ctx.Err())
+		}
+		return err
+	}
 	c.mu.Lock()
 	c.state = stateUp
 	c.mu.Unlock()
+	return nil
+}
+
+func (c *Cluster) waitListening(ctx context.Context) error {
+	c.mu.Lock()
+	var addrs, names []string
+	for _, p := range c.pods {
+		for _, cp := range p.container.Ports {
+			addrs = append(addrs, p.addr(cp.ContainerPort))
+			names = append(names, p.name)
+		}
+	}
+	c.mu.Unlock()
+	for i, a := range addrs {
+		for {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "tcp", a)
+			if err == nil {
+				conn.Close()
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("the embedded cluster was not ready after %s: pod %s does not accept connections on %s", c.opts.ReadyTimeout, names[i], a)
+			}
+			c.mu.Lock()
+			upErr := c.upErr
+			c.mu.Unlock()
+			if upErr != nil {
+				return upErr
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
 	return nil
 }
 
