@@ -322,6 +322,15 @@ func TestIntegrationTwoTerminals(t *testing.T) {
 		t.Fatalf("downstream answered %d %s", resp.StatusCode, body)
 	}
 
+	// Terminal 2: load through the rollout. Terminal 3: the restart, two seconds in.
+	loadJSON := filepath.Join(t.TempDir(), "load.json")
+	loadCmd := exec.CommandContext(ctx, exe, "load", "--url", target, "--duration", "16s", "--quiet", "--json", loadJSON)
+	var loadOut bytes.Buffer
+	loadCmd.Stdout, loadCmd.Stderr = &loadOut, &loadOut
+	if err := loadCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
 	restart := exec.CommandContext(ctx, exe, "restart", "deployment", "upstream")
 	restart.Env = env
 	out, err := restart.CombinedOutput()
@@ -331,6 +340,19 @@ func TestIntegrationTwoTerminals(t *testing.T) {
 	lines.wait(t, regexp.MustCompile(`restart_triggered\s+deployment upstream`), 10*time.Second)
 	lines.wait(t, regexp.MustCompile(`prestop_started\s+upstream-`), 30*time.Second)
 	lines.wait(t, regexp.MustCompile(`rollout_complete`), time.Minute)
+	if code := exitCode(t, loadCmd.Wait()); code != 0 {
+		t.Fatalf("load exited %d:\n%s", code, loadOut.String())
+	}
+	var res struct {
+		Requests int64 `json:"requests"`
+		Errors   int64 `json:"errors"`
+	}
+	if raw, err := os.ReadFile(loadJSON); err != nil || json.Unmarshal(raw, &res) != nil {
+		t.Fatalf("load result: %v\n%s", err, loadOut.String())
+	}
+	if res.Requests < 100 || res.Errors != 0 {
+		t.Errorf("v2 under a rolling restart from another terminal: %d requests, %d errors; want 0 errors\n%s", res.Requests, res.Errors, loadOut.String())
+	}
 
 	unknown := exec.CommandContext(ctx, exe, "restart", "deployment", "nope")
 	unknown.Env = env
@@ -407,5 +429,33 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "v1 failed: interrupted before the restart") {
 		t.Errorf("stdout does not show the interrupted scenario:\n%s", stdout.String())
+	}
+
+	// A second Ctrl-C exits at once, without a report; the pods die with the process.
+	out2 := filepath.Join(t.TempDir(), "report")
+	cmd = exec.CommandContext(ctx, exe, "demo", "--scenarios", "v2", "--duration", "30s", "--restart-at", "20s", "--port", "0", "--out", out2)
+	pr, pw = io.Pipe()
+	var stdout2 bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout2, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	progress = newLineWaiter(pr)
+	progress.wait(t, regexp.MustCompile(`\[1/1\] v2: load, [1-9]\d*\.\ds`), time.Minute)
+	for range 2 {
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	err = cmd.Wait()
+	pw.Close()
+	if code := exitCode(t, err); code != 1 {
+		t.Errorf("twice interrupted demo exited %d, want 1", code)
+	}
+	progress.wait(t, regexp.MustCompile(`interrupted twice: exiting at once without a report`), 5*time.Second)
+	assertNoneLeft(t, exe)
+	if _, err := os.Stat(filepath.Join(out2, "report.json")); err == nil {
+		t.Error("a report was written after the second Ctrl-C")
 	}
 }
