@@ -39,6 +39,12 @@ type Scenario struct {
 	FS        fs.FS  // the manifest directory
 }
 
+// Warner is a cluster that can say why its results may mislead (kube: a --target that
+// bypasses the Service). The warnings go into the scenario's report.
+type Warner interface {
+	Warnings() []string
+}
+
 // Factory makes the cluster one scenario runs on. It must not start anything: Up does.
 type Factory func(Scenario) (cluster.Cluster, error)
 
@@ -374,6 +380,9 @@ func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
 		}
 	}
 	d.out.Events = withRestartEvent(c.Events(), d.restartAt, d.cfg.Deployment)
+	if w, ok := c.(Warner); ok {
+		d.out.Warnings = append(d.out.Warnings, w.Warnings()...)
+	}
 
 	d.report(PhaseTearDown, "")
 	// Down runs even when ctx was cancelled: it is what stops the pods.

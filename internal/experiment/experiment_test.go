@@ -30,6 +30,7 @@ type script struct {
 	failFor     time.Duration // after Restart, answer 502 (kind eof) this long
 	hangAfter   bool          // after Restart, requests hang until the client gives up
 	unavailable time.Duration // after Up, answer 503 this long (a pod ready before it serves)
+	warnings    []string
 }
 
 // journal records calls across every cluster of a drill, in order.
@@ -159,6 +160,8 @@ func (s *scripted) WaitSettled(ctx context.Context, deployment string) error {
 
 func (s *scripted) Target() string { return s.srv.URL + "/" }
 
+func (s *scripted) Warnings() []string { return s.sc.warnings }
+
 func (s *scripted) Events() []cluster.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -258,6 +261,19 @@ func eventKinds(evs []cluster.Event) []cluster.EventKind {
 		out = append(out, e.Kind)
 	}
 	return out
+}
+
+func TestRunCarriesClusterWarnings(t *testing.T) {
+	j := &journal{}
+	w := "target matches no address of Service downstream"
+	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 10 * time.Millisecond, warnings: []string{w}}}, "a")
+	out, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out[0].Warnings) != 1 || out[0].Warnings[0] != w || out[0].Failure != "" {
+		t.Fatalf("warnings %q, failure %q", out[0].Warnings, out[0].Failure)
+	}
 }
 
 func TestRunKeepsLoadUntilSettledPlusTail(t *testing.T) {
