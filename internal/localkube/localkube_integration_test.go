@@ -80,7 +80,9 @@ func driveLoad(target string, n int, stop <-chan struct{}) []result {
 	return out
 }
 
-func (r result) failed() bool { return r.status != http.StatusOK || strings.HasPrefix(r.kind, "body not ok") }
+func (r result) failed() bool {
+	return r.status != http.StatusOK || strings.HasPrefix(r.kind, "body not ok")
+}
 
 // drill runs one scenario's manifests on the embedded cluster with the real gracelab binary:
 // load, a rolling restart of upstream after 1s, and load until the rollout has settled, the
