@@ -74,13 +74,13 @@ func TestTableContent(t *testing.T) {
 		t.Errorf("header %q", lines[0])
 	}
 	for _, want := range []string{
-		`^requests\s+1,430\s+1,514\s+1,756\s*$`,
-		`^errors\s+60\s+0\s+0\s*$`,
-		`^error rate\s+4\.20 %\s+0\.00 %\s+0\.00 %\s*$`,
-		`^latency max\s+5,067 ms\s+2,505 ms\s+242 ms\s*$`,
+		`^requests\s+1,459\s+1,714\s+1,726\s*$`,
+		`^errors\s+33\s+0\s+0\s*$`,
+		`^error rate\s+2\.26 %\s+0\.00 %\s+0\.00 %\s*$`,
+		`^latency max\s+5,018 ms\s+305 ms\s+305 ms\s*$`,
 		`^retries\s+0\s+0\s+0\s*$`,
-		`^  http_5xx\s+60 \(reset 36, timeout 15, eof 9\)\s+-\s+-\s*$`,
-		`^rollout duration\s+0\.4 s\s+9\.5 s\s+7\.5 s\s*$`,
+		`^  http_5xx\s+33 \(timeout 15, reset 10, eof 8\)\s+-\s+-\s*$`,
+		`^rollout duration\s+0\.1 s\s+7\.1 s\s+7\.4 s\s*$`,
 	} {
 		re := regexp.MustCompile(want)
 		found := false
@@ -117,23 +117,24 @@ func TestStoryNamesClassesTimesAndEvents(t *testing.T) {
 	r := fixture(t)
 	v1 := strings.Join(Story(r.Scenarios[0]), "\n")
 	for _, want := range []string{
-		"60 of 1,430 requests failed (4.20 %)",
-		"60 requests failed between 4.8 s and 10.5 s",
-		"9 because the upstream connection hit EOF mid-request (502)",
+		"33 of 1,459 requests failed (2.26 %)",
+		"33 requests failed between 4.9 s and 10.2 s",
+		"8 because the upstream connection hit EOF mid-request (502)",
 		"15 because the upstream did not answer within the downstream's timeout (504)",
-		"36 because the upstream connection was reset (502)",
+		"10 because the upstream connection was reset (502)",
 		// In-flight requests were sent before the SIGTERM that broke them.
-		"The first of them was sent 0.2 s before upstream-554c6fd5f9-dxph8 received SIGTERM at 5.0 s.",
-		"Meanwhile upstream-554c6fd5f9-9sg2w received SIGTERM at 5.1 s;",
-		"upstream-554c6fd5f9-dxph8's network was torn down at 5.4 s",
-		"The rolling restart was triggered at 5.0 s and settled 0.4 s later",
+		"The first of them was sent 0.1 s before upstream-554c6fd5f9-h6kn2 received SIGTERM at 5.0 s.",
+		"Meanwhile upstream-554c6fd5f9-57lrt received SIGTERM at 5.0 s;",
+		"upstream-554c6fd5f9-h6kn2's network was torn down at 5.1 s",
+		"upstream-554c6fd5f9-h6kn2 was removed from the Service's endpoints at 6.0 s",
+		"The rolling restart was triggered at 5.0 s and settled 0.1 s later",
 	} {
 		if !strings.Contains(v1, want) {
 			t.Errorf("v1 story lacks %q:\n%s", want, v1)
 		}
 	}
 	v2 := strings.Join(Story(r.Scenarios[1]), "\n")
-	for _, want := range []string{"No request failed: all 1,514 requests were answered", "SIGTERM was sent at 11.0 s (upstream-65b8855b87-hpd6m), 12.1 s (upstream-65b8855b87-pjl2f)"} {
+	for _, want := range []string{"No request failed: all 1,714 requests were answered", "SIGTERM was sent at 11.0 s (upstream-65b8855b87-pbp7b), 12.0 s (upstream-65b8855b87-bjq2j)"} {
 		if !strings.Contains(v2, want) {
 			t.Errorf("v2 story lacks %q:\n%s", want, v2)
 		}
@@ -298,7 +299,7 @@ func TestWriteAllAndRender(t *testing.T) {
 			t.Errorf("report.html refers to something outside itself: %q", bad)
 		}
 	}
-	for _, want := range []string{"<td class=\"num\">1,430</td>", "v1 no protection", "60 requests failed between 4.8 s and 10.5 s"} {
+	for _, want := range []string{"<td class=\"num\">1,459</td>", "v1 no protection", "33 requests failed between 4.9 s and 10.2 s"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("report.html lacks %q", want)
 		}
