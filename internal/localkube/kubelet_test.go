@@ -371,3 +371,48 @@ func TestServiceNamesInEnvResolveToTheServiceProxy(t *testing.T) {
 		t.Errorf("back Service answered %q", b)
 	}
 }
+
+// TestMappedPortsMode runs the non-Linux addressing on Linux: every pod and Service on
+// 127.0.0.1 with ports chosen by the OS, and the env, probes and proxies following the map.
+func TestMappedPortsMode(t *testing.T) {
+	t.Parallel()
+	front := app{name: "front", replicas: 1, serviceType: "LoadBalancer", readiness: healthProbe,
+		env: map[string]string{"BACK_URL": "http://back:8080/x", "POD_TERM": "graceful"}, strategy: "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"}
+	back := app{name: "back", replicas: 2, readiness: healthProbe}
+	c, err := New(Options{Manifests: manifests(map[string]string{"f.yaml": front.yaml(), "b.yaml": back.yaml()}),
+		Executable: os.Args[0], Images: testImages, EndpointLag: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.addrs.mapped = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Down(context.Background()); assertGone(t, c.allPIDs()...) }()
+	backAddr, _ := c.ServiceAddr("back", 8080)
+	if !strings.HasPrefix(backAddr, "127.0.0.1:") || strings.HasSuffix(backAddr, ":8080") {
+		t.Fatalf("mapped Service address %q", backAddr)
+	}
+	resp, err := http.Get(c.Target() + "/env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	json.NewDecoder(resp.Body).Decode(&env)
+	resp.Body.Close()
+	joined := strings.Join(env, " ")
+	if !strings.Contains(joined, "BACK_URL=http://"+backAddr+"/x") || !strings.Contains(joined, "HOST=127.0.0.1") || strings.Contains(joined, "PORT=8080") {
+		t.Fatalf("mapped env: %v", env)
+	}
+	restartAndSettle(t, c, "front")
+	r2, err := http.Get(c.Target() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != 200 {
+		t.Fatalf("after a restart in mapped mode: %d", r2.StatusCode)
+	}
+}
