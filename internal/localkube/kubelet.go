@@ -73,6 +73,7 @@ type container struct {
 	started time.Time
 	exited  chan struct{} // closed after the exit is recorded
 	logFile *os.File
+	killWhy string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
 }
 
 func (p *pod) available(minReady time.Duration, now time.Time) bool {
@@ -297,7 +298,9 @@ func (c *Cluster) waitContainer(p *pod, inst *container) {
 	c.mu.Lock()
 	p.running = false
 	p.lastExit = detail
-	if t := p.tail.lastLine(); t != "" && !p.terminating {
+	if inst.killWhy != "" {
+		detail += " after " + inst.killWhy
+	} else if t := p.tail.lastLine(); t != "" && !p.terminating {
 		detail += ": " + t
 	}
 	c.record(cluster.PodExited, nil, p, detail)
@@ -463,6 +466,7 @@ func (c *Cluster) kill(p *pod, inst *container, deadline time.Time, reason strin
 		detail = reason + "; " + detail
 	}
 	c.mu.Lock()
+	inst.killWhy = reason
 	c.record(cluster.SIGTERMSent, nil, p, detail)
 	c.mu.Unlock()
 	_ = signalGroup(inst.cmd.Process.Pid, sigTERM)

@@ -43,8 +43,9 @@ func firstPod(t *testing.T, c *Cluster) PodInfo {
 func TestReadinessProbeTimingAndThresholds(t *testing.T) {
 	t.Parallel()
 	// Probes at start+1s, +2s, ...: two successes needed, so ready at >= 2s. /health fails
-	// from 4s on: two failures needed, the first at >= 5s, so not ready at >= 5s... 6s.
-	a := app{name: "web", replicas: 1, env: map[string]string{"POD_HEALTH_FAIL_AFTER": "4s"},
+	// from 6s on (after Up, even on a loaded machine): two failures needed, so not ready at
+	// >= 7s.
+	a := app{name: "web", replicas: 1, env: map[string]string{"POD_HEALTH_FAIL_AFTER": "6s"},
 		readiness: "httpGet: {path: /health, port: 8080}\ninitialDelaySeconds: 1\nperiodSeconds: 1\nsuccessThreshold: 2\nfailureThreshold: 2\n"}
 	c := startCluster(t, Options{}, a)
 	pod := firstPod(t, c).Name
@@ -55,8 +56,8 @@ func TestReadinessProbeTimingAndThresholds(t *testing.T) {
 		t.Errorf("ready %s after start; initialDelay 1s + 2 successes 1s apart needs >= 2s", d)
 	}
 	notReady := waitEvent(t, c, 30*time.Second, podKind(pod, cluster.PodNotReady))
-	if d := notReady.Time.Sub(started.Time); d < 4900*time.Millisecond {
-		t.Errorf("not ready %s after start; failing from 4s with failureThreshold 2 needs >= 5s", d)
+	if d := notReady.Time.Sub(started.Time); d < 6900*time.Millisecond {
+		t.Errorf("not ready %s after start; failing from 6s with failureThreshold 2 needs >= 7s", d)
 	}
 	if !strings.Contains(notReady.Detail, "503") {
 		t.Errorf("not-ready detail should carry the probe failure: %q", notReady.Detail)
@@ -70,8 +71,9 @@ func TestReadinessProbeTimingAndThresholds(t *testing.T) {
 
 func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 	t.Parallel()
-	a := app{name: "web", replicas: 1, env: map[string]string{"POD_LIVE_FAIL_AFTER": "1s", "POD_TERM": "graceful"},
-		liveness: "httpGet: {path: /live, port: http}\nperiodSeconds: 1\nfailureThreshold: 2\n"}
+	// Liveness fails from 4s on (well after Up, even on a loaded machine), twice in a row.
+	a := app{name: "web", replicas: 1, env: map[string]string{"POD_LIVE_FAIL_AFTER": "4s", "POD_TERM": "graceful"},
+		liveness: "httpGet: {path: /live, port: http}\ninitialDelaySeconds: 4\nperiodSeconds: 1\nfailureThreshold: 2\n"}
 	c := startCluster(t, Options{}, a)
 	before := firstPod(t, c)
 	restarted := waitEvent(t, c, 30*time.Second, func(e cluster.Event) bool {
@@ -88,6 +90,13 @@ func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 	start := indexOf(evs, exited, podKind(before.Name, cluster.PodStarted))
 	if term < 0 || exited < 0 || start < 0 {
 		t.Fatalf("want sigterm (liveness) < exited < started; got %d %d %d", term, exited, start)
+	}
+	if !strings.Contains(evs[exited].Detail, "after liveness probe failed") {
+		t.Errorf("exit detail should say the kubelet killed it: %q", evs[exited].Detail)
+	}
+	started := evs[indexOf(evs, 0, podKind(before.Name, cluster.PodStarted))]
+	if d := evs[term].Time.Sub(started.Time); d < 5*time.Second {
+		t.Errorf("liveness kill %s after start; failing from 4s with failureThreshold 2 needs >= 5s", d)
 	}
 	if indexOf(evs, 0, podKind(before.Name, cluster.PodTerminating)) >= 0 {
 		t.Error("a liveness restart must not delete the pod")
