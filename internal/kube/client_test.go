@@ -1,0 +1,84 @@
+package kube
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeKubeconfig writes a kubeconfig with the given contexts, all pointing at server.
+func writeKubeconfig(t *testing.T, server, current string, contexts ...string) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: " + server + "\n")
+	b.WriteString("users:\n- name: me\n  user:\n    token: test-token\n")
+	b.WriteString("contexts:\n")
+	for _, c := range contexts {
+		b.WriteString("- name: " + c + "\n  context:\n    cluster: lab\n    user: me\n")
+	}
+	if current != "" {
+		b.WriteString("current-context: " + current + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestNewClientFromKubeconfig(t *testing.T) {
+	path := writeKubeconfig(t, "https://127.0.0.1:6443", "lab", "lab", "other")
+	_, cfg, err := NewClientFromKubeconfig(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host != "https://127.0.0.1:6443" || cfg.BearerToken != "test-token" || cfg.UserAgent != "gracelab" {
+		t.Errorf("config host %q token %q agent %q", cfg.Host, cfg.BearerToken, cfg.UserAgent)
+	}
+	if _, _, err := NewClientFromKubeconfig(path, "other"); err != nil {
+		t.Errorf("explicit context: %v", err)
+	}
+}
+
+func TestNewClientFromKubeconfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, kubeconfig, context string
+		env                       string // KUBECONFIG
+		want                      []string
+	}{
+		{name: "missing file", kubeconfig: filepath.Join(dir, "nope"), want: []string{"nope", "no such file", "--kubeconfig"}},
+		{name: "unknown context", kubeconfig: writeKubeconfig(t, "https://127.0.0.1:6443", "lab", "lab", "other"), context: "prod",
+			want: []string{`context "prod" not found`, "available: lab, other", "kubectl config get-contexts"}},
+		{name: "no current context", kubeconfig: writeKubeconfig(t, "https://127.0.0.1:6443", "", "lab"),
+			want: []string{"no current context", "--context", "available: lab"}},
+		{name: "dangling current context", kubeconfig: writeKubeconfig(t, "https://127.0.0.1:6443", "gone", "lab"),
+			want: []string{`current context "gone" does not exist`}},
+		{name: "empty kubeconfig from KUBECONFIG", env: empty,
+			want: []string{"no kubeconfig context found", "KUBECONFIG=" + empty, "kind create cluster"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("KUBECONFIG", tc.env)
+			t.Setenv("KUBERNETES_SERVICE_HOST", "")
+			t.Setenv("HOME", t.TempDir()) // no ~/.kube/config to fall back on
+			_, _, err := NewClientFromKubeconfig(tc.kubeconfig, tc.context)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
