@@ -90,3 +90,21 @@ func describeKubeconfig(rules *clientcmd.ClientConfigLoadingRules) string {
 	}
 	return strings.Join(rules.Precedence, ", ")
 }
+
+// ContextName is the kubeconfig context that NewClientFromKubeconfig would use, for the
+// report ("kubernetes (kind-kind)").
+func ContextName(kubeconfig, context string) (string, error) {
+	if context != "" {
+		return context, nil
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	raw, err := rules.Load()
+	if err != nil {
+		return "", fmt.Errorf("load kubeconfig: %w", err)
+	}
+	if raw.CurrentContext == "" {
+		return "", fmt.Errorf("kubeconfig %s has no current context; pass --context", describeKubeconfig(rules))
+	}
+	return raw.CurrentContext, nil
+}

@@ -82,3 +82,26 @@ func TestNewClientFromKubeconfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestContextNameAndOpen(t *testing.T) {
+	path := writeKubeconfig(t, "https://127.0.0.1:6443", "lab", "lab", "other")
+	if name, err := ContextName(path, ""); err != nil || name != "lab" {
+		t.Errorf("ContextName = %q, %v; want lab", name, err)
+	}
+	if name, err := ContextName(path, "other"); err != nil || name != "other" {
+		t.Errorf("ContextName with --context = %q, %v; want other", name, err)
+	}
+	if _, err := ContextName(writeKubeconfig(t, "https://127.0.0.1:6443", "", "lab"), ""); err == nil {
+		t.Error("ContextName without a current context succeeded")
+	}
+	opts := testOptions()
+	opts.Kubeconfig, opts.Context = path, "nope"
+	if _, err := Open(opts); err == nil || !strings.Contains(err.Error(), `context "nope" not found`) {
+		t.Errorf("Open with a missing context: %v", err)
+	}
+	opts.Context = "other"
+	c, err := Open(opts)
+	if err != nil || c == nil {
+		t.Fatalf("Open: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -26,8 +27,9 @@ import (
 
 // watcher owns the informers of one namespace and the last state of every object they report.
 type watcher struct {
-	c       *Cluster
-	factory informers.SharedInformerFactory
+	c        *Cluster
+	factory  informers.SharedInformerFactory
+	services map[string]bool // the Services of the manifests: other slices are not ours
 
 	// Guarded by c.mu.
 	pods      map[string]*corev1.Pod         // by name: the last state seen
@@ -67,6 +69,10 @@ func (c *Cluster) startWatches(ctx context.Context) error {
 		slices:    map[string]map[string]endpoint{},
 		revisions: map[string]string{},
 		deploys:   map[string]string{},
+		services:  map[string]bool{},
+	}
+	for _, name := range c.manifests.serviceNames() {
+		w.services[name] = true
 	}
 	handlers := []struct {
 		informer cache.SharedIndexInformer
@@ -132,8 +138,8 @@ func (w *watcher) pod(obj any, initial, deleted bool) {
 		obj = tomb.Obj
 	}
 	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
+	if !ok || p.Labels[managedByLabel] != managedByValue {
+		return // not a pod of our Deployments (the namespace may be shared)
 	}
 	now := time.Now()
 	w.c.mu.Lock()
@@ -261,7 +267,7 @@ func (w *watcher) slice(obj any, initial, deleted bool) {
 		obj = tomb.Obj
 	}
 	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
+	if !ok || !w.services[s.Labels[discoveryv1.LabelServiceName]] {
 		return
 	}
 	now := time.Now()
@@ -364,4 +370,60 @@ func sortedKeys(m map[string]endpoint) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// waitEndpoints waits until every Service of the manifests lists each ready pod it selects as a
+// ready endpoint, so the first request of the load finds the Service populated.
+func (c *Cluster) waitEndpoints(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RolloutTimeout)
+	defer cancel()
+	for _, svc := range c.manifests.services {
+		if svc.Spec == nil || len(svc.Spec.Selector) == 0 {
+			continue // no selector: endpoints are managed by hand
+		}
+		name, selector := *svc.Name, labels.SelectorFromSet(svc.Spec.Selector)
+		var endpoints, pods int
+		err := c.poll(ctx, "endpoints of Service "+name, func() (bool, error) {
+			endpoints, pods = c.watch.readyEndpoints(name, selector)
+			return pods > 0 && endpoints >= pods, nil
+		})
+		if err != nil {
+			return fmt.Errorf("Service %q lists %d ready endpoints for %d ready pods after %s; see kubectl -n %s get endpointslices -l %s=%s",
+				name, endpoints, pods, c.opts.RolloutTimeout, c.namespace, discoveryv1.LabelServiceName, name)
+		}
+	}
+	return nil
+}
+
+// readyEndpoints counts, from the watches, the ready endpoints of a Service and the ready,
+// not terminating pods its selector matches.
+func (w *watcher) readyEndpoints(service string, selector labels.Selector) (endpoints, pods int) {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	for _, eps := range w.slices {
+		for _, e := range eps {
+			if e.service == service && e.ready {
+				endpoints++
+			}
+		}
+	}
+	for _, p := range w.pods {
+		if p.DeletionTimestamp == nil && podReady(p) && selector.Matches(labels.Set(p.Labels)) {
+			pods++
+		}
+	}
+	return endpoints, pods
+}
+
+// hasOldPods reports whether the watches still know a pod of the Deployment outside newRS.
+func (w *watcher) hasOldPods(deployment, newRS string) bool {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	for _, p := range w.pods {
+		owner := metav1.GetControllerOf(p)
+		if owner != nil && owner.Kind == "ReplicaSet" && owner.Name != newRS && w.deploys[p.Name] == deployment {
+			return true
+		}
+	}
+	return false
 }

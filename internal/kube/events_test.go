@@ -118,7 +118,7 @@ func TestEndpointsOfNilConditions(t *testing.T) {
 func TestWatchesTranslatePodAndEndpointChanges(t *testing.T) {
 	ctx := testContext(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "work"}}
-	before := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "existing", Namespace: "work"}}
+	before := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "existing", Namespace: "work", Labels: ownedLabels()}}
 	cs := newFakeAPI(ns, before)
 	opts := testOptions()
 	opts.Namespace = "work"
@@ -131,7 +131,7 @@ func TestWatchesTranslatePodAndEndpointChanges(t *testing.T) {
 
 	rs := "upstream-abc12"
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: rs + "-x1", Namespace: "work",
-		Labels:          map[string]string{"pod-template-hash": "abc12"},
+		Labels:          map[string]string{"pod-template-hash": "abc12", managedByLabel: managedByValue},
 		OwnerReferences: []metav1.OwnerReference{controllerRef("apps/v1", "ReplicaSet", rs, "")}}}
 	pods := cs.CoreV1().Pods("work")
 	slices := cs.DiscoveryV1().EndpointSlices("work")
@@ -145,6 +145,16 @@ func TestWatchesTranslatePodAndEndpointChanges(t *testing.T) {
 				Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &terminating},
 				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: pod.Name}}},
 		}
+	}
+	// Pods and slices that are not ours (a shared namespace) are no events.
+	foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "billing-1", Namespace: "work"}}
+	if _, err := pods.Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := slice(true, true, false)
+	other.Name, other.Labels[discoveryv1.LabelServiceName] = "billing-s1", "billing"
+	if _, err := slices.Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	count := func() int { return len(c.Events()) }
 	step := func(what string, n int, do func() error) {

@@ -116,6 +116,7 @@ type fakeController struct {
 	waitingReason    string // new pods with waitingImage wait with this reason instead of running
 	waitingImage     string
 	deadlineExceeded bool // report ProgressDeadlineExceeded on every Deployment
+	noEndpoints      bool // the EndpointSlice controller is not running
 	errors           []error
 }
 
@@ -172,6 +173,12 @@ func (fc *fakeController) step(ctx context.Context) error {
 	}
 	if err := fc.collectGarbage(ctx); err != nil {
 		return err
+	}
+	fc.mu.Lock()
+	noEndpoints := fc.noEndpoints
+	fc.mu.Unlock()
+	if noEndpoints {
+		return nil
 	}
 	return fc.endpointSlices(ctx)
 }

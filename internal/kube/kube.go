@@ -39,8 +39,8 @@ const (
 
 // Options configure one scenario on a real cluster.
 type Options struct {
-	// Kubeconfig and Context are informational here (the client is built by
-	// NewClientFromKubeconfig); they appear in messages.
+	// Kubeconfig and Context select the cluster for Open (kubectl's rules when empty:
+	// $KUBECONFIG, ~/.kube/config, the current context). New uses the client it is given.
 	Kubeconfig, Context string
 	// Namespace to deploy into. "" creates a dedicated namespace (generateName "gracelab-"),
 	// labelled as ours and deleted by Down unless Keep. A named namespace that does not exist is
@@ -91,6 +91,16 @@ type Cluster struct {
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)
+
+// Open builds the client from Options.Kubeconfig and Options.Context (see
+// NewClientFromKubeconfig), then calls New.
+func Open(opts Options) (*Cluster, error) {
+	client, _, err := NewClientFromKubeconfig(opts.Kubeconfig, opts.Context)
+	if err != nil {
+		return nil, err
+	}
+	return New(client, opts)
+}
 
 // New checks the options and the manifests (nothing is sent to the cluster yet).
 func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
@@ -216,6 +226,9 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := c.waitEndpoints(ctx); err != nil {
+		return err
+	}
 	return c.resolveTarget(ctx)
 }
 
@@ -225,11 +238,16 @@ func (c *Cluster) ensureNamespace(ctx context.Context) error {
 	nsClient := c.client.CoreV1().Namespaces()
 	if c.namespace != "" {
 		_, err := nsClient.Get(ctx, c.namespace, metav1.GetOptions{})
-		if err == nil {
+		switch {
+		case err == nil:
 			c.opts.Logger.Info("using existing namespace (it will not be deleted)", "namespace", c.namespace)
 			return nil
-		}
-		if !apierrors.IsNotFound(err) {
+		case apierrors.IsForbidden(err):
+			// Users with a Role in their own namespace may not read the namespace object;
+			// take it as existing (never ours) and let the next calls show what is allowed.
+			c.opts.Logger.Info("may not read namespace; using it as an existing one", "namespace", c.namespace)
+			return nil
+		case !apierrors.IsNotFound(err):
 			return apiError(err, "get", "namespaces", "")
 		}
 	}

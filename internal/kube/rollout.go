@@ -170,6 +170,7 @@ type settleState struct {
 	message    string
 	done       bool   // RolloutStatus says done
 	revision   string // the Deployment's current revision
+	newRS      string // the ReplicaSet of that revision
 	oldPods    []string
 	problem    error // a pod that will not get better by waiting
 }
@@ -208,6 +209,7 @@ func (c *Cluster) observe(ctx context.Context, name string) (settleState, error)
 		return st, apiError(err, "list", "pods", ns)
 	}
 	newRS := newReplicaSet(d, rsList.Items)
+	st.newRS = newRS
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		owner := metav1.GetControllerOf(p)
@@ -343,7 +345,9 @@ func (c *Cluster) waitSettled(ctx context.Context, name string, record bool) err
 				c.record(cluster.Event{Kind: cluster.RolloutComplete, Deployment: name, Revision: st.revision, Source: cluster.SourceAPI, Detail: "rollout status: " + st.message})
 			}
 		}
-		if st.done && len(st.oldPods) == 0 {
+		// The watches lag the API a little: wait until they too have seen the last old pod go,
+		// so the timeline holds every deletion when this returns.
+		if st.done && len(st.oldPods) == 0 && (c.watch == nil || !c.watch.hasOldPods(name, st.newRS)) {
 			return nil
 		}
 		if key := st.progressKey(); key != lastKey {
