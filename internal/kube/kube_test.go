@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/k8s"
 )
 
 func testOptions() Options {
@@ -636,5 +638,40 @@ func TestNamespaceNotReadableIsUsedAsExisting(t *testing.T) {
 	}
 	if _, err := cs.AppsV1().Deployments("team").Get(ctx, "upstream", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("our deployment after Down: %v, want it deleted", err)
+	}
+}
+
+// The project's own manifests (k8s/) load strictly and run the whole drill on the fake cluster,
+// with the image flags' keys.
+func TestProjectManifestsOnFakeCluster(t *testing.T) {
+	for _, dir := range k8s.Scenarios {
+		t.Run(dir, func(t *testing.T) {
+			sub, err := fs.Sub(k8s.FS, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs := newFakeAPI()
+			startController(t, cs, nil)
+			opts := testOptions()
+			opts.Manifests = sub
+			opts.Images = map[string]string{"upstream": "registry.test/upstream:1", "downstream": "registry.test/downstream:1"}
+			c := newTestCluster(t, cs, opts)
+			ctx := testContext(t)
+			if err := c.Up(ctx); err != nil {
+				t.Fatalf("Up: %v", err)
+			}
+			if !strings.HasPrefix(c.Target(), "http://127.2.0.") {
+				t.Errorf("Target() = %q, want the downstream ClusterIP (the fake has no LoadBalancer)", c.Target())
+			}
+			if err := c.Restart(ctx, "upstream"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.WaitSettled(ctx, "upstream"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Down(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
