@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -48,19 +49,44 @@ func (e endpoint) detail() string {
 	return fmt.Sprintf("%s ready=%t serving=%t terminating=%t (service %s)", e.address, e.ready, e.serving, e.terminating, e.service)
 }
 
-// startWatches checks that the watches are allowed (a Forbidden reflector would only retry
-// quietly), starts them, and waits for their first list.
+// startWatches checks that the watches are allowed (a reflector that is denied only retries
+// quietly, and the timeline would stay empty), starts them, and waits for their first list.
 func (c *Cluster) startWatches(ctx context.Context) error {
 	ns := c.namespace
-	one := metav1.ListOptions{Limit: 1}
-	if _, err := c.client.CoreV1().Pods(ns).List(ctx, one); err != nil {
-		return apiError(err, "list", "pods", ns)
+	checks := []struct {
+		resource string
+		list     func(context.Context, metav1.ListOptions) error
+		watch    func(context.Context, metav1.ListOptions) (watch.Interface, error)
+	}{
+		{"pods",
+			func(ctx context.Context, o metav1.ListOptions) error {
+				_, err := c.client.CoreV1().Pods(ns).List(ctx, o)
+				return err
+			},
+			c.client.CoreV1().Pods(ns).Watch},
+		{"replicasets.apps",
+			func(ctx context.Context, o metav1.ListOptions) error {
+				_, err := c.client.AppsV1().ReplicaSets(ns).List(ctx, o)
+				return err
+			},
+			c.client.AppsV1().ReplicaSets(ns).Watch},
+		{"endpointslices.discovery.k8s.io",
+			func(ctx context.Context, o metav1.ListOptions) error {
+				_, err := c.client.DiscoveryV1().EndpointSlices(ns).List(ctx, o)
+				return err
+			},
+			c.client.DiscoveryV1().EndpointSlices(ns).Watch},
 	}
-	if _, err := c.client.AppsV1().ReplicaSets(ns).List(ctx, one); err != nil {
-		return apiError(err, "list", "replicasets.apps", ns)
-	}
-	if _, err := c.client.DiscoveryV1().EndpointSlices(ns).List(ctx, one); err != nil {
-		return apiError(err, "list", "endpointslices.discovery.k8s.io", ns)
+	for _, check := range checks {
+		if err := check.list(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+			return apiError(err, "list", check.resource, ns)
+		}
+		timeout := int64(1)
+		w, err := check.watch(ctx, metav1.ListOptions{TimeoutSeconds: &timeout})
+		if err != nil {
+			return apiError(err, "watch", check.resource, ns)
+		}
+		w.Stop()
 	}
 	w := &watcher{
 		c:         c,

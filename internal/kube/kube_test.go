@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -454,6 +455,18 @@ func TestForbiddenNamespaceCreate(t *testing.T) {
 }
 
 func TestForbiddenWatchIsAnError(t *testing.T) {
+	t.Run("watch", func(t *testing.T) {
+		cs := newFakeAPI()
+		cs.PrependWatchReactor("pods", func(a k8stesting.Action) (bool, watch.Interface, error) {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errFake("no"))
+		})
+		c := newTestCluster(t, cs, testOptions())
+		err := c.Up(testContext(t))
+		if err == nil || !strings.Contains(err.Error(), "may not watch pods") {
+			t.Fatalf("Up error %v, want a Forbidden message naming watch pods", err)
+		}
+	})
+
 	cs := newFakeAPI()
 	cs.PrependReactor("list", "endpointslices", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", errFake("no"))
