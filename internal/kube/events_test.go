@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/kube/kubetest"
 )
 
 func readyPod(ready bool) *corev1.Pod {
@@ -119,7 +120,7 @@ func TestWatchesTranslatePodAndEndpointChanges(t *testing.T) {
 	ctx := testContext(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "work"}}
 	before := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "existing", Namespace: "work", Labels: ownedLabels()}}
-	cs := newFakeAPI(ns, before)
+	cs := kubetest.NewClientset(ns, before)
 	opts := testOptions()
 	opts.Namespace = "work"
 	c := newTestCluster(t, cs, opts)
@@ -220,7 +221,7 @@ func TestWatchesTranslatePodAndEndpointChanges(t *testing.T) {
 
 func TestStopWatchesStopsDelivery(t *testing.T) {
 	ctx := testContext(t)
-	cs := newFakeAPI(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "work"}})
+	cs := kubetest.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "work"}})
 	opts := testOptions()
 	opts.Namespace = "work"
 	c := newTestCluster(t, cs, opts)

@@ -18,6 +18,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/kube/kubetest"
 	"github.com/gracelab/gracelab/k8s"
 )
 
@@ -70,8 +71,8 @@ func hasEvent(events []cluster.Event, match func(cluster.Event) bool) bool {
 // and waits for both Deployments; Restart patches like kubectl; WaitSettled returns only once
 // no old pod is left; the events tell the story; Down deletes the namespace.
 func TestDrillOnFakeCluster(t *testing.T) {
-	cs := newFakeAPI()
-	startController(t, cs, nil)
+	cs := kubetest.NewClientset()
+	kubetest.Start(t, cs)
 	ctx := testContext(t)
 	opts := testOptions()
 	opts.Images = map[string]string{"upstream": "registry.example/upstream:v9"}
@@ -223,8 +224,8 @@ func subsequence(got, want []cluster.EventKind) bool {
 }
 
 func TestTargetDerivedFromServiceWhenNotGiven(t *testing.T) {
-	cs := newFakeAPI()
-	startController(t, cs, nil)
+	cs := kubetest.NewClientset()
+	kubetest.Start(t, cs)
 	c := newTestCluster(t, cs, testOptions())
 	ctx := testContext(t)
 	if err := c.Up(ctx); err != nil {
@@ -243,8 +244,8 @@ func TestTargetDerivedFromServiceWhenNotGiven(t *testing.T) {
 }
 
 func TestPortForwardTargetIsWarned(t *testing.T) {
-	cs := newFakeAPI()
-	startController(t, cs, nil)
+	cs := kubetest.NewClientset()
+	kubetest.Start(t, cs)
 	opts := testOptions()
 	opts.Target = "http://localhost:8080/"
 	c := newTestCluster(t, cs, opts)
@@ -261,8 +262,8 @@ func TestPortForwardTargetIsWarned(t *testing.T) {
 }
 
 func TestKeepLeavesNamespace(t *testing.T) {
-	cs := newFakeAPI()
-	startController(t, cs, nil)
+	cs := kubetest.NewClientset()
+	kubetest.Start(t, cs)
 	opts := testOptions()
 	opts.Keep = true
 	c := newTestCluster(t, cs, opts)
@@ -291,8 +292,8 @@ func TestKeepLeavesNamespace(t *testing.T) {
 func TestExistingNamespaceIsNeverDeleted(t *testing.T) {
 	foreignNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}
 	foreignDep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: "team-a"}}
-	cs := newFakeAPI(foreignNS, foreignDep)
-	startController(t, cs, nil)
+	cs := kubetest.NewClientset(foreignNS, foreignDep)
+	kubetest.Start(t, cs)
 	opts := testOptions()
 	opts.Namespace = "team-a"
 	c := newTestCluster(t, cs, opts)
@@ -330,7 +331,7 @@ func TestForeignObjectsAreRefused(t *testing.T) {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "downstream", Namespace: "shared"}},
 	} {
 		t.Run(foreign.GetObjectKind().GroupVersionKind().Kind+fmtType(foreign), func(t *testing.T) {
-			cs := newFakeAPI(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shared"}}, foreign)
+			cs := kubetest.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shared"}}, foreign)
 			opts := testOptions()
 			opts.Namespace = "shared"
 			c := newTestCluster(t, cs, opts)
@@ -377,8 +378,8 @@ func resourceOf(o runtime.Object) string {
 // Our own objects from an earlier run are applied over with force.
 func TestOwnedObjectsAreReappliedWithForce(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "mine"}}
-	cs := newFakeAPI(ns)
-	startController(t, cs, nil)
+	cs := kubetest.NewClientset(ns)
+	kubetest.Start(t, cs)
 	ctx := testContext(t)
 	opts := testOptions()
 	opts.Namespace = "mine"
@@ -416,7 +417,7 @@ func TestOwnedObjectsAreReappliedWithForce(t *testing.T) {
 
 // A denied apply is an error naming the verb and resource, and Up removes the namespace it made.
 func TestForbiddenApplyCleansUp(t *testing.T) {
-	cs := newFakeAPI()
+	cs := kubetest.NewClientset()
 	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"},
 			a.(k8stesting.PatchAction).GetName(), errFake("user cannot patch"))
@@ -438,7 +439,7 @@ func TestForbiddenApplyCleansUp(t *testing.T) {
 }
 
 func TestForbiddenNamespaceCreate(t *testing.T) {
-	cs := newFakeAPI()
+	cs := kubetest.NewClientset()
 	cs.PrependReactor("create", "namespaces", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "", errFake("no"))
 	})
@@ -456,7 +457,7 @@ func TestForbiddenNamespaceCreate(t *testing.T) {
 
 func TestForbiddenWatchIsAnError(t *testing.T) {
 	t.Run("watch", func(t *testing.T) {
-		cs := newFakeAPI()
+		cs := kubetest.NewClientset()
 		cs.PrependWatchReactor("pods", func(a k8stesting.Action) (bool, watch.Interface, error) {
 			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errFake("no"))
 		})
@@ -467,7 +468,7 @@ func TestForbiddenWatchIsAnError(t *testing.T) {
 		}
 	})
 
-	cs := newFakeAPI()
+	cs := kubetest.NewClientset()
 	cs.PrependReactor("list", "endpointslices", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", errFake("no"))
 	})
@@ -490,8 +491,8 @@ func (e errFake) Error() string { return string(e) }
 func TestImagePullBackOffFailsUpWithHowToLoad(t *testing.T) {
 	for _, reason := range []string{"ImagePullBackOff", "ErrImageNeverPull"} {
 		t.Run(reason, func(t *testing.T) {
-			cs := newFakeAPI()
-			startController(t, cs, func(fc *fakeController) { fc.waitingReason, fc.waitingImage = reason, "upstream:dev" })
+			cs := kubetest.NewClientset()
+			kubetest.Start(t, cs).FailPulls(reason, "upstream:dev")
 			opts := testOptions()
 			opts.RolloutTimeout = time.Minute // the failure must come from the pod, not a timeout
 			c := newTestCluster(t, cs, opts)
@@ -519,8 +520,8 @@ func TestImagePullBackOffFailsUpWithHowToLoad(t *testing.T) {
 // A rollout that stops making progress fails after RolloutTimeout with the Deployment's
 // conditions; one whose Progressing condition reports the deadline fails at once.
 func TestStalledRolloutHitsDeadline(t *testing.T) {
-	cs := newFakeAPI()
-	fc := startController(t, cs, nil)
+	cs := kubetest.NewClientset()
+	fc := kubetest.Start(t, cs)
 	opts := testOptions()
 	opts.RolloutTimeout = 300 * time.Millisecond
 	c := newTestCluster(t, cs, opts)
@@ -528,9 +529,7 @@ func TestStalledRolloutHitsDeadline(t *testing.T) {
 	if err := c.Up(ctx); err != nil {
 		t.Fatalf("Up: %v", err)
 	}
-	fc.mu.Lock()
-	fc.stallRevision = "2" // the restart's pods never become ready
-	fc.mu.Unlock()
+	fc.StallRevision("2") // the restart's pods never become ready
 	if err := c.Restart(ctx, "upstream"); err != nil {
 		t.Fatal(err)
 	}
@@ -547,9 +546,7 @@ func TestStalledRolloutHitsDeadline(t *testing.T) {
 		t.Error("rollout_complete recorded for a stalled rollout")
 	}
 
-	fc.mu.Lock()
-	fc.deadlineExceeded = true
-	fc.mu.Unlock()
+	fc.ExceedDeadline()
 	opts.RolloutTimeout = time.Minute
 	c.opts.RolloutTimeout = time.Minute
 	waitFor(t, "the deadline condition", func() bool {
@@ -568,7 +565,7 @@ func TestStalledRolloutHitsDeadline(t *testing.T) {
 }
 
 func TestRestartAndWaitBeforeUp(t *testing.T) {
-	c, err := New(newFakeAPI(), testOptions())
+	c, err := New(kubetest.NewClientset(), testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +597,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := testOptions()
 			tc.change(&opts)
-			cs := newFakeAPI()
+			cs := kubetest.NewClientset()
 			_, err := New(cs, opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New error %v, want one containing %q", err, tc.want)
@@ -613,8 +610,8 @@ func TestNewRejectsBadInput(t *testing.T) {
 }
 
 func TestUpWaitsForServiceEndpoints(t *testing.T) {
-	cs := newFakeAPI()
-	startController(t, cs, func(fc *fakeController) { fc.noEndpoints = true })
+	cs := kubetest.NewClientset()
+	kubetest.Start(t, cs).StopEndpoints()
 	opts := testOptions()
 	opts.RolloutTimeout = 300 * time.Millisecond
 	c := newTestCluster(t, cs, opts)
@@ -630,7 +627,7 @@ func TestUpWaitsForServiceEndpoints(t *testing.T) {
 // A user whose Role covers only their namespace may not read the namespace object: the run
 // goes on in it, and it is never deleted.
 func TestNamespaceNotReadableIsUsedAsExisting(t *testing.T) {
-	cs := newFakeAPI()
+	cs := kubetest.NewClientset()
 	cs.PrependReactor("get", "namespaces", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "team", errFake("no"))
 	})
@@ -638,7 +635,7 @@ func TestNamespaceNotReadableIsUsedAsExisting(t *testing.T) {
 		t.Errorf("namespace %s deleted", a.(k8stesting.DeleteAction).GetName())
 		return true, nil, nil
 	})
-	startController(t, cs, nil)
+	kubetest.Start(t, cs)
 	opts := testOptions()
 	opts.Namespace = "team"
 	c := newTestCluster(t, cs, opts)
@@ -663,8 +660,8 @@ func TestProjectManifestsOnFakeCluster(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cs := newFakeAPI()
-			startController(t, cs, nil)
+			cs := kubetest.NewClientset()
+			kubetest.Start(t, cs)
 			opts := testOptions()
 			opts.Manifests = sub
 			opts.Images = map[string]string{"upstream": "registry.test/upstream:1", "downstream": "registry.test/downstream:1"}

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/gracelab/gracelab/internal/kube/kubetest"
 )
 
 func TestRolloutStatus(t *testing.T) {
@@ -90,7 +92,7 @@ func existingDeployment(ns string) *appsv1.Deployment {
 // restartedAt template annotation, which changes the template (a new generation) and keeps
 // the other annotations.
 func TestRolloutRestartPatch(t *testing.T) {
-	cs := newFakeAPI(existingDeployment("work"))
+	cs := kubetest.NewClientset(existingDeployment("work"))
 	before := time.Now().Truncate(time.Second)
 	if err := RolloutRestart(context.Background(), cs, "work", "upstream"); err != nil {
 		t.Fatal(err)
@@ -165,7 +167,7 @@ func TestRolloutRestartErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cs := newFakeAPI(tc.objs...)
+			cs := kubetest.NewClientset(tc.objs...)
 			if tc.react != nil {
 				cs.PrependReactor("*", "deployments", tc.react)
 			}
@@ -189,15 +191,15 @@ func TestFindNamespace(t *testing.T) {
 	theirs := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}
 	ctx := context.Background()
 
-	cs := newFakeAPI(ours("gracelab-a"), ours("gracelab-b"), theirs, existingDeployment("gracelab-b"), existingDeployment("prod"))
+	cs := kubetest.NewClientset(ours("gracelab-a"), ours("gracelab-b"), theirs, existingDeployment("gracelab-b"), existingDeployment("prod"))
 	if ns, err := FindNamespace(ctx, cs, "upstream"); err != nil || ns != "gracelab-b" {
 		t.Errorf("FindNamespace = %q, %v; want gracelab-b (prod is not ours)", ns, err)
 	}
-	cs = newFakeAPI(ours("gracelab-a"), ours("gracelab-b"), existingDeployment("gracelab-a"), existingDeployment("gracelab-b"))
+	cs = kubetest.NewClientset(ours("gracelab-a"), ours("gracelab-b"), existingDeployment("gracelab-a"), existingDeployment("gracelab-b"))
 	if _, err := FindNamespace(ctx, cs, "upstream"); err == nil || !strings.Contains(err.Error(), "gracelab-a, gracelab-b") {
 		t.Errorf("FindNamespace with two matches: %v, want both named", err)
 	}
-	cs = newFakeAPI(theirs, existingDeployment("prod"))
+	cs = kubetest.NewClientset(theirs, existingDeployment("prod"))
 	if _, err := FindNamespace(ctx, cs, "upstream"); err == nil || !strings.Contains(err.Error(), "pass --namespace") {
 		t.Errorf("FindNamespace with no match: %v", err)
 	}
@@ -222,7 +224,7 @@ func TestOldPodsAreNotSettled(t *testing.T) {
 		}
 		return p
 	}
-	cs := newFakeAPI(d, rs("upstream-old", "1"), rs("upstream-new", "2"),
+	cs := kubetest.NewClientset(d, rs("upstream-old", "1"), rs("upstream-new", "2"),
 		pod("new-1", "upstream-new", false), pod("new-2", "upstream-new", false), pod("old-1", "upstream-old", true))
 	opts := testOptions()
 	opts.Namespace = "work"

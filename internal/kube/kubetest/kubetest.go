@@ -1,12 +1,16 @@
-package kube
+// Package kubetest turns client-go's fake clientset into a small cluster for tests: it adds
+// the API-server behaviours the fake lacks (generateName, metadata.generation bumped on a spec
+// change, ClusterIP allocation) and a controller loop that plays the deployment controller,
+// the kubelet, the EndpointSlice controller and the garbage collector, coarsely: enough to
+// drive a kube.Cluster through Up, Restart, WaitSettled and Down with real transitions. Its
+// addresses are never dialled.
+package kubetest
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
-	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -27,13 +31,13 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 )
 
-// The fake clientset stores objects and replays watches, but it is no API server and runs no
-// controllers. newFakeAPI adds the two API-server behaviours the drill depends on (generateName,
-// metadata.generation bumped on a spec change), and fakeController plays the deployment
-// controller, the kubelet, the EndpointSlice controller and the garbage collector, coarsely:
-// enough to drive Up, Restart, WaitSettled and Down through real transitions.
+const (
+	revisionAnnotation = "deployment.kubernetes.io/revision"
+	timedOutReason     = "ProgressDeadlineExceeded"
+)
 
-func newFakeAPI(objs ...runtime.Object) *fake.Clientset {
+// NewClientset is fake.NewClientset with generateName, generation bumps and ClusterIPs.
+func NewClientset(objs ...runtime.Object) *fake.Clientset {
 	cs := fake.NewClientset(objs...)
 	tracker := cs.Tracker()
 	react := k8stesting.ObjectReaction(tracker)
@@ -105,10 +109,10 @@ func newFakeAPI(objs ...runtime.Object) *fake.Clientset {
 	return cs
 }
 
-// fakeController makes Deployments roll out on the fake clientset: one new pod at a time,
-// ready on the next step, old pods terminated once every new pod is ready, then exited, then
-// deleted. Knobs change that behaviour; set them before the run or under mu.
-type fakeController struct {
+// Controller makes Deployments roll out on the fake clientset: one new pod at a time, ready on
+// the next step, old pods terminated once every new pod is ready, then exited, then deleted.
+// Its methods change that behaviour while it runs.
+type Controller struct {
 	cs *fake.Clientset
 
 	mu               sync.Mutex
@@ -120,13 +124,11 @@ type fakeController struct {
 	errors           []error
 }
 
-// startController runs a fakeController until the test ends (bounded: at most one minute).
-func startController(t *testing.T, cs *fake.Clientset, configure func(*fakeController)) *fakeController {
+// Start runs a Controller on cs until the test ends (at most one minute); errors of the loop
+// fail the test.
+func Start(t testing.TB, cs *fake.Clientset) *Controller {
 	t.Helper()
-	fc := &fakeController{cs: cs}
-	if configure != nil {
-		configure(fc)
-	}
+	fc := &Controller{cs: cs}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	done := make(chan struct{})
 	go func() {
@@ -155,13 +157,43 @@ func startController(t *testing.T, cs *fake.Clientset, configure func(*fakeContr
 	return fc
 }
 
-func (fc *fakeController) knobs() (stall, waiting, waitingImage string, deadline bool) {
+// StallRevision keeps the pods of a Deployment revision ("2": the first restart's) from ever
+// becoming ready: the rollout stops making progress.
+func (fc *Controller) StallRevision(revision string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.stallRevision = revision
+}
+
+// FailPulls makes new pods whose first container runs image wait with reason (for example
+// ImagePullBackOff or ErrImageNeverPull) instead of running.
+func (fc *Controller) FailPulls(reason, image string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.waitingReason, fc.waitingImage = reason, image
+}
+
+// ExceedDeadline makes every Deployment report Progressing=False, ProgressDeadlineExceeded.
+func (fc *Controller) ExceedDeadline() {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.deadlineExceeded = true
+}
+
+// StopEndpoints stops the EndpointSlice controller: Services get no endpoints.
+func (fc *Controller) StopEndpoints() {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.noEndpoints = true
+}
+
+func (fc *Controller) knobs() (stall, waiting, waitingImage string, deadline bool) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	return fc.stallRevision, fc.waitingReason, fc.waitingImage, fc.deadlineExceeded
 }
 
-func (fc *fakeController) step(ctx context.Context) error {
+func (fc *Controller) step(ctx context.Context) error {
 	deps, err := fc.cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -190,7 +222,7 @@ func templateHash(t corev1.PodTemplateSpec) string {
 	return fmt.Sprintf("%08x", h.Sum32())[:8]
 }
 
-func (fc *fakeController) rollout(ctx context.Context, d *appsv1.Deployment) error {
+func (fc *Controller) rollout(ctx context.Context, d *appsv1.Deployment) error {
 	stall, waiting, waitingImage, deadline := fc.knobs()
 	ns := d.Namespace
 	hash := templateHash(d.Spec.Template)
@@ -340,7 +372,7 @@ func (fc *fakeController) rollout(ctx context.Context, d *appsv1.Deployment) err
 
 var podSeq atomic.Int64
 
-func (fc *fakeController) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
+func (fc *Controller) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
 	n := podSeq.Add(1)
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -357,7 +389,7 @@ func (fc *fakeController) createPod(ctx context.Context, rs *appsv1.ReplicaSet) 
 
 // terminate walks an old pod through deletion: deletionTimestamp, then its container exits,
 // then it is gone.
-func (fc *fakeController) terminate(ctx context.Context, p *corev1.Pod) error {
+func (fc *Controller) terminate(ctx context.Context, p *corev1.Pod) error {
 	switch {
 	case p.DeletionTimestamp == nil:
 		grace := int64(30)
@@ -380,7 +412,7 @@ func (fc *fakeController) terminate(ctx context.Context, p *corev1.Pod) error {
 }
 
 // collectGarbage deletes ReplicaSets whose Deployment is gone and pods whose ReplicaSet is gone.
-func (fc *fakeController) collectGarbage(ctx context.Context) error {
+func (fc *Controller) collectGarbage(ctx context.Context) error {
 	sets, err := fc.cs.AppsV1().ReplicaSets("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -415,7 +447,7 @@ func (fc *fakeController) collectGarbage(ctx context.Context) error {
 }
 
 // endpointSlices keeps one slice per Service with the conditions the real controller reports.
-func (fc *fakeController) endpointSlices(ctx context.Context) error {
+func (fc *Controller) endpointSlices(ctx context.Context) error {
 	svcs, err := fc.cs.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -532,17 +564,20 @@ func controllerRef(apiVersion, kind, name string, uid types.UID) metav1.OwnerRef
 	return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: uid, Controller: &yes}
 }
 
-// waitFor polls cond until it holds or the (generous) deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	return false
 }
 
-// scenarioFS is the test scenario: upstream (2 replicas) and downstream (1), each with a Service.
-func scenarioFS() fs.FS { return os.DirFS("testdata/scenario") }
+func running(p *corev1.Pod) bool {
+	for _, s := range p.Status.ContainerStatuses {
+		if s.State.Running != nil {
+			return true
+		}
+	}
+	return false
+}
