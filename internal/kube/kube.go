@@ -3,7 +3,8 @@
 // namespace it creates and the objects it labels (app.kubernetes.io/managed-by=gracelab),
 // server-side apply of the manifests, the `kubectl rollout restart` patch, the `kubectl rollout
 // status` judgement, the pod and endpoint timeline from watches, the check of --target against
-// the Service, and clean-up. It never touches objects it did not label.
+// the Service, and clean-up. Apart from RolloutRestart, which like kubectl restarts whatever
+// Deployment it is pointed at, it never changes or deletes an object it did not label.
 package kube
 
 import (
