@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/kube"
 	"github.com/gracelab/gracelab/internal/load"
 	"github.com/gracelab/gracelab/internal/localkube"
 	"github.com/gracelab/gracelab/internal/report"
@@ -41,7 +43,21 @@ type demoOptions struct {
 	port           int
 	out            string
 	quiet          bool
+
+	// Real cluster (--cluster).
+	kubeFlags
+	keep            bool
+	target          string
+	imageUpstream   string
+	imageDownstream string
 }
+
+// Timeouts on a real cluster: the first image pulls and a namespace deletion take minutes.
+const (
+	kubeUpTimeout      = 5 * time.Minute
+	kubeServingTimeout = time.Minute
+	kubeDownTimeout    = kube.DefaultDeleteTimeout + 30*time.Second
+)
 
 // demoPlan is a validated demo: what runDemo needs, nothing parsed any more.
 type demoPlan struct {
@@ -52,19 +68,41 @@ type demoPlan struct {
 	port        int
 	progress    func(experiment.Progress) // nil: quiet
 	executable  string                    // pods' binary; "" = this one
+	kube        *kubePlan                 // nil: the embedded cluster
+}
+
+// kubePlan is the real cluster a demo runs on: one client for every scenario, and the options
+// each scenario's kube.Cluster gets (Manifests and Logger are set per scenario).
+type kubePlan struct {
+	client  kubernetes.Interface
+	context string
+	opts    kube.Options
 }
 
 func newDemoCommand(streams Streams) *cobra.Command {
 	o := &demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the whole drill on the embedded cluster: v1, v2, v3 under a rolling restart",
+		Short: "Run the whole drill (v1, v2, v3 under a rolling restart) on the embedded cluster or Kubernetes",
 		Long: `For each scenario (the manifest directories built into gracelab: v1 no protection,
 v2 graceful, v3 graceful + retry) start the embedded cluster, send load through the
 downstream, restart the upstream Deployment at --restart-at exactly as 'kubectl rollout
 restart' does, and keep the load running for at least --duration and until the rollout
 has settled (no old pod left) plus --settle-tail. Then print the comparison table and
 write the report directory: report.json, REPORT.md, report.html and timeline charts.
+
+With --cluster the same drill runs on a real Kubernetes cluster, the kubeconfig's current
+context (or --kubeconfig, --context). Each scenario's manifests are applied server-side
+into a new namespace gracelab-XXXXX, labelled as gracelab's and deleted afterwards unless
+--keep (with --namespace, an existing namespace is used and never deleted; gracelab
+refuses to touch upstream/downstream objects it did not create there). The load goes to
+--target, the URL where this machine reaches the downstream Service (Docker Desktop's
+LoadBalancer: http://localhost:8000/; else a NodePort, or the ClusterIP where the host
+routes to it; default: the Service's LoadBalancer address, else its ClusterIP). A target
+that matches none of the Service's addresses (a kubectl port-forward pins one pod and
+bypasses the Service) is reported as a warning. The images must be pullable by the
+cluster (load them into kind or minikube first) or overridden with --image-upstream and
+--image-downstream. --endpoint-lag and --port are for the embedded cluster only.
 
 Exit code 0 when the run completed, whatever the errors it measured; 1 when the run itself
 failed (a cluster did not come up, a rollout did not settle) or was interrupted; 2 for bad
@@ -73,7 +111,10 @@ report of what ran; a second Ctrl-C exits at once.`,
 		Example: `  gracelab demo
   gracelab demo --duration 60s --restart-at 10s          # the original demo's timing
   gracelab demo --scenarios v1 --rate 150 --connections reuse
-  gracelab demo --manifests ./my-app/ --port 8080`,
+  gracelab demo --manifests ./my-app/ --port 8080
+  gracelab demo --cluster --target http://localhost:8000/   # Docker Desktop Kubernetes
+  gracelab demo --cluster --context kind-kind --target http://localhost:30080/ \
+      --image-upstream gracelab/upstream:dev --image-downstream gracelab/downstream:dev`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			plan, err := o.plan(cmd, time.Now())
@@ -107,6 +148,12 @@ report of what ran; a second Ctrl-C exits at once.`,
 	f.IntVar(&o.port, "port", localkube.DefaultLoadBalancerPort, "port of the downstream LoadBalancer on 127.0.0.1 (0: the OS chooses)")
 	f.StringVar(&o.out, "out", "", "report directory (default reports/<timestamp>/)")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress display")
+	o.kubeFlags.register(cmd, "run on a real Kubernetes cluster (the kubeconfig's current context) instead of the embedded one",
+		"namespace to deploy into (default: a new gracelab-XXXXX, deleted afterwards unless --keep); with --cluster")
+	f.BoolVar(&o.keep, "keep", false, "leave the namespace and objects in place afterwards; with --cluster")
+	f.StringVar(&o.target, "target", "", "URL of the downstream Service as this machine reaches it (default: its LoadBalancer address, else its ClusterIP); with --cluster")
+	f.StringVar(&o.imageUpstream, "image-upstream", "", "image for the upstream container instead of the manifests'; with --cluster")
+	f.StringVar(&o.imageDownstream, "image-downstream", "", "image for the downstream container instead of the manifests'; with --cluster")
 	return cmd
 }
 
@@ -131,6 +178,23 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 		return nil, usageError("--port %d is out of range: give 1-65535 (0 lets the OS choose)", o.port)
 	case o.timeout <= 0:
 		return nil, usageError("--timeout must be positive, for example 10s")
+	}
+	if err := o.needCluster(cmd, "kubeconfig", "context", "namespace", "keep", "target", "image-upstream", "image-downstream"); err != nil {
+		return nil, err
+	}
+	if o.cluster {
+		switch {
+		case changed("endpoint-lag"):
+			return nil, usageError("--endpoint-lag is for the embedded cluster: drop it with --cluster (Kubernetes propagates endpoints itself)")
+		case changed("port"):
+			return nil, usageError("--port is for the embedded cluster: drop it with --cluster and give the downstream's URL with --target")
+		}
+		for name, v := range map[string]string{"kubeconfig": o.kubeconfig, "context": o.context, "namespace": o.namespace,
+			"target": o.target, "image-upstream": o.imageUpstream, "image-downstream": o.imageDownstream} {
+			if err := nonEmpty(cmd, name, v); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	var scenarios []experiment.Scenario
@@ -185,6 +249,14 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	if err := exp.Validate(); err != nil {
 		return nil, usageError("bad flags: %v", err)
 	}
+	var kp *kubePlan
+	if o.cluster {
+		var err error
+		if kp, err = o.kubePlan(scenarios); err != nil {
+			return nil, err
+		}
+		exp.UpTimeout, exp.ServingTimeout, exp.DownTimeout = kubeUpTimeout, kubeServingTimeout, kubeDownTimeout
+	}
 	names := make([]string, len(scenarios))
 	for i, s := range scenarios {
 		names[i] = s.Name
@@ -195,14 +267,47 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 		VUs: lc.VUs, Think: report.Duration(lc.Think), Rate: lc.Rate, Timeout: report.Duration(lc.Timeout),
 		Connections: lc.Connections, Method: lc.Method, EndpointLag: report.Duration(o.endpointLag),
 	}
-	return &demoPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: o.port}, nil
+	if kp != nil {
+		settings.EndpointLag, settings.Target = 0, o.target
+	}
+	return &demoPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: o.port, kube: kp}, nil
+}
+
+// kubePlan builds the client (nothing is contacted yet) and checks every scenario's manifests,
+// image overrides and target with kube.New, so bad input fails before anything is created.
+func (o *demoOptions) kubePlan(scenarios []experiment.Scenario) (*kubePlan, error) {
+	client, contextName, err := o.client()
+	if err != nil {
+		return nil, err
+	}
+	images := map[string]string{}
+	if o.imageUpstream != "" {
+		images["upstream"] = o.imageUpstream
+	}
+	if o.imageDownstream != "" {
+		images["downstream"] = o.imageDownstream
+	}
+	kp := &kubePlan{client: client, context: contextName, opts: kube.Options{
+		Kubeconfig: o.kubeconfig, Context: o.context, Namespace: o.namespace, Keep: o.keep,
+		Images: images, Target: o.target, RolloutTimeout: o.rolloutTimeout,
+	}}
+	for _, sc := range scenarios {
+		opts := kp.opts
+		opts.Manifests = sc.FS
+		if _, err := kube.New(client, opts); err != nil {
+			return nil, usageError("--cluster: scenario %s: %v", sc.Name, err)
+		}
+	}
+	return kp, nil
 }
 
 // runDemo runs the drill on the embedded cluster and writes the report. The first signal
 // interrupts the drill (the report of what ran is still written); a second returns at once.
 func runDemo(plan *demoPlan, streams Streams, signals <-chan os.Signal) error {
-	if err := checkPortFree(plan.port); err != nil {
-		return &ExitError{Code: ExitFailed, Err: err}
+	if plan.kube == nil {
+		if err := checkPortFree(plan.port); err != nil {
+			return &ExitError{Code: ExitFailed, Err: err}
+		}
 	}
 	if err := os.MkdirAll(plan.out, 0o755); err != nil {
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("creating the report directory: %w", err)}
@@ -231,12 +336,27 @@ func runDemo(plan *demoPlan, streams Streams, signals <-chan os.Signal) error {
 		logMu.Lock()
 		logFiles = append(logFiles, f)
 		logMu.Unlock()
+		logger := slog.New(slog.NewTextHandler(f, nil))
+		if plan.kube != nil {
+			opts := plan.kube.opts
+			opts.Manifests, opts.Logger = sc.FS, logger
+			c, err := kube.New(plan.kube.client, opts)
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return c, nil
+		}
 		return localkube.New(localkube.Options{
 			Manifests: sc.FS, Executable: plan.executable, EndpointLag: plan.endpointLag,
-			LoadBalancerPort: plan.port, Logger: slog.New(slog.NewTextHandler(f, nil)), LogDir: dir,
+			LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
 		})
 	}
 	exp.Progress = plan.progress
+	clusterName, logsNote := "embedded", "cluster and pod logs"
+	if plan.kube != nil {
+		clusterName, logsNote = "kubernetes ("+plan.kube.context+")", "what gracelab did on the cluster"
+		fmt.Fprintf(streams.ErrOut, "Running on Kubernetes, context %s\n", plan.kube.context)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -259,6 +379,9 @@ func runDemo(plan *demoPlan, streams Streams, signals <-chan os.Signal) error {
 		select {
 		case res = <-done:
 		case <-signals:
+			if plan.kube != nil {
+				return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted twice: exiting at once without a report; %s", leftBehind(plan.kube.opts))}
+			}
 			return &ExitError{Code: ExitFailed, Err: errors.New("interrupted twice: exiting at once without a report")}
 		}
 	}
@@ -271,13 +394,13 @@ func runDemo(plan *demoPlan, streams Streams, signals <-chan os.Signal) error {
 
 	settings := plan.settings
 	for _, s := range res.scenarios {
-		if s.Result != nil {
+		if s.Result != nil && settings.Target == "" {
 			settings.Target = s.Result.Config.URL
 			break
 		}
 	}
 	rep := &report.Report{
-		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: "embedded",
+		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
 		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios,
 	}
 	fmt.Fprintln(streams.Out)
@@ -286,7 +409,7 @@ func runDemo(plan *demoPlan, streams Streams, signals <-chan os.Signal) error {
 	}
 	files, werr := report.WriteAll(plan.out, rep)
 	printFiles(streams, plan.out, files)
-	fmt.Fprintf(streams.Out, "  %s (cluster and pod logs)\n", filepath.Join(plan.out, "logs"))
+	fmt.Fprintf(streams.Out, "  %s (%s)\n", filepath.Join(plan.out, "logs"), logsNote)
 
 	switch {
 	case res.err != nil:
@@ -303,6 +426,18 @@ func runDemo(plan *demoPlan, streams Streams, signals <-chan os.Signal) error {
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("the run failed for %s (see above and the logs)", strings.Join(failed, ", "))}
 	}
 	return nil
+}
+
+// leftBehind says how to clean up by hand what an abandoned run may leave on the cluster.
+func leftBehind(o kube.Options) string {
+	sel := "app.kubernetes.io/managed-by=gracelab"
+	if o.Keep {
+		return "--keep was given: nothing is deleted anyway"
+	}
+	if o.Namespace != "" {
+		return fmt.Sprintf("gracelab's objects may be left in namespace %s: kubectl delete deployments,services -n %s -l %s", o.Namespace, o.Namespace, sel)
+	}
+	return "gracelab's namespace may be left behind: kubectl delete namespaces -l " + sel
 }
 
 // safeDirName keeps a scenario name usable as one path element.
