@@ -80,7 +80,11 @@ type kubePlan struct {
 }
 
 func newDemoCommand(streams Streams) *cobra.Command {
-	o := &demoOptions{}
+	return newDemoCommandFor(&demoOptions{}, streams)
+}
+
+// newDemoCommandFor binds the flags to o, so tests can plan without running.
+func newDemoCommandFor(o *demoOptions, streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole drill (v1, v2, v3 under a rolling restart) on the embedded cluster or Kubernetes",
