@@ -117,8 +117,9 @@ report of what ran; a second Ctrl-C exits at once.`,
   gracelab demo --scenarios v1 --rate 150 --connections reuse
   gracelab demo --manifests ./my-app/ --port 8080
   gracelab demo --cluster --target http://localhost:8000/   # Docker Desktop Kubernetes
-  gracelab demo --cluster --context kind-kind --target http://localhost:30080/ \
-      --image-upstream gracelab/upstream:dev --image-downstream gracelab/downstream:dev`,
+  gracelab demo --cluster --context kind-kind --scenarios v2 --keep   # target: the LoadBalancer (cloud-provider-kind)
+  gracelab demo --cluster --namespace lab --target http://192.168.49.2:31234/ \
+      --image-upstream registry.example/upstream:1.2 --image-downstream registry.example/downstream:1.2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			plan, err := o.plan(cmd, time.Now())
