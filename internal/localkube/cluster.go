@@ -42,8 +42,15 @@ type Options struct {
 	EndpointLag time.Duration
 	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
-	// the proxy stops routing to the pod. Default 100ms.
+	// the proxy stops routing to the pod. Default 500ms (docs/fidelity.md: on a real kubelet
+	// the sandbox goes 0.6-2s after the process, and kube-proxy drops the endpoint ~1s after
+	// it turns terminating, so both refused and black-holed connections occur).
 	NetworkLinger time.Duration
+	// PodStartDelay is how long a new pod takes from creation to its process starting (the
+	// kubelet's sandbox, network and container creation); default 1s (a real kubelet here:
+	// 1.2-1.9s). It keeps a rollout step-by-step instead of replacing every pod at once.
+	// Negative: none.
+	PodStartDelay time.Duration
 	// LoadBalancerPort is the port LoadBalancer Services listen on at 127.0.0.1. 0 lets the OS
 	// choose (tests); commands pass DefaultLoadBalancerPort.
 	LoadBalancerPort int
@@ -66,7 +73,8 @@ var DefaultImages = map[string][]string{
 
 const (
 	defaultEndpointLag   = time.Second
-	defaultNetworkLinger = 100 * time.Millisecond
+	defaultNetworkLinger = 500 * time.Millisecond
+	defaultPodStartDelay = time.Second
 	defaultReadyTimeout  = 60 * time.Second
 	defaultGrace         = 30 * time.Second // terminationGracePeriodSeconds' default
 	minimumGrace         = 2 * time.Second  // the kubelet's minimum shutdown window after preStop
@@ -138,6 +146,12 @@ func New(opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("network linger must not be negative (got %s)", opts.NetworkLinger)
 	case opts.NetworkLinger == 0:
 		opts.NetworkLinger = defaultNetworkLinger
+	}
+	switch {
+	case opts.PodStartDelay < 0:
+		opts.PodStartDelay = 0
+	case opts.PodStartDelay == 0:
+		opts.PodStartDelay = defaultPodStartDelay
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = defaultReadyTimeout

@@ -70,7 +70,7 @@ func TestControlEndpointRestartsAndCleansUp(t *testing.T) {
 	} {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/restart", strings.NewReader(tc.body))
 		req.Header.Set("Authorization", "Bearer "+tc.token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -183,6 +183,16 @@ func (c *Cluster) serviceResolverLocked(podNS string) resolver {
 // runPod is the pod's kubelet worker. It returns once the pod is deleted.
 func (c *Cluster) runPod(p *pod) {
 	defer c.podWG.Done()
+	// The sandbox and container creation a real kubelet spends before the process runs.
+	if d := c.opts.PodStartDelay; d > 0 && p.ip != "" {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-p.deleteCh:
+		case <-c.downCh:
+		}
+		t.Stop()
+	}
 	var backoff time.Duration
 	for p.ip != "" {
 		if backoff > 0 {

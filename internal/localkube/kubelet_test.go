@@ -332,7 +332,7 @@ func TestServiceNamesInEnvResolveToTheServiceProxy(t *testing.T) {
 	if !ok || !strings.HasPrefix(backAddr, "127.") {
 		t.Fatalf("ServiceAddr(back): %q %v", backAddr, ok)
 	}
-	resp, err := http.Get(c.Target() + "/env")
+	resp, err := testClient.Get(c.Target() + "/env")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestServiceNamesInEnvResolveToTheServiceProxy(t *testing.T) {
 		}
 	}
 	// And the rewritten address really reaches the back Service.
-	r2, err := http.Get("http://" + backAddr + "/")
+	r2, err := testClient.Get("http://" + backAddr + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,12 +399,18 @@ func TestMappedPortsMode(t *testing.T) {
 	if err := c.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { c.Down(context.Background()); assertGone(t, c.allPIDs()...) }()
+	defer func() {
+		c.Down(context.Background())
+		assertGone(t, c.allPIDs()...)
+		if t.Failed() {
+			dumpEvents(t, c.Events())
+		}
+	}()
 	backAddr, _ := c.ServiceAddr("back", 8080)
 	if !strings.HasPrefix(backAddr, "127.0.0.1:") || strings.HasSuffix(backAddr, ":8080") {
 		t.Fatalf("mapped Service address %q", backAddr)
 	}
-	resp, err := http.Get(c.Target() + "/env")
+	resp, err := testClient.Get(c.Target() + "/env")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,8 +421,17 @@ func TestMappedPortsMode(t *testing.T) {
 	if !strings.Contains(joined, "BACK_URL=http://"+backAddr+"/x") || !strings.Contains(joined, "HOST=127.0.0.1") || strings.Contains(joined, "PORT=8080") {
 		t.Fatalf("mapped env: %v", env)
 	}
+	old := ""
+	for _, p := range c.Pods() {
+		if p.Deployment == "front" {
+			old = p.Name
+		}
+	}
 	restartAndSettle(t, c, "front")
-	r2, err := http.Get(c.Target() + "/")
+	// The rollout is done before the proxy has dropped the old pod (no preStop here):
+	// until then a connection may still be black-holed, as on a real cluster.
+	waitEvent(t, c, 10*time.Second, podKind(old, cluster.EndpointRemoved))
+	r2, err := testClient.Get(c.Target() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,3 +440,6 @@ func TestMappedPortsMode(t *testing.T) {
 		t.Fatalf("after a restart in mapped mode: %d", r2.StatusCode)
 	}
 }
+
+// testClient bounds every request a test makes: a hang is a failure, not a stuck run.
+var testClient = &http.Client{Timeout: 10 * time.Second}

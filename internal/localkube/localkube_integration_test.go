@@ -249,7 +249,7 @@ func TestIntegrationRestartThroughControl(t *testing.T) {
 	if _, err := c.ServeControl(ctx); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(c.Target() + "/")
+	resp, err := testClient.Get(c.Target() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
