@@ -73,7 +73,7 @@ var DefaultImages = map[string][]string{
 
 const (
 	defaultEndpointLag   = time.Second
-	defaultNetworkLinger = 500 * time.Millisecond
+	defaultNetworkLinger = 800 * time.Millisecond
 	defaultPodStartDelay = time.Second
 	defaultReadyTimeout  = 60 * time.Second
 	defaultGrace         = 30 * time.Second // terminationGracePeriodSeconds' default
@@ -111,6 +111,8 @@ type Cluster struct {
 
 	evMu   sync.Mutex
 	events []cluster.Event
+
+	warnings []string // set during Up, read after it
 
 	spawn  *spawner
 	kick   chan struct{}
@@ -230,6 +232,7 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 	if _, err := os.Stat(c.opts.Executable); err != nil {
 		return fmt.Errorf("pod executable: %w", err)
 	}
+	c.avoidWildcardListeners()
 	if err := c.bindServices(); err != nil {
 		return err
 	}
@@ -367,6 +370,32 @@ func (c *Cluster) notReadyReasonLocked() string {
 	}
 	return "unknown reason"
 }
+
+// avoidWildcardListeners switches to mapped ports when another program listens on all
+// interfaces at a port the manifests use (say `go run ./cmd/downstream` on *:8000): such a
+// listener blocks that port on every 127.x.y.z, so per-pod addresses cannot keep it.
+func (c *Cluster) avoidWildcardListeners() {
+	if c.addrs.mapped {
+		return
+	}
+	probe := c.addrs.prefix(podBase) + "254"
+	var taken []string
+	for _, port := range c.set.ports() {
+		if !portsFree(probe, []int32{port}) && !portsFree(c.addrs.prefix(svcBase)+"254", []int32{port}) {
+			taken = append(taken, strconv.Itoa(int(port)))
+		}
+	}
+	if len(taken) == 0 {
+		return
+	}
+	c.addrs.mapped = true
+	msg := fmt.Sprintf("another program listens on all interfaces at port %s, so the embedded cluster maps every pod and Service port to a free one on 127.0.0.1 instead of giving pods their own addresses", strings.Join(taken, ", "))
+	c.log.Warn(msg)
+	c.warnings = append(c.warnings, msg)
+}
+
+// Warnings says where this run departs from the usual emulation (experiment.Warner).
+func (c *Cluster) Warnings() []string { return append([]string(nil), c.warnings...) }
 
 // bindServices gives every Service its "ClusterIP" listeners, and the LoadBalancer one its
 // 127.0.0.1 listener. A taken address moves the whole cluster to another address block.

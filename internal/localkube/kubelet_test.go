@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -443,3 +445,56 @@ func TestMappedPortsMode(t *testing.T) {
 
 // testClient bounds every request a test makes: a hang is a failure, not a stuck run.
 var testClient = &http.Client{Timeout: 10 * time.Second}
+
+// TestWildcardListenerFallsBackToMappedPorts: a program on *:PORT blocks PORT on every
+// 127.x.y.z, so a cluster whose manifests use PORT maps its ports and says so, instead of
+// failing with "address in use".
+func TestWildcardListenerFallsBackToMappedPorts(t *testing.T) {
+	t.Parallel()
+	// A port the OS chose, held on all interfaces: no other test uses it.
+	squatter, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+	port := squatter.Addr().(*net.TCPAddr).Port
+	a := app{name: "front", replicas: 1, serviceType: "LoadBalancer", readiness: healthProbe, port: port}
+	c, err := New(Options{Manifests: manifests(map[string]string{"f.yaml": a.yaml()}),
+		Executable: os.Args[0], Images: testImages, EndpointLag: 200 * time.Millisecond, LogDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Up(ctx); err != nil {
+		t.Fatalf("Up with *:%d taken: %v", port, err)
+	}
+	defer func() {
+		c.Down(context.Background())
+		assertGone(t, c.allPIDs()...)
+	}()
+	if !c.addrs.mapped {
+		t.Fatal("cluster kept per-pod addresses although the port is taken on all interfaces")
+	}
+	w := c.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], strconv.Itoa(port)) {
+		t.Fatalf("warnings %q do not name port %d", w, port)
+	}
+	resp, err := testClient.Get(c.Target() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("through the mapped LoadBalancer: %d", resp.StatusCode)
+	}
+}
+
+// TestFreePortsKeepPodAddresses: without a squatter, pods get their own addresses.
+func TestFreePortsKeepPodAddresses(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, Options{}, app{name: "front", replicas: 1, readiness: healthProbe})
+	if c.addrs.mapped || len(c.Warnings()) != 0 {
+		t.Fatalf("mapped %v, warnings %q", c.addrs.mapped, c.Warnings())
+	}
+}

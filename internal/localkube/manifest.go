@@ -559,3 +559,28 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// ports lists every port the manifests bind: container ports and Service ports.
+func (m *manifestSet) ports() []int32 {
+	seen := map[int32]bool{}
+	var out []int32
+	add := func(p int32) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, d := range m.deployments {
+		for _, ct := range d.template.Spec.Containers {
+			for _, p := range ct.Ports {
+				add(p.ContainerPort)
+			}
+		}
+	}
+	for _, s := range m.services {
+		for _, p := range s.ports {
+			add(p.Port)
+		}
+	}
+	return out
+}
