@@ -44,7 +44,7 @@ type Options struct {
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
 	// the proxy stops routing to the pod. Default 800ms: on the lab's kubelet the sandbox
 	// went 1-3s after the process and kube-proxy programmed changes in ~1.5s (docs/fidelity.md);
-	// kept just under EndpointLag so the black-holed case still shows, as in 1 of 3 lab runs.
+	// kept just under EndpointLag so the black-holed case still shows, as in 1 of 4 lab runs.
 	NetworkLinger time.Duration
 	// PodStartDelay is how long a new pod takes from creation to its process starting (the
 	// kubelet's sandbox, network and container creation); default 1s (a real kubelet here:
