@@ -148,3 +148,10 @@ func TestReportCommand(t *testing.T) {
 		t.Errorf("empty dir: exit %d, stderr %q", code, stderr)
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	code, stdout, stderr := runMain("--version")
+	if code != ExitOK || !strings.HasPrefix(stdout, "gracelab version ") || stderr != "" {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gracelab/gracelab/internal/report"
 )
 
 // Streams are the IO a command may use; tests pass buffers.
@@ -55,6 +57,7 @@ protection), v2 (preStop, SIGTERM drain, readiness, maxUnavailable 0) and v3 (v2
 client retries), drives load through them, restarts the upstream mid-load and compares.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       report.CurrentHost().Gracelab,
 	}
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
