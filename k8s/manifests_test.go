@@ -1,16 +1,15 @@
 package k8s
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,11 +18,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/gracelab/gracelab/internal/downstream"
 	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/manifest"
 	"github.com/gracelab/gracelab/internal/upstream"
 )
 
@@ -33,44 +31,28 @@ type app struct {
 	svc    *corev1.Service
 }
 
-// decode reads every YAML document of data strictly (unknown fields are errors) into k8s.io/api
-// types; anything but one Deployment and one Service is an error.
+// decode reads every YAML document of data strictly (unknown fields are errors) with package
+// manifest, as gracelab does; anything but one Deployment and one Service is an error.
 func decode(data []byte) (app, error) {
 	var a app
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return a, err
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			return a, err
-		}
-		switch meta.APIVersion + "/" + meta.Kind {
-		case "apps/v1/Deployment":
+	docs, err := manifest.Read(fstest.MapFS{"manifest.yaml": {Data: data}})
+	if err != nil {
+		return a, err
+	}
+	for _, doc := range docs {
+		switch o := doc.Object.(type) {
+		case *appsv1.Deployment:
 			if a.deploy != nil {
 				return a, errors.New("two Deployments")
 			}
-			a.deploy = &appsv1.Deployment{}
-			err = yaml.UnmarshalStrict(doc, a.deploy)
-		case "v1/Service":
+			a.deploy = o
+		case *corev1.Service:
 			if a.svc != nil {
 				return a, errors.New("two Services")
 			}
-			a.svc = &corev1.Service{}
-			err = yaml.UnmarshalStrict(doc, a.svc)
+			a.svc = o
 		default:
-			return a, fmt.Errorf("unexpected %s %s", meta.APIVersion, meta.Kind)
-		}
-		if err != nil {
-			return a, fmt.Errorf("%s: %w", meta.Kind, err)
+			return a, fmt.Errorf("unexpected %T", doc.Object)
 		}
 	}
 	if a.deploy == nil || a.svc == nil {

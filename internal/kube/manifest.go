@@ -1,23 +1,20 @@
 package kube
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"path"
 	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gracelab/gracelab/internal/manifest"
 )
 
 // manifests is one scenario's objects, ready to be applied: the apply configurations carry
@@ -28,56 +25,23 @@ type manifests struct {
 	services    []*corev1ac.ServiceApplyConfiguration
 }
 
-// loadManifests reads every *.yaml / *.yml / *.json file at the top of fsys. Only Deployments
-// and Services are accepted: that is all a scenario needs, and anything else would be applied
-// without the checks below.
+// loadManifests reads the manifest directory with package manifest: every *.yaml / *.yml /
+// *.json file at the top of fsys, strictly decoded, Deployments and Services only (that is all
+// a scenario needs, and anything else would be applied without the checks here), each
+// kind/name once. It then keeps each document as an apply configuration built from the YAML
+// itself, so server-side apply owns only the fields the author wrote.
 func loadManifests(fsys fs.FS) (*manifests, error) {
 	if fsys == nil {
 		return nil, errors.New("no manifests given")
 	}
-	entries, err := fs.ReadDir(fsys, ".")
+	docs, err := manifest.Read(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("read manifests: %w", err)
-	}
-	var names []string
-	for _, e := range entries {
-		ext := strings.ToLower(path.Ext(e.Name()))
-		if !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		return nil, errors.New("manifests: no .yaml, .yml or .json file found")
+		return nil, manifestError(err)
 	}
 	m := &manifests{}
-	seen := map[string]string{} // kind/name -> file, to catch duplicates
-	for _, name := range names {
-		data, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("read manifest %s: %w", name, err)
-		}
-		reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for doc := 1; ; doc++ {
-			raw, err := reader.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("manifest %s document %d: %w", name, doc, err)
-			}
-			if len(bytes.TrimSpace(raw)) == 0 || isOnlyComments(raw) {
-				continue
-			}
-			kind, objName, err := m.add(raw)
-			if err != nil {
-				return nil, fmt.Errorf("manifest %s document %d: %w", name, doc, err)
-			}
-			key := kind + "/" + objName
-			if prev, dup := seen[key]; dup {
-				return nil, fmt.Errorf("manifest %s: %s %q is also defined in %s", name, kind, objName, prev)
-			}
-			seen[key] = name
+	for _, doc := range docs {
+		if err := m.add(doc); err != nil {
+			return nil, fmt.Errorf("manifest %s document %d: %w", doc.File, doc.Index, err)
 		}
 	}
 	if len(m.deployments) == 0 {
@@ -86,65 +50,60 @@ func loadManifests(fsys fs.FS) (*manifests, error) {
 	return m, nil
 }
 
-func isOnlyComments(doc []byte) bool {
-	for _, line := range strings.Split(string(doc), "\n") {
-		line = strings.TrimSpace(line)
-		if line != "" && !strings.HasPrefix(line, "#") {
-			return false
-		}
+// manifestError words a manifest.Read error as this package always has:
+// "manifest FILE document N: problem".
+func manifestError(err error) error {
+	if errors.Is(err, manifest.ErrNoObjects) {
+		return errors.New("manifests: no .yaml, .yml or .json file with a Deployment or Service found")
 	}
-	return true
+	var me *manifest.Error
+	if !errors.As(err, &me) {
+		return fmt.Errorf("read manifests: %w", err)
+	}
+	var dup *manifest.DuplicateError
+	if errors.As(me.Err, &dup) {
+		return fmt.Errorf("manifest %s: %s %q is also defined in %s", me.File, dup.Kind, dup.Name, dup.File)
+	}
+	msg := me.Err.Error()
+	if len(me.UnknownFields) > 0 {
+		var parts []string
+		for _, p := range me.UnknownFields {
+			parts = append(parts, fmt.Sprintf("unknown field %q at %s", p[strings.LastIndex(p, ".")+1:], p))
+		}
+		msg = strings.Join(parts, ", ")
+	}
+	if me.Kind != "" && !strings.HasPrefix(msg, me.Kind+" ") {
+		msg = "invalid " + me.Kind + ": " + msg
+	}
+	return fmt.Errorf("manifest %s document %d: %s", me.File, me.Index, msg)
 }
 
-// add validates one YAML document strictly against the typed API object, then keeps it as an
-// apply configuration.
-func (m *manifests) add(raw []byte) (kind, name string, err error) {
-	var head struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if err := yaml.Unmarshal(raw, &head); err != nil {
-		return "", "", fmt.Errorf("not valid YAML: %w", err)
-	}
-	jsonDoc, err := yaml.YAMLToJSON(raw)
+// add keeps one strictly decoded document as an apply configuration.
+func (m *manifests) add(doc manifest.Document) error {
+	jsonDoc, err := yaml.YAMLToJSON(doc.Raw)
 	if err != nil {
-		return "", "", fmt.Errorf("not valid YAML: %w", err)
+		return fmt.Errorf("not valid YAML: %w", err)
 	}
-	switch {
-	case head.Kind == "Deployment" && head.APIVersion == "apps/v1":
-		var typed appsv1.Deployment
-		if err := yaml.UnmarshalStrict(raw, &typed); err != nil {
-			return "", "", fmt.Errorf("invalid Deployment: %w", err)
-		}
-		if typed.Name == "" {
-			return "", "", errors.New("Deployment without metadata.name")
-		}
+	switch typed := doc.Object.(type) {
+	case *appsv1.Deployment:
 		if len(typed.Spec.Template.Spec.Containers) == 0 {
-			return "", "", fmt.Errorf("Deployment %q has no container", typed.Name)
+			return fmt.Errorf("Deployment %q has no container", typed.Name)
 		}
 		ac := &appsv1ac.DeploymentApplyConfiguration{}
 		if err := json.Unmarshal(jsonDoc, ac); err != nil {
-			return "", "", fmt.Errorf("Deployment %q: %w", typed.Name, err)
+			return fmt.Errorf("Deployment %q: %w", typed.Name, err)
 		}
 		m.deployments = append(m.deployments, ac)
-		return head.Kind, typed.Name, nil
-	case head.Kind == "Service" && head.APIVersion == "v1":
-		var typed corev1.Service
-		if err := yaml.UnmarshalStrict(raw, &typed); err != nil {
-			return "", "", fmt.Errorf("invalid Service: %w", err)
-		}
-		if typed.Name == "" {
-			return "", "", errors.New("Service without metadata.name")
-		}
+	case *corev1.Service:
 		ac := &corev1ac.ServiceApplyConfiguration{}
 		if err := json.Unmarshal(jsonDoc, ac); err != nil {
-			return "", "", fmt.Errorf("Service %q: %w", typed.Name, err)
+			return fmt.Errorf("Service %q: %w", typed.Name, err)
 		}
 		m.services = append(m.services, ac)
-		return head.Kind, typed.Name, nil
 	default:
-		return "", "", fmt.Errorf("unsupported object %s %q: a scenario holds only apps/v1 Deployments and v1 Services", head.APIVersion, head.Kind)
+		return fmt.Errorf("unexpected object %T", doc.Object)
 	}
+	return nil
 }
 
 // prepare sets the namespace, our ownership label (on objects and pod templates, so pods can be

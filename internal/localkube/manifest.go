@@ -1,13 +1,9 @@
 package localkube
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -17,11 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
+
+	"github.com/gracelab/gracelab/internal/manifest"
 )
 
 // deploySpec is a validated Deployment with everything the controller and kubelet need resolved.
@@ -57,118 +51,47 @@ type manifestSet struct {
 // defaultNamespace is where objects without metadata.namespace live, as with kubectl.
 const defaultNamespace = "default"
 
-// decodeManifests reads every .yaml/.yml/.json file at the root of fsys (not recursive, like
-// `kubectl apply -f DIR`) and decodes each document strictly into k8s.io/api types.
+// decodeManifests reads the manifest directory with package manifest (strict decoding, only
+// Deployments and Services, no duplicates) and splits it into Deployments and Services, with
+// the file each came from.
 func decodeManifests(fsys fs.FS) ([]*appsv1.Deployment, []*corev1.Service, map[any]string, error) {
 	if fsys == nil {
 		return nil, nil, nil, errors.New("no manifests: Options.Manifests is nil")
 	}
-	entries, err := fs.ReadDir(fsys, ".")
+	docs, err := manifest.Read(fsys)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("reading manifest directory: %w", err)
+		var me *manifest.Error
+		var ue *manifest.UnsupportedError
+		if errors.As(err, &me) && errors.As(err, &ue) {
+			return nil, nil, nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", me.File, me.Index, ue.APIVersion, ue.Kind)
+		}
+		return nil, nil, nil, err
 	}
 	var deps []*appsv1.Deployment
 	var svcs []*corev1.Service
 	files := map[any]string{}
-	for _, e := range entries {
-		ext := strings.ToLower(path.Ext(e.Name()))
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			continue
+	for _, doc := range docs {
+		switch o := doc.Object.(type) {
+		case *appsv1.Deployment:
+			deps = append(deps, o)
+		case *corev1.Service:
+			svcs = append(svcs, o)
 		}
-		data, err := fs.ReadFile(fsys, e.Name())
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("reading %s: %w", e.Name(), err)
-		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for n := 1; ; n++ {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("%s: document %d: %w", e.Name(), n, err)
-			}
-			where := fmt.Sprintf("%s: document %d", e.Name(), n)
-			var probe map[string]any
-			if err := yaml.Unmarshal(doc, &probe); err != nil {
-				return nil, nil, nil, fmt.Errorf("%s: %s", where, cleanYAMLError(err))
-			}
-			if len(probe) == 0 {
-				continue // empty document or comments only
-			}
-			var tm metav1.TypeMeta
-			if err := yaml.Unmarshal(doc, &tm); err != nil {
-				return nil, nil, nil, fmt.Errorf("%s: %s", where, cleanYAMLError(err))
-			}
-			switch {
-			case tm.APIVersion == "apps/v1" && tm.Kind == "Deployment":
-				d := &appsv1.Deployment{}
-				if err := decodeStrict(doc, d); err != nil {
-					return nil, nil, nil, fmt.Errorf("%s (Deployment): %s", where, err)
-				}
-				deps = append(deps, d)
-				files[d] = e.Name()
-			case tm.APIVersion == "v1" && tm.Kind == "Service":
-				s := &corev1.Service{}
-				if err := decodeStrict(doc, s); err != nil {
-					return nil, nil, nil, fmt.Errorf("%s (Service): %s", where, err)
-				}
-				svcs = append(svcs, s)
-				files[s] = e.Name()
-			case tm.Kind == "":
-				return nil, nil, nil, fmt.Errorf("%s: missing kind", where)
-			default:
-				return nil, nil, nil, fmt.Errorf("%s: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", where, tm.APIVersion, tm.Kind)
-			}
-		}
-	}
-	if len(deps) == 0 && len(svcs) == 0 {
-		return nil, nil, nil, errors.New("no Deployment or Service found in the manifest directory (looked for *.yaml, *.yml, *.json)")
+		files[doc.Object] = doc.File
 	}
 	return deps, svcs, files, nil
 }
 
-// strictSerializer is apimachinery's YAML serializer in strict mode: unknown and duplicate
-// fields are errors that name the field's path (spec.replcas).
-var strictSerializer = func() *kjson.Serializer {
-	scheme := runtime.NewScheme()
-	_ = appsv1.AddToScheme(scheme)
-	_ = corev1.AddToScheme(scheme)
-	return kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Yaml: true, Strict: true})
-}()
-
-func decodeStrict(doc []byte, into runtime.Object) error {
-	_, _, err := strictSerializer.Decode(doc, nil, into)
-	if err != nil {
-		return errors.New(strings.TrimPrefix(cleanYAMLError(err), "strict decoding error: "))
-	}
-	return nil
-}
-
-// cleanYAMLError drops the wrapper prefixes sigs.k8s.io/yaml adds, keeping the cause.
-func cleanYAMLError(err error) string {
-	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
-	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "error converting YAML to JSON: "} {
-		msg = strings.ReplaceAll(msg, p, "")
-	}
-	return msg
-}
-
 // validate turns decoded objects into specs, rejecting anything the embedded cluster cannot honour.
+// Duplicates were rejected by manifest.Read.
 func validate(deps []*appsv1.Deployment, svcs []*corev1.Service, files map[any]string, images map[string][]string) (*manifestSet, error) {
 	set := &manifestSet{}
-	seen := map[string]bool{}
 	for _, d := range deps {
 		spec, err := validateDeployment(d, images)
 		if err != nil {
 			return nil, fmt.Errorf("%s: Deployment %q: %w", files[d], d.Name, err)
 		}
 		spec.file = files[d]
-		key := "deployment/" + spec.namespace + "/" + spec.name
-		if seen[key] {
-			return nil, fmt.Errorf("%s: Deployment %q is defined twice", files[d], d.Name)
-		}
-		seen[key] = true
 		set.deployments = append(set.deployments, spec)
 	}
 	lb := ""
@@ -178,11 +101,6 @@ func validate(deps []*appsv1.Deployment, svcs []*corev1.Service, files map[any]s
 			return nil, fmt.Errorf("%s: Service %q: %w", files[s], s.Name, err)
 		}
 		spec.file = files[s]
-		key := "service/" + spec.namespace + "/" + spec.name
-		if seen[key] {
-			return nil, fmt.Errorf("%s: Service %q is defined twice", files[s], s.Name)
-		}
-		seen[key] = true
 		if spec.loadBalancer {
 			if lb != "" {
 				return nil, fmt.Errorf("%s: Service %q: only one LoadBalancer Service is supported (%q is one already)", files[s], s.Name, lb)
