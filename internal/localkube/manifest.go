@@ -125,9 +125,6 @@ func validate(deps []*appsv1.Deployment, svcs []*corev1.Service, files map[any]s
 }
 
 func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*deploySpec, error) {
-	if d.Name == "" {
-		return nil, errors.New("metadata.name is required")
-	}
 	spec := &deploySpec{name: d.Name, namespace: orDefault(d.Namespace, defaultNamespace), replicas: 1}
 	if d.Spec.Replicas != nil {
 		spec.replicas = *d.Spec.Replicas
@@ -348,9 +345,6 @@ func resolvePort(p intstr.IntOrString, c corev1.Container) (int32, error) {
 }
 
 func validateService(s *corev1.Service) (*serviceSpec, error) {
-	if s.Name == "" {
-		return nil, errors.New("metadata.name is required")
-	}
 	spec := &serviceSpec{name: s.Name, namespace: orDefault(s.Namespace, defaultNamespace)}
 	switch s.Spec.Type {
 	case "", corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort:
