@@ -3,9 +3,7 @@ package downstream
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,25 +20,8 @@ import (
 var upstreamBin, downstreamBin string
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "gracelab-downstream-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bins, err := lifecycletest.Build(dir, "github.com/gracelab/gracelab/cmd/upstream", "github.com/gracelab/gracelab/cmd/downstream")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	upstreamBin, downstreamBin = bins[0], bins[1]
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(lifecycletest.RunMain(m, func(bins []string) { upstreamBin, downstreamBin = bins[0], bins[1] },
+		"github.com/gracelab/gracelab/cmd/upstream", "github.com/gracelab/gracelab/cmd/downstream"))
 }
 
 type reply struct {
@@ -50,41 +31,21 @@ type reply struct {
 	at     time.Time
 }
 
-// sendAll sends n GET / requests at once, each on its own connection.
+// sendAll sends n GET / requests at once, each on its own connection, and decodes the answers.
 func sendAll(url string, n int) <-chan reply {
 	out := make(chan reply, n)
+	in := lifecycletest.SendAll(url+"/", n)
 	for range n {
 		go func() {
-			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			resp, err := c.Get(url + "/")
-			r := reply{err: err}
-			if err == nil {
-				var b []byte
-				if b, r.err = io.ReadAll(resp.Body); r.err == nil {
-					r.err = json.Unmarshal(b, &r.body)
-				}
-				resp.Body.Close()
-				r.status = resp.StatusCode
+			got := <-in
+			r := reply{status: got.Status, err: got.Err, at: got.At}
+			if r.err == nil {
+				r.err = json.Unmarshal(got.Body, &r.body)
 			}
-			r.at = time.Now()
 			out <- r
 		}()
 	}
 	return out
-}
-
-func localEnv(extra ...string) []string {
-	return append([]string{"HOST=127.0.0.1", "PORT=0"}, extra...)
-}
-
-func health(url string) (int, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url + "/health")
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }
 
 func TestIntegrationDownstreamGracefulDrainsInFlight(t *testing.T) {
@@ -92,15 +53,15 @@ func TestIntegrationDownstreamGracefulDrainsInFlight(t *testing.T) {
 		t.Skip("integration test")
 	}
 	const n = 20
-	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=4s", "WORK_MAX=4500ms")...)
-	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request", "SHUTDOWN_DELAY=2s")...)
+	up := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=4s", "WORK_MAX=4500ms")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, lifecycletest.LocalEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request", "SHUTDOWN_DELAY=2s")...)
 	replies := sendAll(down.URL, n)
 	down.WaitMetric("gracelab_http_requests_in_flight", n+1)
 
 	down.Signal(syscall.SIGTERM)
 	saw503 := false
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !saw503; time.Sleep(10 * time.Millisecond) {
-		code, err := health(down.URL)
+		code, err := lifecycletest.Health(down.URL)
 		if err != nil {
 			t.Fatalf("health during the shutdown delay: %v", err)
 		}
@@ -161,8 +122,8 @@ func TestIntegrationDownstreamImmediateDropsInFlight(t *testing.T) {
 		t.Skip("integration test")
 	}
 	const n = 20
-	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=3s", "WORK_MAX=3s")...)
-	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "SHUTDOWN=immediate")...)
+	up := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=3s", "WORK_MAX=3s")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, lifecycletest.LocalEnv("UPSTREAM_URL="+up.URL, "SHUTDOWN=immediate")...)
 	replies := sendAll(down.URL, n)
 	down.WaitMetric("gracelab_http_requests_in_flight", n+1)
 	down.Signal(syscall.SIGTERM)
@@ -181,8 +142,8 @@ func TestIntegrationDownstreamSecondSIGTERMForcesExit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("WORK_MIN=5s", "WORK_MAX=5s")...)
-	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL)...)
+	up := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=5s", "WORK_MAX=5s")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, lifecycletest.LocalEnv("UPSTREAM_URL="+up.URL)...)
 	replies := sendAll(down.URL, 3)
 	down.WaitMetric("gracelab_http_requests_in_flight", 4)
 	down.Signal(syscall.SIGTERM)
@@ -209,8 +170,8 @@ func TestIntegrationUpstreamKilledUnderTheDownstream(t *testing.T) {
 	// v1's first way to lose requests: the upstream dies with them in flight. The downstream
 	// must answer 502 with kind eof (or reset), never 200, and say so in the body.
 	const n = 10
-	up := lifecycletest.Start(t, upstreamBin, nil, localEnv("SHUTDOWN=immediate", "WORK_MIN=3s", "WORK_MAX=3s")...)
-	down := lifecycletest.Start(t, downstreamBin, nil, localEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request")...)
+	up := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("SHUTDOWN=immediate", "WORK_MIN=3s", "WORK_MAX=3s")...)
+	down := lifecycletest.Start(t, downstreamBin, nil, lifecycletest.LocalEnv("UPSTREAM_URL="+up.URL, "CLIENT=per-request")...)
 	replies := sendAll(down.URL, n)
 	up.WaitMetric("gracelab_http_requests_in_flight", n+1)
 	up.Signal(syscall.SIGTERM)

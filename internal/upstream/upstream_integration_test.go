@@ -3,9 +3,6 @@ package upstream
 import (
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -23,67 +20,7 @@ import (
 var upstreamBin string
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() {
-		dir, err := os.MkdirTemp("", "gracelab-upstream-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		bins, err := lifecycletest.Build(dir, "github.com/gracelab/gracelab/cmd/upstream")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		upstreamBin = bins[0]
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
-}
-
-type outcome struct {
-	status int
-	body   string
-	err    error
-	at     time.Time
-}
-
-// inFlight sends n requests, each on its own connection, and returns their outcomes.
-func inFlight(url string, n int) <-chan outcome {
-	out := make(chan outcome, n)
-	for range n {
-		go func() {
-			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			resp, err := c.Get(url)
-			o := outcome{err: err}
-			if err == nil {
-				var b []byte
-				b, o.err = io.ReadAll(resp.Body)
-				resp.Body.Close()
-				o.status, o.body = resp.StatusCode, string(b)
-			}
-			o.at = time.Now()
-			out <- o
-		}()
-	}
-	return out
-}
-
-func healthStatus(url string) (int, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url + "/health")
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
-}
-
-func env(extra ...string) []string {
-	return append([]string{"HOST=127.0.0.1", "PORT=0"}, extra...)
+	os.Exit(lifecycletest.RunMain(m, func(bins []string) { upstreamBin = bins[0] }, "github.com/gracelab/gracelab/cmd/upstream"))
 }
 
 func TestIntegrationUpstreamGracefulDrainsInFlight(t *testing.T) {
@@ -91,15 +28,15 @@ func TestIntegrationUpstreamGracefulDrainsInFlight(t *testing.T) {
 		t.Skip("integration test")
 	}
 	const n = 20
-	p := lifecycletest.Start(t, upstreamBin, nil, env("WORK_MIN=4s", "WORK_MAX=4500ms", "SHUTDOWN_DELAY=2s")...)
-	results := inFlight(p.URL+"/api/data", n)
+	p := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=4s", "WORK_MAX=4500ms", "SHUTDOWN_DELAY=2s")...)
+	results := lifecycletest.SendAll(p.URL+"/api/data", n)
 	p.WaitMetric("gracelab_http_requests_in_flight", n+1) // n plus the scrape itself
 
 	p.Signal(syscall.SIGTERM)
 	// During SHUTDOWN_DELAY the listener is open and readiness answers 503.
 	saw503 := false
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		code, err := healthStatus(p.URL)
+		code, err := lifecycletest.Health(p.URL)
 		if err != nil {
 			t.Fatalf("health during the shutdown delay: %v", err)
 		}
@@ -137,11 +74,11 @@ func TestIntegrationUpstreamGracefulDrainsInFlight(t *testing.T) {
 	var last time.Time
 	for range n {
 		o := <-results
-		if o.err != nil || o.status != http.StatusOK || !strings.Contains(o.body, `"source":"upstream"`) {
-			t.Fatalf("in-flight request: status %d err %v body %q; want 200", o.status, o.err, o.body)
+		if o.Err != nil || o.Status != http.StatusOK || !strings.Contains(string(o.Body), `"source":"upstream"`) {
+			t.Fatalf("in-flight request: status %d err %v body %q; want 200", o.Status, o.Err, o.Body)
 		}
-		if o.at.After(last) {
-			last = o.at
+		if o.At.After(last) {
+			last = o.At
 		}
 	}
 	state := p.Wait(20 * time.Second)
@@ -176,13 +113,13 @@ func TestIntegrationUpstreamImmediateDropsInFlight(t *testing.T) {
 		t.Skip("integration test")
 	}
 	const n = 20
-	p := lifecycletest.Start(t, upstreamBin, nil, env("SHUTDOWN=immediate", "WORK_MIN=3s", "WORK_MAX=3s")...)
-	results := inFlight(p.URL+"/api/data", n)
+	p := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("SHUTDOWN=immediate", "WORK_MIN=3s", "WORK_MAX=3s")...)
+	results := lifecycletest.SendAll(p.URL+"/api/data", n)
 	p.WaitMetric("gracelab_http_requests_in_flight", n+1)
 	p.Signal(syscall.SIGTERM)
 	for range n {
-		if o := <-results; o.err == nil {
-			t.Fatalf("in-flight request survived SIGTERM in immediate mode: status %d", o.status)
+		if o := <-results; o.Err == nil {
+			t.Fatalf("in-flight request survived SIGTERM in immediate mode: status %d", o.Status)
 		}
 	}
 	state := p.Wait(10 * time.Second)
@@ -196,7 +133,7 @@ func TestIntegrationUpstreamSecondSIGTERMForcesExit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	p := lifecycletest.Start(t, upstreamBin, nil, env("SHUTDOWN_DELAY=1m", "WORK_MIN=0", "WORK_MAX=0")...)
+	p := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("SHUTDOWN_DELAY=1m", "WORK_MIN=0", "WORK_MAX=0")...)
 	p.Signal(syscall.SIGTERM)
 	p.WaitMetric("gracelab_lifecycle_phase", 1, "phase=ShutdownInitiated")
 	p.Signal(syscall.SIGTERM)
@@ -214,16 +151,16 @@ func TestIntegrationUpstreamDrainTimeoutForcesExit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	p := lifecycletest.Start(t, upstreamBin, nil, env("DRAIN_TIMEOUT=300ms", "WORK_MIN=20s", "WORK_MAX=20s")...)
-	results := inFlight(p.URL+"/api/data", 1)
+	p := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("DRAIN_TIMEOUT=300ms", "WORK_MIN=20s", "WORK_MAX=20s")...)
+	results := lifecycletest.SendAll(p.URL+"/api/data", 1)
 	p.WaitMetric("gracelab_http_requests_in_flight", 2)
 	p.Signal(syscall.SIGTERM)
 	state := p.Wait(10 * time.Second)
 	if state.ExitCode() != lifecycle.ExitForced {
 		t.Fatalf("exit %v, want code %d", state, lifecycle.ExitForced)
 	}
-	if o := <-results; o.err == nil {
-		t.Fatalf("a request cut by the drain timeout must fail, got %d", o.status)
+	if o := <-results; o.Err == nil {
+		t.Fatalf("a request cut by the drain timeout must fail, got %d", o.Status)
 	}
 	if len(p.LogLines("[graceful-termination] forced exit: drain timeout")) != 1 {
 		t.Fatalf("no log line names the drain timeout:\n%s", p.Logs())
@@ -258,7 +195,7 @@ func TestIntegrationUpstreamServesAndLogsJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	p := lifecycletest.Start(t, upstreamBin, nil, env("WORK_MIN=0", "WORK_MAX=0")...)
+	p := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=0", "WORK_MAX=0")...)
 	for _, path := range []string{"/api/data", "/health", "/nope"} {
 		resp, err := http.Get(p.URL + path)
 		if err != nil {
