@@ -60,6 +60,8 @@ type Options struct {
 	Logger *slog.Logger
 	// LogDir, when set, receives each pod's stdout and stderr as <pod>.log.
 	LogDir string
+	// Sandbox isolates pods in namespaces of their own (podsandbox.go); default SandboxNone.
+	Sandbox SandboxMode
 }
 
 // DefaultLoadBalancerPort is where the original demo's downstream LoadBalancer listened.
@@ -114,13 +116,15 @@ type Cluster struct {
 
 	warnings []string // set during Up, read after it
 
-	spawn  *spawner
-	kick   chan struct{}
-	downCh chan struct{} // closed when Down starts
-	ctx    context.Context
-	cancel context.CancelFunc
-	podWG  sync.WaitGroup // one kubelet goroutine per pod
-	bgWG   sync.WaitGroup // controller, endpoint propagation, proxies
+	spawn       *spawner
+	sandboxMode SandboxMode // settled by Up
+	sandboxDir  string      // the sandboxes' generated files
+	kick        chan struct{}
+	downCh      chan struct{} // closed when Down starts
+	ctx         context.Context
+	cancel      context.CancelFunc
+	podWG       sync.WaitGroup // one kubelet goroutine per pod
+	bgWG        sync.WaitGroup // controller, endpoint propagation, proxies
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)
@@ -232,6 +236,16 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 	if _, err := os.Stat(c.opts.Executable); err != nil {
 		return fmt.Errorf("pod executable: %w", err)
 	}
+	if err := c.chooseSandbox(ctx); err != nil {
+		return err
+	}
+	if c.sandboxMode == SandboxNS {
+		dir, err := os.MkdirTemp("", "gracelab-pods-")
+		if err != nil {
+			return err
+		}
+		c.sandboxDir = dir
+	}
 	c.avoidWildcardListeners()
 	if err := c.bindServices(); err != nil {
 		return err
@@ -286,24 +300,24 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 
 func (c *Cluster) waitListening(ctx context.Context) error {
 	c.mu.Lock()
-	var addrs, names []string
+	var addrs []string
+	var pods []*pod
 	for _, p := range c.pods {
 		for _, cp := range p.container.Ports {
 			addrs = append(addrs, p.addr(cp.ContainerPort))
-			names = append(names, p.name)
+			pods = append(pods, p)
 		}
 	}
 	c.mu.Unlock()
 	for i, a := range addrs {
 		for {
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, "tcp", a)
+			conn, err := pods[i].dial(ctx, a)
 			if err == nil {
 				conn.Close()
 				break
 			}
 			if ctx.Err() != nil {
-				return fmt.Errorf("the embedded cluster was not ready after %s: pod %s does not accept connections on %s", c.opts.ReadyTimeout, names[i], a)
+				return fmt.Errorf("the embedded cluster was not ready after %s: pod %s does not accept connections on %s", c.opts.ReadyTimeout, pods[i].name, a)
 			}
 			c.mu.Lock()
 			upErr := c.upErr
@@ -423,7 +437,7 @@ func (c *Cluster) Pods() []PodInfo {
 	for _, p := range c.pods {
 		pid := 0
 		if p.running && p.inst != nil {
-			pid = p.inst.cmd.Process.Pid
+			pid = p.inst.pid()
 		}
 		out = append(out, PodInfo{Name: p.name, Deployment: p.d.spec.name, Revision: p.rs.hash, IP: p.ip, PID: pid,
 			Ready: p.ready, Terminating: p.terminating, Restarts: p.restarts, Log: p.logPath})
@@ -586,7 +600,7 @@ func (c *Cluster) killAll() {
 	defer c.mu.Unlock()
 	for _, p := range c.pods {
 		if p.running && p.inst != nil {
-			_ = signalGroup(p.inst.cmd.Process.Pid, sigKILL)
+			_ = p.inst.signal(sigKILL)
 		}
 	}
 }

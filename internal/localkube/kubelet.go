@@ -40,6 +40,24 @@ func (c *Cluster) runPod(p *pod) {
 		}
 		t.Stop()
 	}
+	if c.sandboxMode == SandboxNS && p.ip != "" && !c.stopping(p) {
+		if err := c.startSandbox(c.ctx, p); err != nil {
+			c.mu.Lock()
+			p.lastExit = "failed to create the pod sandbox: " + err.Error()
+			c.record(cluster.PodExited, nil, p, p.lastExit)
+			if c.state == stateStarting && !p.terminating {
+				c.upErr = fmt.Errorf("pod %s: %s", p.name, p.lastExit)
+			}
+			c.notifyLocked()
+			c.mu.Unlock()
+			select {
+			case <-p.deleteCh:
+			case <-c.downCh:
+			}
+			c.teardown(p)
+			return
+		}
+	}
 	var backoff time.Duration
 	for p.ip != "" {
 		if backoff > 0 {
@@ -123,7 +141,15 @@ func (c *Cluster) startContainer(p *pod) (*container, error) {
 	} else {
 		cmd.Stderr = &p.tail
 	}
-	if err := c.spawn.start(cmd); err != nil {
+	if p.sb != nil {
+		err := c.startInSandbox(p, inst)
+		if err != nil {
+			if inst.logFile != nil {
+				inst.logFile.Close()
+			}
+			return nil, err
+		}
+	} else if err := c.spawn.start(cmd); err != nil {
 		if inst.logFile != nil {
 			inst.logFile.Close()
 		}
@@ -134,7 +160,7 @@ func (c *Cluster) startContainer(p *pod) (*container, error) {
 	p.inst = inst
 	p.running = true
 	p.lastExit = ""
-	detail := "pid " + strconv.Itoa(cmd.Process.Pid)
+	detail := "pid " + strconv.Itoa(inst.pid())
 	if p.restarts > 0 {
 		detail += ", restart " + strconv.Itoa(p.restarts)
 	}
@@ -147,11 +173,13 @@ func (c *Cluster) startContainer(p *pod) (*container, error) {
 
 // waitContainer reaps the process and records its exit at once.
 func (c *Cluster) waitContainer(p *pod, inst *container) {
-	_ = inst.cmd.Wait()
+	_, detail := inst.wait()
+	if inst.stdioDone != nil {
+		<-inst.stdioDone
+	}
 	if inst.logFile != nil {
 		inst.logFile.Close()
 	}
-	_, detail := exitDetail(inst.cmd)
 	c.mu.Lock()
 	p.running = false
 	p.lastExit = detail
@@ -345,7 +373,7 @@ func (c *Cluster) stopProcess(p *pod, inst *container, killAt time.Time, reason,
 	inst.killWhy = reason
 	c.record(cluster.SIGTERMSent, nil, p, termDetail)
 	c.mu.Unlock()
-	_ = signalGroup(inst.cmd.Process.Pid, sigTERM)
+	_ = inst.signal(sigTERM)
 	t := time.NewTimer(time.Until(killAt))
 	defer t.Stop()
 	down := c.downCh
@@ -366,7 +394,7 @@ wait:
 	c.mu.Lock()
 	c.record(cluster.SIGKILLSent, nil, p, killDetail)
 	c.mu.Unlock()
-	_ = signalGroup(inst.cmd.Process.Pid, sigKILL)
+	_ = inst.signal(sigKILL)
 	<-inst.exited
 }
 
@@ -387,9 +415,10 @@ func (c *Cluster) teardown(p *pod) {
 		}
 		t.Stop()
 	}
+	p.net.removed.Store(true) // the proxies black-hole from now on
+	p.closeSandbox()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p.net.removed.Store(true)
 	if p.ip != "" {
 		c.record(cluster.PodNetworkRemoved, nil, p, p.ip)
 	}

@@ -2,15 +2,19 @@ package localkube
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // A pod as the kubelet holds it: its spec, address, environment and the state of its one
@@ -31,6 +35,9 @@ type pod struct {
 	net       *podNet
 	logPath   string
 	tail      tailBuffer
+	sb        *sandbox.Sandbox // SandboxNS: the pod's namespaces, from before its first start to teardown
+	sbDir     string
+	sbClient  *http.Client // the prober, dialling into the sandbox
 
 	// Guarded by Cluster.mu.
 	inst        *container
@@ -52,11 +59,14 @@ type podNet struct {
 
 // container is one run of the pod's process.
 type container struct {
-	cmd     *exec.Cmd
-	started time.Time
-	exited  chan struct{} // closed after the exit is recorded
-	logFile *os.File
-	killWhy string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
+	cmd  *exec.Cmd        // on the host, or
+	proc *sandbox.Process // in the pod's sandbox
+	// stdioDone is closed once a sandboxed process's stderr pipe has been read to its end.
+	stdioDone chan struct{}
+	started   time.Time
+	exited    chan struct{} // closed after the exit is recorded
+	logFile   *os.File
+	killWhy   string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
 }
 
 func (p *pod) available(minReady time.Duration, now time.Time) bool {
@@ -104,7 +114,7 @@ func (c *Cluster) podEnvLocked(p *pod) []string {
 		v := e.Value
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
 			v = fieldRefs[e.ValueFrom.FieldRef.FieldPath](p)
-		} else {
+		} else if c.sandboxMode != SandboxNS { // a sandbox resolves Service names itself
 			v = rewriteServiceRef(v, lookup)
 		}
 		if e.Name == "PORT" {
@@ -203,4 +213,29 @@ func lastLine(s string) string {
 		s = s[:300] + "..."
 	}
 	return s
+}
+
+// signal sends sig to the container's process group.
+func (inst *container) signal(sig syscall.Signal) error {
+	if inst.proc != nil {
+		return inst.proc.Signal(sig)
+	}
+	return signalGroup(inst.cmd.Process.Pid, sig)
+}
+
+// wait blocks until the process has exited and returns how it ended.
+func (inst *container) wait() (code int, detail string) {
+	if inst.proc != nil {
+		<-inst.proc.Done
+		return waitStatusDetail(inst.proc.Status)
+	}
+	_ = inst.cmd.Wait()
+	return exitDetail(inst.cmd)
+}
+
+func (inst *container) pid() int {
+	if inst.proc != nil {
+		return inst.proc.Pid
+	}
+	return inst.cmd.Process.Pid
 }
