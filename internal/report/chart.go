@@ -19,7 +19,6 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/load"
 )
 
 // Chart sizes in pixels; the PNG is exactly this size (96 dpi), the SVG the same in CSS pixels.
@@ -43,16 +42,16 @@ const (
 func px(n float64) vg.Length { return vg.Length(n) * vg.Inch / chartDPI }
 
 // classColors give each error class one colour in every chart.
-var classColors = map[load.Outcome]color.RGBA{
-	load.HTTP5xx:   {R: 214, G: 39, B: 40, A: 255},
-	load.EOF:       {R: 255, G: 127, B: 14, A: 255},
-	load.Reset:     {R: 148, G: 103, B: 189, A: 255},
-	load.Refused:   {R: 140, G: 86, B: 75, A: 255},
-	load.Timeout:   {R: 227, G: 119, B: 194, A: 255},
-	load.HTTP4xx:   {R: 188, G: 189, B: 34, A: 255},
-	load.BodyNotOK: {R: 23, G: 190, B: 207, A: 255},
-	load.Dropped:   {R: 127, G: 127, B: 127, A: 255},
-	load.Other:     {R: 60, G: 60, B: 60, A: 255},
+var classColors = map[string]color.RGBA{
+	classHTTP5xx:  {R: 214, G: 39, B: 40, A: 255},
+	"eof":         {R: 255, G: 127, B: 14, A: 255},
+	"reset":       {R: 148, G: 103, B: 189, A: 255},
+	"refused":     {R: 140, G: 86, B: 75, A: 255},
+	"timeout":     {R: 227, G: 119, B: 194, A: 255},
+	"http_4xx":    {R: 188, G: 189, B: 34, A: 255},
+	"body_not_ok": {R: 23, G: 190, B: 207, A: 255},
+	"dropped":     {R: 127, G: 127, B: 127, A: 255},
+	"other":       {R: 60, G: 60, B: 60, A: 255},
 }
 
 // eventStyle is how one kind of cluster event is drawn.
@@ -162,7 +161,7 @@ func trafficPlot(s Scenario, xmax float64, labels bool) (*plot.Plot, error) {
 	tl := s.Timeline
 	if len(tl) > 0 {
 		bars := stackedBars{}
-		for _, c := range load.ErrorClasses {
+		for _, c := range ErrorClasses {
 			vals := make([]float64, len(tl))
 			nonzero := false
 			for i, sec := range tl {
@@ -201,7 +200,7 @@ func trafficPlot(s Scenario, xmax float64, labels bool) (*plot.Plot, error) {
 	return p, nil
 }
 
-func secondsOf(tl []load.Second) []float64 {
+func secondsOf(tl []Second) []float64 {
 	out := make([]float64, len(tl))
 	for i, sec := range tl {
 		out[i] = float64(sec.Second)
@@ -219,12 +218,12 @@ func latencyPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	series := []struct {
 		name  string
-		value func(load.Second) float64
+		value func(Second) float64
 		color color.RGBA
 	}{
-		{"p50", func(s load.Second) float64 { return s.P50 }, color.RGBA{44, 160, 44, 255}},
-		{"p99", func(s load.Second) float64 { return s.P99 }, color.RGBA{255, 127, 14, 255}},
-		{"max", func(s load.Second) float64 { return s.Max }, color.RGBA{214, 39, 40, 255}},
+		{"p50", func(s Second) float64 { return s.P50 }, color.RGBA{44, 160, 44, 255}},
+		{"p99", func(s Second) float64 { return s.P99 }, color.RGBA{255, 127, 14, 255}},
+		{"max", func(s Second) float64 { return s.Max }, color.RGBA{214, 39, 40, 255}},
 	}
 	if s.Result != nil {
 		for _, ser := range series {

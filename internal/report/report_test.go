@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/load"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -145,10 +144,10 @@ func TestStoryPicksTheEventJustBeforeTheFirstFailure(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s := Scenario{
 		Scenario: "x", RestartAt: t0.Add(2 * time.Second),
-		Result: &load.Result{Start: t0, End: t0.Add(10 * time.Second), Requests: 10, OK: 7, Errors: 3, Retries: 4,
-			ErrorsByKind: map[load.Outcome]int64{load.EOF: 2, load.Refused: 1},
-			Disruptions: []load.Disruption{{Start: t0.Add(4100 * time.Millisecond), End: t0.Add(4300 * time.Millisecond), StartOffset: 4.1, EndOffset: 4.3,
-				RequestsFailed: 3, Classes: map[load.Outcome]int64{load.EOF: 2, load.Refused: 1}}}},
+		Result: &Result{Start: t0, End: t0.Add(10 * time.Second), Requests: 10, OK: 7, Errors: 3, Retries: 4,
+			ErrorsByKind: map[string]int64{"eof": 2, "refused": 1},
+			Disruptions: []Disruption{{Start: t0.Add(4100 * time.Millisecond), End: t0.Add(4300 * time.Millisecond), StartOffset: 4.1, EndOffset: 4.3,
+				RequestsFailed: 3, Classes: map[string]int64{"eof": 2, "refused": 1}}}},
 		Events: []cluster.Event{
 			{Time: t0.Add(2 * time.Second), Kind: cluster.RestartTriggered, Deployment: "upstream"},
 			{Time: t0.Add(3 * time.Second), Kind: cluster.PodTerminating, Pod: "up-a"},
@@ -216,9 +215,9 @@ func TestChartsRender(t *testing.T) {
 func TestChartsSurviveOddData(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	odd := []Scenario{
-		{Scenario: "empty", Result: &load.Result{Start: t0, End: t0}},
-		{Scenario: "zeros", Result: &load.Result{Start: t0, End: t0.Add(3 * time.Second), Timeline: []load.Second{{Second: 0}, {Second: 1}, {Second: 2}}}},
-		{Scenario: "events only", Result: &load.Result{Start: t0, End: t0.Add(2 * time.Second)},
+		{Scenario: "empty", Result: &Result{Start: t0, End: t0}},
+		{Scenario: "zeros", Result: &Result{Start: t0, End: t0.Add(3 * time.Second), Timeline: []Second{{Second: 0}, {Second: 1}, {Second: 2}}}},
+		{Scenario: "events only", Result: &Result{Start: t0, End: t0.Add(2 * time.Second)},
 			Events: []cluster.Event{{Time: t0.Add(time.Second), Kind: cluster.SIGTERMSent, Pod: "p"}, {Time: t0.Add(-time.Second), Kind: cluster.PodReady}}},
 	}
 	for _, s := range odd {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/load"
 )
 
 // Story tells in plain words what happened in one scenario, derived only from its data: how
@@ -40,10 +39,10 @@ func Story(s Scenario) []string {
 
 	// Upstream kinds are counted over the whole run; they belong to one disruption only when
 	// a single disruption holds every 5xx.
-	var kindsFor *load.Disruption
+	var kindsFor *Disruption
 	with5xx := 0
 	for i := range res.Disruptions {
-		if res.Disruptions[i].Classes[load.HTTP5xx] > 0 {
+		if res.Disruptions[i].Classes[classHTTP5xx] > 0 {
 			with5xx++
 			kindsFor = &res.Disruptions[i]
 		}
@@ -140,7 +139,7 @@ const (
 	causeAfter  = 500 * time.Millisecond
 )
 
-func disruptionParagraph(s Scenario, d *load.Disruption, kinds map[string]int64, at func(time.Time) float64) string {
+func disruptionParagraph(s Scenario, d *Disruption, kinds map[string]int64, at func(time.Time) float64) string {
 	var b strings.Builder
 	n := d.RequestsFailed
 	if n == 1 {
@@ -210,14 +209,14 @@ func nearestCause(events []cluster.Event, t time.Time) (cluster.Event, bool) {
 
 // classList describes failure classes in words, the 5xx ones by the upstream failure the
 // downstream reported when kinds is given.
-func classList(classes map[load.Outcome]int64, kinds map[string]int64) string {
+func classList(classes map[string]int64, kinds map[string]int64) string {
 	var parts []string
-	for _, c := range load.ErrorClasses {
+	for _, c := range ErrorClasses {
 		n := classes[c]
 		if n == 0 {
 			continue
 		}
-		if c == load.HTTP5xx && len(kinds) > 0 {
+		if c == classHTTP5xx && len(kinds) > 0 {
 			parts = append(parts, fmt.Sprintf("%s answered 5xx by the downstream (%s)", fmtInt(n), kindList(kinds)))
 			continue
 		}
@@ -254,16 +253,16 @@ func kindList(kinds map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-var classWords = map[load.Outcome]string{
-	load.BodyNotOK: "answered 2xx with a body whose status was not ok",
-	load.HTTP5xx:   "answered 5xx by the downstream",
-	load.HTTP4xx:   "answered 4xx by the downstream",
-	load.Refused:   "refused (nothing listened at the downstream's address)",
-	load.Reset:     "reset (the connection to the downstream was reset)",
-	load.EOF:       "cut off (the connection to the downstream closed before the answer)",
-	load.Timeout:   "timed out (no answer within the load's timeout)",
-	load.Dropped:   "dropped (not sent: the open model's in-flight cap was reached)",
-	load.Other:     "failed otherwise",
+var classWords = map[string]string{
+	"body_not_ok": "answered 2xx with a body whose status was not ok",
+	classHTTP5xx:  "answered 5xx by the downstream",
+	"http_4xx":    "answered 4xx by the downstream",
+	"refused":     "refused (nothing listened at the downstream's address)",
+	"reset":       "reset (the connection to the downstream was reset)",
+	"eof":         "cut off (the connection to the downstream closed before the answer)",
+	"timeout":     "timed out (no answer within the load's timeout)",
+	"dropped":     "dropped (not sent: the open model's in-flight cap was reached)",
+	"other":       "failed otherwise",
 }
 
 // kindWords explain the downstream's `kind` of an upstream failure.

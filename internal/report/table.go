@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/gracelab/gracelab/internal/load"
 )
 
 // row is one line of the comparison table: a label and one cell per scenario.
@@ -22,7 +20,7 @@ type row struct {
 // tableRows builds the comparison table shared by the terminal, REPORT.md and report.html.
 func tableRows(r *Report) []row {
 	n := len(r.Scenarios)
-	cells := func(f func(s Scenario, res *load.Result) string) []string {
+	cells := func(f func(s Scenario, res *Result) string) []string {
 		out := make([]string, n)
 		for i, s := range r.Scenarios {
 			if s.Result == nil {
@@ -34,28 +32,28 @@ func tableRows(r *Report) []row {
 		return out
 	}
 	rows := []row{
-		{label: "requests", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Requests) })},
-		{label: "errors", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Errors) })},
-		{label: "error rate", cells: cells(func(_ Scenario, res *load.Result) string { return fmtPercent(res.ErrorRate) })},
-		{label: "latency avg", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.Avg) })},
-		{label: "latency p95", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.P95) })},
-		{label: "latency p99", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.P99) })},
-		{label: "latency max", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.Max) })},
-		{label: "retries", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Retries) })},
+		{label: "requests", cells: cells(func(_ Scenario, res *Result) string { return fmtInt(res.Requests) })},
+		{label: "errors", cells: cells(func(_ Scenario, res *Result) string { return fmtInt(res.Errors) })},
+		{label: "error rate", cells: cells(func(_ Scenario, res *Result) string { return fmtPercent(res.ErrorRate) })},
+		{label: "latency avg", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.Avg) })},
+		{label: "latency p95", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.P95) })},
+		{label: "latency p99", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.P99) })},
+		{label: "latency max", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.Max) })},
+		{label: "retries", cells: cells(func(_ Scenario, res *Result) string { return fmtInt(res.Retries) })},
 	}
 
 	classes := errorClassesSeen(r)
 	if len(classes) == 0 {
-		rows = append(rows, row{label: "errors by class", cells: cells(func(Scenario, *load.Result) string { return "none" })})
+		rows = append(rows, row{label: "errors by class", cells: cells(func(Scenario, *Result) string { return "none" })})
 	} else {
 		rows = append(rows, row{label: "errors by class", cells: make([]string, n)})
 		for _, c := range classes {
-			rows = append(rows, row{label: string(c), indent: true, cells: cells(func(_ Scenario, res *load.Result) string {
+			rows = append(rows, row{label: string(c), indent: true, cells: cells(func(_ Scenario, res *Result) string {
 				count := res.ErrorsByKind[c]
 				if count == 0 {
 					return "-"
 				}
-				if c == load.HTTP5xx && len(res.UpstreamKinds) > 0 {
+				if c == classHTTP5xx && len(res.UpstreamKinds) > 0 {
 					return fmtInt(count) + " (" + fmtCounts(res.UpstreamKinds) + ")"
 				}
 				return fmtInt(count)
@@ -84,9 +82,9 @@ func tableRows(r *Report) []row {
 }
 
 // errorClassesSeen lists the error classes non-zero in any scenario, in report order.
-func errorClassesSeen(r *Report) []load.Outcome {
-	var out []load.Outcome
-	for _, c := range load.ErrorClasses {
+func errorClassesSeen(r *Report) []string {
+	var out []string
+	for _, c := range ErrorClasses {
 		for _, s := range r.Scenarios {
 			if s.Result != nil && s.ErrorsByKind[c] > 0 {
 				out = append(out, c)
