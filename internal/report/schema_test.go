@@ -79,7 +79,7 @@ func syntheticReport() *Report {
 			},
 			Statistics: &Statistics{Rollouts: 2, LossyRollouts: 1, LossyInterval: Interval{Low: 0.0126, High: 0.9874, Level: 0.95},
 				Losses: Spread{Min: 0, Median: 5, Max: 10}},
-			Events: []cluster.Event{ev(1, cluster.RestartTriggered, ""), ev(1.1, cluster.SIGTERMSent, "upstream-a-1")},
+			Events: []cluster.Event{ev(1, cluster.RestartTriggered, ""), ev(1.1, cluster.SIGTERMSent, "upstream-7d9f8-abc12")},
 		}},
 		Comparisons: []Comparison{{Scenarios: [2]string{"v1", "v2"}, Test: "fisher_exact", PValue: 1, Alpha: 0.05, RolloutsA: 2, RolloutsB: 2}},
 		Breaches:    []Breach{{Threshold: "max-errors", Scenario: "v1", Rollout: 1, Measured: 10, Limit: 0, Unit: "requests"}},
