@@ -921,7 +921,7 @@ func WriteRolloutChart(w io.Writer, r *Report, format Format) (err error) {
 	p.Y.Tick.Marker = plainTicks{}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
-	p.Legend.TextStyle.Font = labelFont
+	p.Legend.TextStyle.Font = font.From(plot.DefaultFont, vg.Points(10))
 	most, n := 0, len(r.Scenarios)
 	for _, s := range r.Scenarios {
 		most = max(most, len(s.Rollouts))
@@ -946,12 +946,15 @@ func WriteRolloutChart(w io.Writer, r *Report, format Format) (err error) {
 		p.Add(bars)
 		p.Legend.Add(titleOf(s), bars)
 	}
-	p.Y.Max = ymax * 1.15
+	p.Y.Max = ymax * 1.25 // room for the legend
 	labels := make([]string, most)
 	for i := range labels {
 		labels[i] = strconv.Itoa(i + 1)
 	}
 	p.NominalX(labels...)
+	p.X.Min, p.X.Max = -0.6, float64(most)-0.4 // room for the outer bars of each group
+	p.Legend.Left = true
+	p.Legend.XOffs, p.Legend.YOffs = px(8), -px(4)
 	cv, err := newCanvas(format, ChartWidth, RolloutsHeight)
 	if err != nil {
 		return err

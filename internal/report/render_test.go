@@ -3,6 +3,8 @@ package report
 import (
 	"bytes"
 	"image/png"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -238,5 +240,32 @@ func TestNewEventKinds(t *testing.T) {
 	s.Events = append(s.Events, cluster.Event{Time: s.Start.Add(3 * time.Second), Kind: cluster.NodeCordoned, Node: "node-a"})
 	if marks := marksOnAxis(s, 30); len(marks) != 2 || marks[1].label != "cordoned node-a" {
 		t.Errorf("marks %+v", marks)
+	}
+}
+
+// report.html carries the same pod table, mechanisms, rollouts, comparisons and breaches,
+// and WriteAll writes the rollouts chart when there are rollouts.
+func TestWriteAllWithRollouts(t *testing.T) {
+	dir := t.TempDir()
+	files, err := WriteAll(dir, syntheticReport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range files.List() {
+		names = append(names, p[len(dir)+1:])
+	}
+	if got := strings.Join(names, " "); !strings.Contains(got, "rollouts.png rollouts.svg") {
+		t.Errorf("files %s lack the rollouts chart", got)
+	}
+	html, err := os.ReadFile(filepath.Join(dir, HTMLName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<td>abc12</td>", "How the requests were lost:", "<th>longest disruption</th>",
+		"v1 rollout 1: max-errors measured 10 requests, limit 0 requests", "not significant with 2 and 2 rollouts", `alt="Errors per rollout, per scenario"`} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
 	}
 }
