@@ -13,11 +13,13 @@ import (
 	"github.com/gracelab/gracelab/internal/report"
 )
 
-// Streams are the IO a command may use; tests pass buffers.
+// Streams are the IO a command may use; tests pass buffers, and a channel of signals.
 type Streams struct {
 	In     io.Reader
 	Out    io.Writer
 	ErrOut io.Writer
+	// Signals replaces this process's SIGINT and SIGTERM when set (see watchInterrupts).
+	Signals <-chan os.Signal
 }
 
 // StdStreams returns the process's standard streams.
