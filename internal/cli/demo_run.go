@@ -117,9 +117,19 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
 		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios,
 	}
-	fmt.Fprintln(streams.Out)
-	if err := report.WriteTable(streams.Out, rep); err != nil {
-		return err
+	// The failure first: a table of a scenario that measured nothing says nothing.
+	measured := false
+	for _, s := range rep.Scenarios {
+		if s.Failure != "" {
+			fmt.Fprintf(streams.ErrOut, "gracelab: scenario %s failed: %s\n", s.Scenario, s.Failure)
+		}
+		measured = measured || s.Result != nil
+	}
+	if measured {
+		fmt.Fprintln(streams.Out)
+		if err := report.WriteTable(streams.Out, rep); err != nil {
+			return err
+		}
 	}
 	files, werr := report.WriteAll(plan.out, rep)
 	printFiles(streams, plan.out, files)

@@ -156,3 +156,22 @@ func TestVersionFlag(t *testing.T) {
 		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+// A scenario that fails before measuring anything prints its failure, not an empty table.
+func TestDemoFailedScenarioErrorFirst(t *testing.T) {
+	manifests := filepath.Join(t.TempDir(), "empty")
+	if err := os.Mkdir(manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "r")
+	code, stdout, stderr := runMain("demo", "--quiet", "--manifests", manifests, "--port", "0", "--out", out)
+	if code != ExitFailed || !strings.HasPrefix(stderr, "gracelab: scenario empty failed: setting up the cluster: ") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 starting with the scenario's failure", code, stderr)
+	}
+	if strings.Contains(stdout, "requests") {
+		t.Errorf("printed a table for a scenario that measured nothing:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
+		t.Errorf("the report of the failed run was not written: %v", err)
+	}
+}
