@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,7 @@ type StreamFailure struct {
 	Sent  time.Time `json:"sent"`
 	End   time.Time `json:"end"`
 	Class Outcome   `json:"class"`
+	Kind  string    `json:"kind,omitempty"` // the downstream's reason for a 5xx
 	Error string    `json:"error,omitempty"`
 }
 
@@ -101,21 +103,21 @@ func (s *Snapshot) histogram() (*hdrhistogram.Histogram, error) {
 
 // secondDetail is what a streamed second carries beyond the recorder's own counts.
 type secondDetail struct {
-	kinds    map[string]int64
 	retries  int64
 	failures []StreamFailure
 }
 
 func (s *second) note(sent, end time.Time, a answer) {
 	if s.detail == nil {
-		s.detail = &secondDetail{kinds: map[string]int64{}}
-	}
-	if a.outcome == HTTP5xx && a.kind != "" {
-		s.detail.kinds[a.kind]++
+		s.detail = &secondDetail{}
 	}
 	s.detail.retries += a.retries
 	if a.outcome != OK {
-		s.detail.failures = append(s.detail.failures, StreamFailure{Sent: sent, End: end, Class: a.outcome, Error: a.err})
+		f := StreamFailure{Sent: sent, End: end, Class: a.outcome, Error: a.err}
+		if a.outcome == HTTP5xx {
+			f.Kind = a.kind
+		}
+		s.detail.failures = append(s.detail.failures, f)
 	}
 }
 
@@ -146,7 +148,7 @@ type streamer struct {
 
 // closed runs under the recorder's lock, before the second's histogram is recycled.
 func (st *streamer) closed(idx int, s *second) {
-	out := StreamSecond{Second: idx, Requests: s.requests, Counts: map[Outcome]int64{}, Latency: snapshotOf(s.hist)}
+	out := StreamSecond{Second: idx, Requests: s.requests, Counts: map[Outcome]int64{}, Latency: snapshotOf(s.hist), Kinds: maps.Clone(s.kinds)}
 	for i, n := range s.counts {
 		if n > 0 {
 			out.Counts[outcomeName(i)] = n
@@ -154,9 +156,6 @@ func (st *streamer) closed(idx int, s *second) {
 	}
 	if d := s.detail; d != nil {
 		out.Retries, out.Failures = d.retries, d.failures
-		if len(d.kinds) > 0 {
-			out.Kinds = d.kinds
-		}
 	}
 	st.mu.Lock()
 	st.ready = append(st.ready, out)
@@ -440,6 +439,7 @@ func build(start time.Time, cfg Config, pods []*podStream) *Result {
 			rec.latency.Merge(h)
 			for k, n := range ss.Kinds {
 				rec.kinds[k] += n
+				mg.s.kinds = addKind(mg.s.kinds, k, n)
 			}
 			rec.retries += ss.Retries
 			mg.failures = append(mg.failures, ss.Failures...)
@@ -482,7 +482,7 @@ func build(start time.Time, cfg Config, pods []*podStream) *Result {
 	}
 	sort.SliceStable(failures, func(i, j int) bool { return failures[i].Sent.Before(failures[j].Sent) })
 	for _, f := range failures {
-		rec.addFailure(f.Sent, f.End, outcomeIndex(f.Class), f.Error)
+		rec.addFailure(f.Sent, f.End, outcomeIndex(f.Class), answer{outcome: f.Class, kind: f.Kind, err: f.Error})
 	}
 	return rec.result(cfg, sendEnd, end)
 }
