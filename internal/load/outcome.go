@@ -27,14 +27,15 @@ const (
 	EOF       Outcome = "eof"     // connection closed before the whole response arrived
 	Timeout   Outcome = "timeout" // no full answer within the per-request timeout
 	Dropped   Outcome = "dropped" // open model: not sent, the in-flight cap was reached at its slot
+	Lost      Outcome = "lost"    // sent by a load pod that died before reporting the outcome
 	Other     Outcome = "other"   // anything else (DNS failure, 3xx, TLS error, ...)
 )
 
 // ErrorClasses lists every error outcome in report order.
-var ErrorClasses = []Outcome{BodyNotOK, HTTP5xx, HTTP4xx, Refused, Reset, EOF, Timeout, Dropped, Other}
+var ErrorClasses = []Outcome{BodyNotOK, HTTP5xx, HTTP4xx, Refused, Reset, EOF, Timeout, Dropped, Lost, Other}
 
 // outcome indexes for fixed-size counters: 0 is OK, then ErrorClasses in order.
-const numOutcomes = 10
+const numOutcomes = 11
 
 func outcomeIndex(o Outcome) int {
 	if o == OK {
