@@ -22,6 +22,7 @@ import (
 	"github.com/gracelab/gracelab/internal/downstream"
 	"github.com/gracelab/gracelab/internal/lifecycle"
 	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/service"
 	"github.com/gracelab/gracelab/internal/upstream"
 )
 
@@ -219,9 +220,9 @@ func envOf(c corev1.Container) func(string) string {
 }
 
 // shutdownOf is the lifecycle configuration the container will run with.
-func shutdownOf(t *testing.T, c corev1.Container) lifecycle.Config {
+func shutdownOf(t *testing.T, c corev1.Container) service.Config {
 	t.Helper()
-	cfg, err := lifecycle.ParseConfig(envOf(c), 0)
+	cfg, _, err := service.ParseConfig(envOf(c), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/service"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -570,7 +570,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tc := range invalid {
 		_, err := ParseConfig(envOf(tc.env))
-		var envErr *lifecycle.EnvError
+		var envErr *service.EnvError
 		if !errors.As(err, &envErr) || envErr.Name != tc.blame {
 			t.Errorf("%v: want an error naming %s, got %v", tc.env, tc.blame, err)
 			continue

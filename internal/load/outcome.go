@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
-	"syscall"
+
+	"github.com/gracelab/gracelab/internal/neterr"
 )
 
 // Outcome is the single class every request ends in.
@@ -22,12 +21,12 @@ const (
 	BodyNotOK Outcome = "body_not_ok" // 2xx whose JSON body says status other than "ok"
 	HTTP5xx   Outcome = "http_5xx"
 	HTTP4xx   Outcome = "http_4xx"
-	Refused   Outcome = "refused" // connection refused: nothing listens there
-	Reset     Outcome = "reset"   // connection reset or broken pipe
-	EOF       Outcome = "eof"     // connection closed before the whole response arrived
-	Timeout   Outcome = "timeout" // no full answer within the per-request timeout
-	Dropped   Outcome = "dropped" // open model: not sent, the in-flight cap was reached at its slot
-	Other     Outcome = "other"   // anything else (DNS failure, 3xx, TLS error, ...)
+	Refused   Outcome = Outcome(neterr.Refused) // connection refused: nothing listens there
+	Reset     Outcome = Outcome(neterr.Reset)   // connection reset or broken pipe
+	EOF       Outcome = Outcome(neterr.EOF)     // connection closed before the whole response arrived
+	Timeout   Outcome = Outcome(neterr.Timeout) // no full answer within the per-request timeout
+	Dropped   Outcome = "dropped"               // open model: not sent, the in-flight cap was reached at its slot
+	Other     Outcome = Outcome(neterr.Other)   // anything else (DNS failure, 3xx, TLS error, ...)
 )
 
 // ErrorClasses lists every error outcome in report order.
@@ -60,21 +59,9 @@ type answer struct {
 	err     string // what went wrong, for disruption reports; empty when OK
 }
 
-// classifyError maps a transport error (from Do or from reading the body) to its class.
-func classifyError(err error) Outcome {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return Timeout
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return Refused
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return Reset
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return EOF
-	}
-	return Other
-}
+// classifyError maps a transport error (from Do or from reading the body) to its class, the
+// same one the downstream gives for its own calls.
+func classifyError(err error) Outcome { return Outcome(neterr.Classify(err)) }
 
 // readBody keeps the first maxBody bytes and discards the rest.
 func readBody(r io.Reader) ([]byte, error) {
