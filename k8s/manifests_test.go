@@ -340,3 +340,49 @@ func TestV3IsV2PlusPooledRetry(t *testing.T) {
 		t.Errorf("REQUEST_DEADLINE %v must stay below 10s and DRAIN_TIMEOUT %v", cfg.RequestDeadline, cfg.Serve.DrainTimeout)
 	}
 }
+
+// The pooled-POST pair of docs/keepalive.md: v2 with a pooled POST client; the unfixed one
+// differs from the fixed one only in RETIRE_KEEPALIVE and the pool's idle timeout.
+func TestPooledPairDiffersOnlyInTheFix(t *testing.T) {
+	for _, dir := range []string{"v2pooled-post", "v2race-post-unfixed"} {
+		for _, name := range []string{"upstream", "downstream"} {
+			checkGraceful(t, dir, name)
+		}
+	}
+	up := shutdownOf(t, load(t, "v2pooled-post", "upstream").deploy.Spec.Template.Spec.Containers[0])
+	fixed, err := downstream.ParseConfig(envOf(load(t, "v2pooled-post", "downstream").deploy.Spec.Template.Spec.Containers[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unfixed, err := downstream.ParseConfig(envOf(load(t, "v2race-post-unfixed", "downstream").deploy.Spec.Template.Spec.Containers[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fixed.Client != downstream.Pooled || fixed.UpstreamMethod != "POST" || fixed.RetryAttempts != 1 {
+		t.Errorf("fixed downstream: want CLIENT=pooled, UPSTREAM_METHOD=POST, no retry; got %+v", fixed)
+	}
+	if !up.RetireKeepAlive || !fixed.Serve.RetireKeepAlive {
+		t.Error("v2pooled must retire keep-alive connections (RETIRE_KEEPALIVE=true)")
+	}
+	// Every connection idle through the upstream's preStop window is closed by the pool first.
+	if fixed.IdleConnTimeout >= up.PrestopDelay {
+		t.Errorf("UPSTREAM_IDLE_TIMEOUT %v must be below the upstream's PRESTOP_DELAY %v", fixed.IdleConnTimeout, up.PrestopDelay)
+	}
+	if unfixed.Serve.RetireKeepAlive || shutdownOf(t, load(t, "v2race-post-unfixed", "upstream").deploy.Spec.Template.Spec.Containers[0]).RetireKeepAlive {
+		t.Error("v2race must run unfixed (RETIRE_KEEPALIVE=false)")
+	}
+	for _, name := range []string{"upstream", "downstream"} {
+		f := load(t, "v2pooled-post", name).deploy.Spec.Template.Spec.Containers[0]
+		u := load(t, "v2race-post-unfixed", name).deploy.Spec.Template.Spec.Containers[0]
+		var diff []string
+		for i := range f.Env {
+			if f.Env[i] != u.Env[i] {
+				diff = append(diff, f.Env[i].Name)
+			}
+		}
+		f.Env, u.Env = nil, nil
+		if !reflect.DeepEqual(f, u) || len(diff) > 2 {
+			t.Errorf("%s: the pair differs beyond RETIRE_KEEPALIVE and UPSTREAM_IDLE_TIMEOUT: %v", name, diff)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 
 	"github.com/gracelab/gracelab/internal/neterr"
 )
@@ -57,6 +59,10 @@ type answer struct {
 	kind    string // the downstream's reason for a 5xx, from its JSON body
 	retries int64  // the body's retries field
 	err     string // what went wrong, for disruption reports; empty when OK
+	// reused: the load generator's own connection was a keep-alive one used before, and the
+	// request failed on it (a transport error). upstreamReused: the downstream's 5xx body says
+	// its failed attempt went out on a reused connection. Both are the race of docs/keepalive.md.
+	reused, upstreamReused bool
 }
 
 // classifyError maps a transport error (from Do or from reading the body) to its class, the
@@ -81,6 +87,7 @@ type bodyFields struct {
 	kind      string
 	retries   int64
 	errText   string
+	reused    bool // reused_connection
 }
 
 // knownFields are the body fields the report reads, kept raw so a field of an unexpected type
@@ -92,6 +99,7 @@ type knownFields struct {
 	Error   json.RawMessage `json:"error"`
 	Message json.RawMessage `json:"message"`
 	Detail  json.RawMessage `json:"detail"`
+	Reused  json.RawMessage `json:"reused_connection"`
 }
 
 // parseBody reads the known fields leniently: a field of an unexpected type is ignored,
@@ -121,6 +129,9 @@ func parseBody(b []byte) bodyFields {
 		if json.Unmarshal(k.Retries, &n) == nil && n > 0 && n < math.MaxInt32 {
 			f.retries = int64(n)
 		}
+	}
+	if k.Reused != nil {
+		_ = json.Unmarshal(k.Reused, &f.reused) // a non-boolean is not a yes
 	}
 	for _, raw := range []json.RawMessage{k.Error, k.Message, k.Detail} {
 		if raw != nil && json.Unmarshal(raw, &f.errText) == nil && f.errText != "" {
@@ -156,6 +167,7 @@ func classifyResponse(code int, status string, body []byte) answer {
 	case code >= 500 && code < 600:
 		a.outcome = HTTP5xx
 		a.kind = clip(f.kind, 64)
+		a.upstreamReused = f.reused
 		a.err = httpErrText(status, f)
 	case code >= 400 && code < 500:
 		a.outcome = HTTP4xx
@@ -188,18 +200,20 @@ func clip(s string, n int) string {
 
 // exchange sends one request and classifies what came back.
 func exchange(ctx context.Context, client *http.Client, newReq func(context.Context) (*http.Request, error)) answer {
+	var reused atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused.Store(i.Reused) }})
 	req, err := newReq(ctx)
 	if err != nil {
 		return answer{outcome: Other, err: err.Error()}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return answer{outcome: classifyError(err), err: err.Error()}
+		return answer{outcome: classifyError(err), err: err.Error(), reused: reused.Load()}
 	}
 	body, err := readBody(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return answer{outcome: classifyError(err), err: fmt.Sprintf("%s, then reading the body: %v", resp.Status, err)}
+		return answer{outcome: classifyError(err), err: fmt.Sprintf("%s, then reading the body: %v", resp.Status, err), reused: reused.Load()}
 	}
 	return classifyResponse(resp.StatusCode, resp.Status, body)
 }

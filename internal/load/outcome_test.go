@@ -1,14 +1,18 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestClassifyResponse(t *testing.T) {
@@ -111,4 +115,51 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 	n := copy(p, r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+func TestUpstreamReusedConnectionIsRead(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"kind":"eof","reused_connection":true}`:   true,
+		`{"kind":"eof","reused_connection":false}`:  false,
+		`{"kind":"eof","reused_connection":"true"}`: false, // not a boolean
+		`{"kind":"eof"}`: false,
+	} {
+		if a := classifyResponse(502, "502 Bad Gateway", []byte(body)); a.upstreamReused != want {
+			t.Errorf("%s: upstreamReused %v, want %v", body, a.upstreamReused, want)
+		}
+	}
+}
+
+// A POST on a pooled connection the server closes unanswered fails as eof, marked reused; the
+// first request on the same connection was not reused.
+func TestExchangeMarksFailuresOnReusedConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if req, err := http.ReadRequest(r); err == nil {
+			_, _ = io.Copy(io.Discard, req.Body)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+		_, _ = http.ReadRequest(r) // read, then closed unanswered
+	}()
+	client := newClient(Config{Connections: ConnectionsReuse, VUs: 1, Timeout: 5 * time.Second})
+	defer client.CloseIdleConnections()
+	newReq := func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, "POST", "http://"+ln.Addr().String()+"/", strings.NewReader("{}"))
+	}
+	if a := exchange(context.Background(), client, newReq); a.outcome != OK || a.reused {
+		t.Fatalf("first POST: %+v", a)
+	}
+	if a := exchange(context.Background(), client, newReq); a.outcome != EOF || !a.reused {
+		t.Fatalf("POST on the closed pooled connection: %+v, want eof on a reused connection", a)
+	}
 }
