@@ -44,15 +44,16 @@ func px(n float64) vg.Length { return vg.Length(n) * vg.Inch / chartDPI }
 
 // classColors give each error class one colour in every chart.
 var classColors = map[load.Outcome]color.RGBA{
-	load.HTTP5xx:   {R: 214, G: 39, B: 40, A: 255},
-	load.EOF:       {R: 255, G: 127, B: 14, A: 255},
-	load.Reset:     {R: 148, G: 103, B: 189, A: 255},
-	load.Refused:   {R: 140, G: 86, B: 75, A: 255},
-	load.Timeout:   {R: 227, G: 119, B: 194, A: 255},
-	load.HTTP4xx:   {R: 188, G: 189, B: 34, A: 255},
-	load.BodyNotOK: {R: 23, G: 190, B: 207, A: 255},
-	load.Dropped:   {R: 127, G: 127, B: 127, A: 255},
-	load.Other:     {R: 60, G: 60, B: 60, A: 255},
+	load.HTTP5xx:    {R: 214, G: 39, B: 40, A: 255},
+	load.EOF:        {R: 255, G: 127, B: 14, A: 255},
+	load.Reset:      {R: 148, G: 103, B: 189, A: 255},
+	load.Refused:    {R: 140, G: 86, B: 75, A: 255},
+	load.Timeout:    {R: 227, G: 119, B: 194, A: 255},
+	load.HTTP4xx:    {R: 188, G: 189, B: 34, A: 255},
+	load.BodyNotOK:  {R: 23, G: 190, B: 207, A: 255},
+	load.Dropped:    {R: 127, G: 127, B: 127, A: 255},
+	load.Unexpected: {R: 31, G: 119, B: 180, A: 255},
+	load.Other:      {R: 60, G: 60, B: 60, A: 255},
 }
 
 // eventStyle is how one kind of cluster event is drawn.

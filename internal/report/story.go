@@ -255,15 +255,16 @@ func kindList(kinds map[string]int64) string {
 }
 
 var classWords = map[load.Outcome]string{
-	load.BodyNotOK: "answered 2xx with a body whose status was not ok",
-	load.HTTP5xx:   "answered 5xx by the downstream",
-	load.HTTP4xx:   "answered 4xx by the downstream",
-	load.Refused:   "refused (nothing listened at the downstream's address)",
-	load.Reset:     "reset (the connection to the downstream was reset)",
-	load.EOF:       "cut off (the connection to the downstream closed before the answer)",
-	load.Timeout:   "timed out (no answer within the load's timeout)",
-	load.Dropped:   "dropped (not sent: the open model's in-flight cap was reached)",
-	load.Other:     "failed otherwise",
+	load.BodyNotOK:  "answered 2xx with a body whose status was not ok",
+	load.HTTP5xx:    "answered 5xx by the downstream",
+	load.HTTP4xx:    "answered 4xx by the downstream",
+	load.Refused:    "refused (nothing listened at the downstream's address)",
+	load.Reset:      "reset (the connection to the downstream was reset)",
+	load.EOF:        "cut off (the connection to the downstream closed before the answer)",
+	load.Timeout:    "timed out (no answer within the load's timeout)",
+	load.Dropped:    "dropped (not sent: the open model's in-flight cap was reached)",
+	load.Unexpected: "answered outside the expectation (--expect-status, --expect-body)",
+	load.Other:      "failed otherwise",
 }
 
 // kindWords explain the downstream's `kind` of an upstream failure.
