@@ -199,3 +199,36 @@ func headerForReport(h http.Header) map[string]string {
 	}
 	return out
 }
+
+// RequestFlags are the request flags as a command line gives them (-H, --body,
+// --expect-status, --expect-body), for every command that sends load.
+type RequestFlags struct {
+	Headers      []string // -H 'Key: Value', repeatable
+	Body         string   // --body STRING|@FILE
+	ExpectStatus string   // --expect-status 2xx|200,204
+	ExpectBody   string   // --expect-body REGEX
+}
+
+// Apply parses the flags into c (Header, Body, Expect). Errors are one line naming the flag.
+func (f RequestFlags) Apply(c *Config) error {
+	h, err := ParseHeaders(f.Headers)
+	if err != nil {
+		return fmt.Errorf("-H: %v", err)
+	}
+	c.Header = h
+	if f.Body != "" {
+		if c.Body, err = ParseBody(f.Body); err != nil {
+			return fmt.Errorf("--body: %v", err)
+		}
+	}
+	c.Expect.Status, c.Expect.Body = f.ExpectStatus, f.ExpectBody
+	if _, err := parseStatus(f.ExpectStatus); err != nil {
+		return fmt.Errorf("--%v", err)
+	}
+	if f.ExpectBody != "" {
+		if _, err := regexp.Compile(f.ExpectBody); err != nil {
+			return fmt.Errorf("--expect-body %q is not a regular expression: %v", f.ExpectBody, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		}
+	}
+	return nil
+}

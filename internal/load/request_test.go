@@ -149,3 +149,26 @@ func TestReportHidesCredentialsAndBody(t *testing.T) {
 		t.Errorf("report config: %s", b)
 	}
 }
+
+func TestRequestFlagsApply(t *testing.T) {
+	var c Config
+	err := RequestFlags{Headers: []string{"X-A: 1", "Host: api"}, Body: "hi", ExpectStatus: "200,204", ExpectBody: "^ok"}.Apply(&c)
+	if err != nil || c.Header.Get("X-A") != "1" || c.Header.Get("Host") != "api" || string(c.Body) != "hi" ||
+		c.Expect != (Expect{Status: "200,204", Body: "^ok"}) {
+		t.Fatalf("Apply: %+v %v", c, err)
+	}
+	for _, tc := range []struct {
+		f    RequestFlags
+		want string
+	}{
+		{RequestFlags{Headers: []string{"nope"}}, `-H: header "nope": want 'Key: Value'`},
+		{RequestFlags{Body: "@"}, "--body: body @: give a file name after '@'"},
+		{RequestFlags{ExpectStatus: "ok"}, `--expect-status "ok": "ok" is not a status code (100-599) or a class such as 2xx`},
+		{RequestFlags{ExpectBody: "a["}, `--expect-body "a[" is not a regular expression: missing closing ]`},
+	} {
+		var c Config
+		if err := tc.f.Apply(&c); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("Apply(%+v): %v, want %q", tc.f, err, tc.want)
+		}
+	}
+}
