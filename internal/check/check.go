@@ -77,9 +77,9 @@ func (s Source) String() string {
 type Object struct {
 	Source Source
 	Object runtime.Object
-	// UnknownFields are field paths the object's type does not have (spec.replcas), kept as
-	// warnings: the reader decoded the object without them.
-	UnknownFields []string
+	// Warnings are what the reader let through, such as unknown fields (a field the object's
+	// type does not have, decoded without it).
+	Warnings []string
 }
 
 // Ref names the object a finding is about.
@@ -252,10 +252,10 @@ func Run(objs []Object, opts Options) Result {
 	return res
 }
 
-// unknownFields turns the fields the reader dropped into warnings: a typo such as
+// unknownFields turns the reader's warnings into findings: a typo such as
 // `terminationGracePeriodSecond` silently leaves the default in place.
 func unknownFields(o Object) []Finding {
-	if len(o.UnknownFields) == 0 {
+	if len(o.Warnings) == 0 {
 		return nil
 	}
 	ref, ok := refOf(o)
@@ -263,11 +263,11 @@ func unknownFields(o Object) []Finding {
 		return nil
 	}
 	var out []Finding
-	for _, p := range o.UnknownFields {
+	for _, w := range o.Warnings {
 		out = append(out, Finding{
 			Rule: RuleUnknownField, Severity: Warning, Object: ref,
-			Message: fmt.Sprintf("unknown field %s is ignored, so the setting it was meant to be does not apply; check its spelling and the API version", p),
-			Fix:     fmt.Sprintf("# correct the name of %s, or remove it\n", p),
+			Message: w + ": it is ignored, so the setting it was meant to be does not apply (check its spelling and the API version)",
+			Fix:     "# correct the field's name or path, or remove it\n",
 		})
 	}
 	return out

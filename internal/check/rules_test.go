@@ -484,7 +484,7 @@ func TestPooledClientWindow(t *testing.T) {
 
 func TestUnknownFields(t *testing.T) {
 	objs := objects(deployment(nil), service(nil), pdb(nil))
-	objs[0].UnknownFields = []string{"spec.template.spec.terminationGracePeriodSecond"}
+	objs[0].Warnings = []string{`unknown field "spec.template.spec.terminationGracePeriodSecond"`}
 	f := fired(t, objs, Options{}, RuleUnknownField)
 	if len(f) != 1 || f[0].Severity != Warning || !strings.Contains(f[0].Message, "terminationGracePeriodSecond") {
 		t.Fatalf("want one warning naming the field: %+v", f)
