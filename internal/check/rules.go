@@ -751,8 +751,8 @@ func publishNotReady(w *Workload, o Options) []Finding {
 	}
 	var out []Finding
 	for _, s := range w.Services {
-		if !s.Service.Spec.PublishNotReadyAddresses {
-			continue
+		if !s.Service.Spec.PublishNotReadyAddresses || s.Service.Spec.ClusterIP == corev1.ClusterIPNone {
+			continue // a headless Service publishes peers for discovery, not for traffic
 		}
 		out = append(out, Finding{Rule: RulePublishNotReady, Severity: Warning, Object: s.Ref,
 			Message: fmt.Sprintf("publishNotReadyAddresses routes to pods of %s that failed readiness and to terminating ones: leaving the Service through readiness does nothing, requests reach pods that are shutting down", w.Ref),

@@ -460,6 +460,9 @@ func TestPublishNotReady(t *testing.T) {
 		{name: "readiness and publishNotReady", objs: objects(deployment(nil), pub), want: 1},
 		{name: "no readiness probe", objs: objects(withContainer(func(c *corev1.Container) { c.ReadinessProbe = nil }), pub), want: 0},
 		{name: "not published", objs: objects(deployment(nil), service(nil)), want: 0},
+		{name: "headless, for peer discovery", objs: objects(deployment(nil), service(func(s *corev1.Service) {
+			s.Spec.PublishNotReadyAddresses, s.Spec.ClusterIP = true, corev1.ClusterIPNone
+		})), want: 0},
 	})
 }
 
