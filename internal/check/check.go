@@ -190,8 +190,8 @@ func (r Result) Fails(threshold Severity) bool {
 	return false
 }
 
-// Run checks objs with every rule and returns the findings, sorted by source then object, then
-// rule and container. Suppressed findings are counted, not returned.
+// Run checks objs with every rule and returns the findings grouped by object in the order read,
+// then by severity, rule and container. Suppressed findings are counted, not returned.
 func Run(objs []Object, opts Options) Result {
 	opts = opts.withDefaults()
 	s := index(objs)
@@ -227,16 +227,17 @@ func Run(objs []Object, opts Options) Result {
 		}
 		res.Findings = append(res.Findings, f)
 	}
+	// Objects in the order they were read; within one, the worst first.
+	order := map[Ref]int{}
+	for i, o := range objs {
+		if ref, ok := refOf(o); ok {
+			order[ref] = i
+		}
+	}
 	sort.SliceStable(res.Findings, func(i, j int) bool {
 		a, b := res.Findings[i], res.Findings[j]
-		if a.Object.File != b.Object.File {
-			return a.Object.File < b.Object.File
-		}
-		if a.Object.Line != b.Object.Line {
-			return a.Object.Line < b.Object.Line
-		}
-		if a.Object.String() != b.Object.String() {
-			return a.Object.String() < b.Object.String()
+		if oa, ob := order[a.Object], order[b.Object]; oa != ob {
+			return oa < ob
 		}
 		if a.Severity != b.Severity {
 			return a.Severity > b.Severity

@@ -310,19 +310,19 @@ func awsDereg(a map[string]string) time.Duration {
 }
 
 // budget is the preStop length that passes: --propagation, or a load balancer's declared
-// deregistration time when longer, and a note saying which.
+// deregistration time when longer, and a noun phrase saying which.
 func (w *Workload) budget(o Options) (time.Duration, string) {
+	prop := fmt.Sprintf("the propagation budget of %s", seconds(o.Propagation))
 	lb, ok := w.cloudLoadBalancer()
-	if !ok {
-		return o.Propagation, fmt.Sprintf("the propagation budget (%s; kube-proxy alone took %s on average on the lab)", seconds(o.Propagation), kubeProxyMean)
+	switch {
+	case !ok:
+		return o.Propagation, fmt.Sprintf("%s (kube-proxy alone took %s on average on the lab)", prop, kubeProxyMean)
+	case lb.dereg > o.Propagation:
+		return lb.dereg, fmt.Sprintf("the %s deregistration time declared for %s", seconds(lb.dereg), lb.what)
+	case lb.dereg > 0:
+		return o.Propagation, fmt.Sprintf("%s (%s deregisters in %s)", prop, lb.what, seconds(lb.dereg))
 	}
-	if lb.dereg > o.Propagation {
-		return lb.dereg, fmt.Sprintf("%s, whose deregistration time is the budget (%s declared)", lb.what, seconds(lb.dereg))
-	}
-	if lb.dereg > 0 {
-		return o.Propagation, fmt.Sprintf("the propagation budget (%s); %s deregisters in %s", seconds(o.Propagation), lb.what, seconds(lb.dereg))
-	}
-	return o.Propagation, fmt.Sprintf("the propagation budget (%s), but %s is in front: the budget is its deregistration time, not declared here (%s)", seconds(o.Propagation), lb.what, lb.fallback)
+	return o.Propagation, fmt.Sprintf("%s, though with %s in front the budget is its deregistration time, not declared here (%s)", prop, lb.what, lb.fallback)
 }
 
 // 1. no-prestop
@@ -366,7 +366,7 @@ func prestopShort(w *Workload, o Options) []Finding {
 				fmt.Sprintf("the preStop hook's length is unknown (%s), so it cannot be held against %s", how, why), fix))
 		case d < budget:
 			out = append(out, w.finding(RulePrestopShort, Warning, c.Name,
-				fmt.Sprintf("the preStop delay (%s) ends before %s runs out: requests routed to the pod in the remaining %s arrive after SIGTERM and fail unless the program keeps serving", seconds(d), why, seconds(budget-d)),
+				fmt.Sprintf("the preStop delay (%s) is shorter than %s: requests routed to the pod in the remaining %s arrive after SIGTERM and fail unless the program keeps serving", seconds(d), why, seconds(budget-d)),
 				w.containerFix(c.Name, sleepFix(o, ceilSeconds(budget)))))
 		}
 	}

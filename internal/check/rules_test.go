@@ -221,7 +221,7 @@ func TestPrestopShortAndUnknown(t *testing.T) {
 		{name: "exec sh -c sleep 10", objs: objects(execHook("/bin/sh", "-c", "sleep 10"), service(nil)), want: 0},
 		{name: "http declared 2s", objs: objects(httpHook("2s"), service(nil)), want: 1},
 		{name: "http declared 5", objs: objects(httpHook("5"), service(nil)), want: 0},
-		{name: "ALB deregistration 30 s", objs: objects(sleep(10), service(nil), albIngress), want: 1, in: "deregistration time is the budget (30 s declared)"},
+		{name: "ALB deregistration 30 s", objs: objects(sleep(10), service(nil), albIngress), want: 1, in: "shorter than the 30 s deregistration time declared for the AWS load balancer of Ingress web"},
 		{name: "ALB, sleep 30", objs: objects(sleep(30), service(nil), albIngress), want: 0},
 		{name: "no Service", objs: objects(sleep(1)), want: 0},
 	})
