@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,5 +97,76 @@ func TestCheckOutputs(t *testing.T) {
 	_, out, _ = runCheckMain(t, "", "check", "-f", v1Dir)
 	if strings.Contains(out, "\x1b[") {
 		t.Error("colour codes in output that is not a terminal")
+	}
+}
+
+// TestCheckClusterReadsOnly runs `check --cluster` against a fake API server on loopback: it
+// lists the namespace's objects with GETs only, reads the server version, and checks them.
+func TestCheckClusterReadsOnly(t *testing.T) {
+	deployment := map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": "web", "namespace": "shop"},
+		"spec": map[string]any{
+			"replicas": 2,
+			"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
+			"template": map[string]any{
+				"metadata": map[string]any{"labels": map[string]any{"app": "web"}},
+				"spec": map[string]any{"containers": []any{map[string]any{
+					"name": "web", "image": "example/web:1",
+					"lifecycle":      map[string]any{"preStop": map[string]any{"sleep": map[string]any{"seconds": 5}}},
+					"readinessProbe": map[string]any{"httpGet": map[string]any{"path": "/ready", "port": 8080}},
+				}}},
+			},
+		},
+	}
+	svc := map[string]any{
+		"apiVersion": "v1", "kind": "Service",
+		"metadata": map[string]any{"name": "web", "namespace": "shop"},
+		"spec":     map[string]any{"selector": map[string]any{"app": "web"}, "ports": []any{map[string]any{"port": 80}}},
+	}
+	list := func(apiVersion, kind string, items ...any) map[string]any {
+		return map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": map[string]any{}, "items": append([]any{}, items...)}
+	}
+	s := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/version":
+			writeJSON(w, 200, map[string]any{"major": "1", "minor": "29", "gitVersion": "v1.29.9"})
+		case strings.HasSuffix(r.URL.Path, "/deployments"):
+			writeJSON(w, 200, list("apps/v1", "DeploymentList", deployment))
+		case strings.HasSuffix(r.URL.Path, "/services"):
+			writeJSON(w, 200, list("v1", "ServiceList", svc))
+		case strings.HasSuffix(r.URL.Path, "/statefulsets"):
+			writeJSON(w, 200, list("apps/v1", "StatefulSetList"))
+		case strings.HasSuffix(r.URL.Path, "/daemonsets"):
+			writeJSON(w, 200, list("apps/v1", "DaemonSetList"))
+		case strings.HasSuffix(r.URL.Path, "/poddisruptionbudgets"):
+			writeJSON(w, 200, list("policy/v1", "PodDisruptionBudgetList"))
+		case strings.HasSuffix(r.URL.Path, "/ingresses"):
+			writeJSON(w, 200, list("networking.k8s.io/v1", "IngressList"))
+		default:
+			writeJSON(w, 404, status(404, "NotFound", r.URL.Path))
+		}
+	})
+	kc := writeKubeconfig(t, s.URL, "lab", "lab")
+	// 1.29 has no native sleep by default: the server's version makes the hook an error.
+	code, out, errOut := runCheckMain(t, "", "check", "--cluster", "--kubeconfig", kc, "--namespace", "shop")
+	if code != 1 || !strings.Contains(out, "sleep-unsupported") || !strings.Contains(out, "Deployment shop/web") {
+		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, r := range s.seen() {
+		if r.method != http.MethodGet {
+			t.Errorf("--cluster sent %s %s", r.method, r.path)
+		}
+		if strings.Contains(r.path, "/namespaces/") && !strings.Contains(r.path, "/namespaces/shop/") {
+			t.Errorf("read outside namespace shop: %s", r.path)
+		}
+	}
+	if len(s.seen()) < 7 {
+		t.Errorf("want 6 lists and the version, saw %d requests", len(s.seen()))
+	}
+	// --kube-version wins over the server's.
+	code, out, _ = runCheckMain(t, "", "check", "--cluster", "--kubeconfig", kc, "--namespace", "shop", "--kube-version", "1.34")
+	if code != 0 || strings.Contains(out, "sleep-unsupported") {
+		t.Errorf("--kube-version 1.34: exit %d\n%s", code, out)
 	}
 }
