@@ -42,7 +42,7 @@ func TestCheckExitCodes(t *testing.T) {
 		{name: "v2 under --fail-on info", args: []string{"check", "-f", v2Dir, "--fail-on", "info"}, code: 1},
 		{name: "v1 ignoring its rules", args: []string{"check", "-f", v1Dir, "--ignore", "no-prestop,no-readiness"}, code: 0, out: "4 suppressed (no-prestop 2, no-readiness 2)"},
 		{name: "stdin", stdin: string(v1), args: []string{"check", "-f", "-"}, code: 1, out: "<stdin>:3  Deployment upstream"},
-		{name: "not YAML", args: []string{"check", "-f", notYAML}, code: 2, errOut: "broken.yaml"},
+		{name: "not YAML", args: []string{"check", "-f", notYAML}, code: 2, errOut: "broken.yaml: document 2: line 6: "},
 		{name: "missing file", args: []string{"check", "-f", "/nonexistent/x.yaml"}, code: 2, errOut: "/nonexistent/x.yaml"},
 		{name: "no input", args: []string{"check"}, code: 2, errOut: "-f FILE|DIR|- or"},
 		{name: "bad output", args: []string{"check", "-f", v2Dir, "-o", "xml"}, code: 2, errOut: `-o "xml"`},
