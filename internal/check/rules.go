@@ -761,20 +761,19 @@ func publishNotReady(w *Workload, o Options) []Finding {
 	return out
 }
 
-// The gracelab downstream's pooled client closes idle connections after this long
-// (internal/downstream/client.go).
-const pooledIdleTimeout = 30 * time.Second
+// The gracelab downstream's default UPSTREAM_IDLE_TIMEOUT (downstream.DefaultIdleConnTimeout,
+// issue 18): a pooled connection idle this long is closed by the client.
+const pooledIdleTimeout = 3 * time.Second
 
-// 11. pooled-client-window: a gracelab downstream (CLIENT=pooled, UPSTREAM_URL) whose upstream's
-// preStop window is shorter than the pool's idle timeout. Other programs' pooling is not
-// visible in a manifest.
+// 11. pooled-client-window (issue 18): a gracelab downstream (CLIENT=pooled, UPSTREAM_URL)
+// keeps keep-alive connections to an upstream whose pods close them only as they exit, unless
+// the upstream retires them during its preStop window (RETIRE_KEEPALIVE, on by default) and the
+// pool's idle timeout (UPSTREAM_IDLE_TIMEOUT) ends before that window does. Other programs'
+// pooling is not visible in a manifest.
 func pooledClientWindow(w *Workload, o Options) []Finding {
 	var out []Finding
 	for _, c := range w.longRunning() {
-		env := map[string]string{}
-		for _, e := range c.Env {
-			env[e.Name] = e.Value
-		}
+		env := envOf(c)
 		if env["CLIENT"] != "pooled" || env["UPSTREAM_URL"] == "" {
 			continue
 		}
@@ -782,25 +781,52 @@ func pooledClientWindow(w *Workload, o Options) []Finding {
 		if err != nil {
 			continue
 		}
+		idle := pooledIdleTimeout
+		if d, err := time.ParseDuration(env["UPSTREAM_IDLE_TIMEOUT"]); err == nil {
+			idle = d
+		}
+		// Go's transport resends an idempotent request that met a closed reused connection,
+		// never a POST.
+		sev, what := Info, "a request"
+		switch env["UPSTREAM_METHOD"] {
+		case "POST":
+			sev, what = Warning, "a POST (never resent)"
+		case "":
+			what = "a POST forwarded from a caller (never resent)"
+		}
 		host, _, _ := strings.Cut(u.Hostname(), ".")
 		for _, up := range w.set.workloads {
 			if !slicesContainsService(up.Services, host) || namespaceOfRef(up.Ref) != namespaceOfRef(w.Ref) {
 				continue
 			}
 			for _, uc := range up.servingContainers() {
-				_, d, known := up.prestop(uc)
-				if known && d >= pooledIdleTimeout {
+				_, window, known := up.prestop(uc)
+				retire := envOf(uc)["RETIRE_KEEPALIVE"] != "false"
+				var why string
+				switch {
+				case !retire:
+					why = fmt.Sprintf("%s keeps its keep-alive connections open through its preStop window (RETIRE_KEEPALIVE=false) and closes them as it exits", up.Ref)
+				case !known:
+					why = fmt.Sprintf("the preStop window of %s is of unknown length, so the pool's idle timeout (%s) cannot be held against it", up.Ref, seconds(idle))
+				case idle >= window:
+					why = fmt.Sprintf("the pool's idle timeout (%s) is not shorter than the preStop window of %s (%s): a connection idle through the window is closed by the exiting pod", seconds(idle), up.Ref, seconds(window))
+				default:
 					continue
 				}
-				window := seconds(d)
-				if !known {
-					window = "of unknown length"
-				}
-				out = append(out, w.finding(RulePooledClientWindow, Info, c.Name,
-					fmt.Sprintf("keeps pooled keep-alive connections to %s (CLIENT=pooled, idle timeout %s) while its pods' preStop window is %s: a connection idle through the window is closed by the exiting server, and a POST sent on it just then fails (never resent; about 1 request in 12,000 in issue 18's runs)", host, seconds(pooledIdleTimeout), window),
-					"# on the upstream: a preStop longer than the client's idle timeout (and a grace period to match),\n# or responses with \"Connection: close\" from the first sign of termination\nlifecycle:\n  preStop:\n    sleep:\n      seconds: 35\n"))
+				out = append(out, w.finding(RulePooledClientWindow, sev, c.Name,
+					fmt.Sprintf("keeps pooled keep-alive connections to %s (CLIENT=pooled), and %s; %s sent on such a connection as it closes fails (issue 18: about 1 request in 12,000 with pooled POSTs on v2)", host, why, what),
+					"# an idle timeout below the upstream's preStop window, and retirement on the upstream\n"+
+						"env:\n  - name: UPSTREAM_IDLE_TIMEOUT\n    value: \"3s\"\n# upstream container: RETIRE_KEEPALIVE \"true\" (the default)\n"))
 			}
 		}
 	}
 	return out
+}
+
+func envOf(c *corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	return env
 }

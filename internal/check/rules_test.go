@@ -467,22 +467,44 @@ func TestPublishNotReady(t *testing.T) {
 }
 
 func TestPooledClientWindow(t *testing.T) {
-	client := func(mode string) *appsv1.Deployment {
+	client := func(env ...string) *appsv1.Deployment {
 		d := deployment(func(d *appsv1.Deployment) {
 			d.Name = "front"
 			d.Spec.Template.Labels = map[string]string{"app": "front"}
 		})
-		d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "CLIENT", Value: mode}, {Name: "UPSTREAM_URL", Value: "http://web:80"}}
+		c := &d.Spec.Template.Spec.Containers[0]
+		c.Env = []corev1.EnvVar{{Name: "UPSTREAM_URL", Value: "http://web:80"}}
+		for i := 0; i < len(env); i += 2 {
+			c.Env = append(c.Env, corev1.EnvVar{Name: env[i], Value: env[i+1]})
+		}
 		return d
 	}
-	long := withContainer(func(c *corev1.Container) { c.Lifecycle.PreStop.Sleep.Seconds = 35 })
-	long.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr(int64(60))
-	runCases(t, RulePooledClientWindow, []ruleCase{
-		{name: "pooled, 5 s window", objs: objects(client("pooled"), deployment(nil), service(nil)), want: 1, in: "window is 5 s"},
-		{name: "per-request", objs: objects(client("per-request"), deployment(nil), service(nil)), want: 0},
-		{name: "pooled, 35 s window", objs: objects(client("pooled"), long, service(nil)), want: 0},
-		{name: "upstream not in the set", objs: objects(client("pooled")), want: 0},
+	upstream := func(retire string) *appsv1.Deployment { // preStop 5 s
+		return withContainer(func(c *corev1.Container) {
+			if retire != "" {
+				c.Env = []corev1.EnvVar{{Name: "RETIRE_KEEPALIVE", Value: retire}}
+			}
+		})
+	}
+	httpUpstream := withContainer(func(c *corev1.Container) {
+		c.Lifecycle.PreStop = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/prestop", Port: intstr.FromString("http")}}
 	})
+	post := []string{"CLIENT", "pooled", "UPSTREAM_METHOD", "POST"}
+	runCases(t, RulePooledClientWindow, []ruleCase{
+		{name: "idle 30 s >= window 5 s", objs: objects(client(append(post, "UPSTREAM_IDLE_TIMEOUT", "30s")...), upstream(""), service(nil)), want: 1, in: "idle timeout (30 s) is not shorter than the preStop window of Deployment web (5 s)"},
+		{name: "not retired (unfixed)", objs: objects(client(post...), upstream("false"), service(nil)), want: 1, in: "RETIRE_KEEPALIVE=false"},
+		{name: "window of unknown length", objs: objects(client(post...), httpUpstream, service(nil)), want: 1, in: "unknown length"},
+		{name: "fixed: default idle 3 s < 5 s, retired", objs: objects(client(post...), upstream("true"), service(nil)), want: 0},
+		{name: "per-request client", objs: objects(client("CLIENT", "per-request", "UPSTREAM_IDLE_TIMEOUT", "30s"), upstream("false"), service(nil)), want: 0},
+		{name: "upstream not in the set", objs: objects(client(post...)), want: 0},
+	})
+	// POST is never resent: a warning; GET is resent by Go's transport: an info.
+	if f := fired(t, objects(client(post...), upstream("false"), service(nil)), Options{}, RulePooledClientWindow); f[0].Severity != Warning {
+		t.Errorf("POST: %v, want warning", f[0].Severity)
+	}
+	if f := fired(t, objects(client("CLIENT", "pooled", "UPSTREAM_METHOD", "GET"), upstream("false"), service(nil)), Options{}, RulePooledClientWindow); f[0].Severity != Info {
+		t.Errorf("GET: %v, want info", f[0].Severity)
+	}
 }
 
 func TestUnknownFields(t *testing.T) {
