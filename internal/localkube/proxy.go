@@ -2,10 +2,13 @@ package localkube
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -356,3 +359,154 @@ func (s *service) closeAll() {
 }
 
 func isAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
+
+// Binding the Services: where each listens, chosen before any pod starts.
+
+// avoidWildcardListeners switches to mapped ports when another program listens on all
+// interfaces at a port the manifests use (say `go run ./cmd/downstream` on *:8000): such a
+// listener blocks that port on every 127.x.y.z, so per-pod addresses cannot keep it.
+func (c *Cluster) avoidWildcardListeners() {
+	if c.addrs.mapped {
+		return
+	}
+	probe := c.addrs.prefix(podBase) + "254"
+	var taken []string
+	for _, port := range c.set.ports() {
+		if !portsFree(probe, []int32{port}) && !portsFree(c.addrs.prefix(svcBase)+"254", []int32{port}) {
+			taken = append(taken, strconv.Itoa(int(port)))
+		}
+	}
+	if len(taken) == 0 {
+		return
+	}
+	c.addrs.mapped = true
+	msg := fmt.Sprintf("another program listens on all interfaces at port %s, so the embedded cluster maps every pod and Service port to a free one on 127.0.0.1 instead of giving pods their own addresses", strings.Join(taken, ", "))
+	c.log.Warn(msg)
+	c.warnings = append(c.warnings, msg)
+}
+
+// bindServices gives every Service its "ClusterIP" listeners, and the LoadBalancer one its
+// 127.0.0.1 listener. A taken address moves the whole cluster to another address block.
+func (c *Cluster) bindServices() error {
+	var lastErr error
+	for range 8 {
+		err := c.tryBindServices()
+		if err == nil {
+			return nil
+		}
+		c.closeListeners()
+		if !errors.Is(err, errAddrInUse) {
+			return err
+		}
+		lastErr = err
+		c.addrs.reblock()
+	}
+	return lastErr
+}
+
+func (c *Cluster) tryBindServices() error {
+	for i, s := range c.services {
+		s.ip = c.addrs.serviceIP(i)
+		s.ports = nil
+		for j, sp := range s.spec.ports {
+			port := int(sp.Port)
+			if c.addrs.mapped {
+				port = 0
+			}
+			ln, err := listenTCP(net.JoinHostPort(s.ip, strconv.Itoa(port)))
+			if err != nil {
+				return err
+			}
+			pp := &portProxy{svc: s, index: j, listeners: []*net.TCPListener{ln}, clusterAddr: ln.Addr().String()}
+			if s.spec.loadBalancer {
+				lbPort := sp.Port
+				if j == 0 {
+					lbPort = int32(c.opts.LoadBalancerPort)
+				}
+				if c.opts.LoadBalancerPort == 0 {
+					lbPort = 0
+				}
+				lb, err := listenTCP(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(lbPort))))
+				if err != nil {
+					ln.Close()
+					// The LoadBalancer port is fixed: another block will not help.
+					return fmt.Errorf("LoadBalancer Service %q: %w (is another embedded cluster running?)", s.spec.name, errors.Unwrap(err))
+				}
+				pp.listeners = append(pp.listeners, lb)
+				if j == 0 {
+					c.lbAddr = lb.Addr().String()
+				}
+			}
+			s.ports = append(s.ports, pp)
+		}
+	}
+	for _, s := range c.services {
+		for _, pp := range s.ports {
+			for _, ln := range pp.listeners {
+				c.bgWG.Add(1)
+				go pp.serve(ln, &c.bgWG)
+			}
+		}
+	}
+	return nil
+}
+
+func listenTCP(addr string) (*net.TCPListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if isAddrInUse(err) {
+			return nil, fmt.Errorf("%w: %s", errAddrInUse, addr)
+		}
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+func (c *Cluster) closeListeners() {
+	for _, s := range c.services {
+		for _, pp := range s.ports {
+			for _, ln := range pp.listeners {
+				ln.Close()
+			}
+		}
+		s.ports = nil
+	}
+	c.lbAddr = ""
+}
+
+// Target is the URL of the LoadBalancer Service (else of a Service named "downstream", else
+// of the first Service), for load to be sent to. It is empty before Up.
+func (c *Cluster) Target() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lbAddr != "" {
+		return "http://" + c.lbAddr
+	}
+	for _, s := range c.services {
+		if s.spec.name == "downstream" && len(s.ports) > 0 {
+			return "http://" + s.ports[0].clusterAddr
+		}
+	}
+	if len(c.services) > 0 && len(c.services[0].ports) > 0 {
+		return "http://" + c.services[0].ports[0].clusterAddr
+	}
+	return ""
+}
+
+// ServiceAddr returns the host:port a Service port listens on inside the cluster (its
+// "ClusterIP"), for callers that want to reach a Service other than the Target.
+func (c *Cluster) ServiceAddr(name string, port int32) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.services {
+		if s.spec.name != name {
+			continue
+		}
+		for _, pp := range s.ports {
+			if s.spec.ports[pp.index].Port == port {
+				return pp.clusterAddr, true
+			}
+		}
+	}
+	return "", false
+}

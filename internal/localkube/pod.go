@@ -1,0 +1,206 @@
+package localkube
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// A pod as the kubelet holds it: its spec, address, environment and the state of its one
+// container.
+
+type pod struct {
+	name      string
+	d         *deployment
+	rs        *replicaSet
+	labels    map[string]string
+	container corev1.Container
+	grace     time.Duration
+	ip        string
+	portMap   map[int32]int32 // container port -> host port, mapped mode only
+	env       []string
+	created   time.Time
+	deleteCh  chan struct{} // closed when deletion starts
+	net       *podNet
+	logPath   string
+	tail      tailBuffer
+
+	// Guarded by Cluster.mu.
+	inst        *container
+	running     bool
+	ready       bool
+	readySince  time.Time
+	terminating bool
+	deletedAt   time.Time
+	exitedFinal bool // the last container has exited and will not restart
+	restarts    int
+	lastProbe   string
+	lastExit    string
+}
+
+// podNet is the part of a pod the proxies look at without the cluster lock.
+type podNet struct {
+	removed atomic.Bool // the pod's network is torn down: connections to it go nowhere
+}
+
+// container is one run of the pod's process.
+type container struct {
+	cmd     *exec.Cmd
+	started time.Time
+	exited  chan struct{} // closed after the exit is recorded
+	logFile *os.File
+	killWhy string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
+}
+
+func (p *pod) available(minReady time.Duration, now time.Time) bool {
+	return p.ready && !p.readySince.IsZero() && now.Sub(p.readySince) >= minReady
+}
+
+// addr is where the pod serves containerPort: its own IP and the same port, or 127.0.0.1 and
+// the mapped port.
+func (p *pod) addr(containerPort int32) string {
+	port := containerPort
+	if hp, ok := p.portMap[containerPort]; ok {
+		port = hp
+	}
+	return net.JoinHostPort(p.ip, strconv.Itoa(int(port)))
+}
+
+func (p *pod) logHint() string {
+	if p.logPath != "" {
+		return " (log: " + p.logPath + ")"
+	}
+	if t := p.tail.lastLine(); t != "" {
+		return " (stderr: " + t + ")"
+	}
+	return ""
+}
+
+// fieldRefs are the downward-API fields a pod's env may use.
+var fieldRefs = map[string]func(p *pod) string{
+	"metadata.name":      func(p *pod) string { return p.name },
+	"metadata.namespace": func(p *pod) string { return p.d.spec.namespace },
+	"status.podIP":       func(p *pod) string { return p.ip },
+	"status.hostIP":      func(p *pod) string { return "127.0.0.1" },
+	"spec.nodeName":      func(p *pod) string { return "localkube" },
+}
+
+// podEnvLocked builds the process environment: PATH (so exec probes find commands),
+// HOSTNAME, the manifest's env with Service names rewritten as cluster DNS would resolve
+// them, then HOST (the pod's address) and PORT (its first container port, unless the manifest
+// sets PORT; mapped to the host port off Linux).
+func (c *Cluster) podEnvLocked(p *pod) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.name}
+	lookup := c.serviceResolverLocked(p.d.spec.namespace)
+	portSet := ""
+	for _, e := range p.container.Env {
+		v := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			v = fieldRefs[e.ValueFrom.FieldRef.FieldPath](p)
+		} else {
+			v = rewriteServiceRef(v, lookup)
+		}
+		if e.Name == "PORT" {
+			portSet = v
+			continue
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	env = append(env, "HOST="+p.ip)
+	switch {
+	case portSet != "":
+		if n, err := strconv.Atoi(portSet); err == nil && p.portMap != nil {
+			if hp, ok := p.portMap[int32(n)]; ok {
+				portSet = strconv.Itoa(int(hp))
+			}
+		}
+		env = append(env, "PORT="+portSet)
+	case len(p.container.Ports) > 0:
+		cp := p.container.Ports[0].ContainerPort
+		if hp, ok := p.portMap[cp]; ok {
+			cp = hp
+		}
+		env = append(env, "PORT="+strconv.Itoa(int(cp)))
+	}
+	return env
+}
+
+// serviceResolverLocked maps a Service DNS name and port, as seen from namespace podNS, to the
+// Service proxy's address.
+func (c *Cluster) serviceResolverLocked(podNS string) resolver {
+	table := map[string]map[int]string{}
+	for _, s := range c.services {
+		ports := map[int]string{}
+		for _, pp := range s.ports {
+			ports[int(s.spec.ports[pp.index].Port)] = pp.clusterAddr
+		}
+		for _, n := range dnsNames(s.spec.name, s.spec.namespace, podNS) {
+			table[n] = ports
+		}
+	}
+	return func(host string, port int) (string, bool) {
+		ports, ok := table[host]
+		if !ok {
+			return "", false
+		}
+		if a, ok := ports[port]; ok {
+			return a, true
+		}
+		// Not a port of the Service: keep it, on the Service's address, as a real cluster
+		// would (and fail the same way).
+		for _, a := range ports {
+			h, _, _ := net.SplitHostPort(a)
+			return net.JoinHostPort(h, strconv.Itoa(port)), true
+		}
+		return "", false
+	}
+}
+
+func logOnly(p *pod) string {
+	if p.logPath != "" {
+		return " (log: " + p.logPath + ")"
+	}
+	return ""
+}
+
+// tailBuffer keeps the last few KB of a pod's stderr so errors can say why it died.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 4 << 10
+
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > tailSize {
+		t.buf = append([]byte(nil), t.buf[len(t.buf)-tailSize:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tailBuffer) lastLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return lastLine(string(t.buf))
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\r\n ")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
