@@ -168,8 +168,9 @@ func TestBuiltinV3AndAdditive(t *testing.T) {
 		}
 		d := deployment(t, variant(t, vs, "v1-only-drain").Docs, name)
 		c = &d.Spec.Template.Spec.Containers[0]
+		// v2's grace period is 30 s, v1's the default 30 s: nothing to change there.
 		if env(c, "SHUTDOWN") != "graceful" || env(c, "DRAIN_TIMEOUT") != "15s" || c.Lifecycle != nil || c.ReadinessProbe != nil ||
-			*d.Spec.Template.Spec.TerminationGracePeriodSeconds != 30 {
+			d.Spec.Template.Spec.TerminationGracePeriodSeconds != nil {
 			t.Errorf("%s only-drain: %+v", name, c)
 		}
 		if base := &deployment(t, v1, name).Spec.Template.Spec.Containers[0]; base.Lifecycle != nil || env(base, "SHUTDOWN") != "immediate" {
@@ -323,5 +324,35 @@ func TestSelect(t *testing.T) {
 	}
 	if all, _ := Select(vs, nil); len(all) != len(vs) {
 		t.Error("no names must keep all")
+	}
+}
+
+func TestDefaultsAndList(t *testing.T) {
+	_, _, _, vs := builtinVariants(t)
+	def, err := Select(vs, DefaultNames)
+	if err != nil || len(def) != 6 {
+		t.Fatalf("defaults: %v %v", def, err)
+	}
+	rm, add := variant(t, vs, "v2-no-probes"), variant(t, vs, "v1-only-probes")
+	without, with := rm.Sides([]int64{5}, []int64{0})
+	if without[0] != 5 || with[0] != 0 {
+		t.Error("removal: the variant is the side without the protection")
+	}
+	without, with = add.Sides([]int64{0}, []int64{5})
+	if without[0] != 5 || with[0] != 0 {
+		t.Error("additive: the base (v1) is the side without the protection")
+	}
+	var b strings.Builder
+	_, skipped := Foreign("team", builtin(t, "v1-no-graceful"))
+	if err := WriteList(&b, def, skipped); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"v2-no-prestop", "removes preStop hook",
+		"deployment upstream: spec.template.spec.terminationGracePeriodSeconds: 30 -> 5 (the preStop delay)",
+		"note: the kubelet still grants a one-off 2 s", "cannot be derived:", "team: SIGTERM drain: the program's own behaviour"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -342,11 +342,12 @@ func onlyPrestop(v2 []manifest.Document) transform {
 				edits = append(edits, Edit{d.Name, containerField(c, "lifecycle.preStop"), "added from v2 (" + describeHook(&srcDep.Spec.Template, src) + ")"})
 				// The httpGet hook waits PRESTOP_DELAY; its declared length goes with it.
 				edits = append(edits, copyEnv(d, c, src, "PRESTOP_DELAY")...)
-				if v, ok := srcDep.Spec.Template.Annotations[check.PrestopDelayAnnotation]; ok {
+				if v, ok := srcDep.Spec.Template.Annotations[check.PrestopDelayAnnotation]; ok && d.Spec.Template.Annotations[check.PrestopDelayAnnotation] != v {
 					if d.Spec.Template.Annotations == nil {
 						d.Spec.Template.Annotations = map[string]string{}
 					}
 					d.Spec.Template.Annotations[check.PrestopDelayAnnotation] = v
+					edits = append(edits, Edit{d.Name, "spec.template.metadata.annotations[" + check.PrestopDelayAnnotation + "]", fmt.Sprintf("added %q from v2", v)})
 				}
 			}
 			return edits, "", nil
@@ -396,8 +397,11 @@ func onlyDrain(v2 []manifest.Document) transform {
 				}
 				edits = append(edits, copyEnv(d, c, src, "SHUTDOWN", "SHUTDOWN_DELAY", "DRAIN_TIMEOUT")...)
 				if g := srcDep.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil && i == 0 {
-					cur := d.Spec.Template.Spec.TerminationGracePeriodSeconds
-					if cur == nil || *cur != *g {
+					cur := int64(corev1.DefaultTerminationGracePeriodSeconds)
+					if p := d.Spec.Template.Spec.TerminationGracePeriodSeconds; p != nil {
+						cur = *p
+					}
+					if cur != *g {
 						v := *g
 						d.Spec.Template.Spec.TerminationGracePeriodSeconds = &v
 						edits = append(edits, Edit{d.Name, "spec.template.spec.terminationGracePeriodSeconds", fmt.Sprintf("set to v2's %d", v)})

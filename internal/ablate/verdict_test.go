@@ -90,3 +90,14 @@ func TestRolloutsNeeded(t *testing.T) {
 		t.Error("lossy fraction 0 accepted")
 	}
 }
+
+func TestDefaultRepeatMatchesRolloutsNeeded(t *testing.T) {
+	if n, _ := RolloutsNeeded(1, 0.8, 50); n != DefaultRepeat {
+		t.Errorf("DefaultRepeat %d, RolloutsNeeded for always-lossy %d", DefaultRepeat, n)
+	}
+	for q, want := range map[float64]int{0.9: 5, 0.5: 10, 0.3: 21} {
+		if n, _ := RolloutsNeeded(q, 0.8, 60); n != want {
+			t.Errorf("lossy fraction %v: %d, the DefaultRepeat doc says %d", q, n, want)
+		}
+	}
+}
