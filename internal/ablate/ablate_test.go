@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/gracelab/gracelab/internal/localkube"
 	"github.com/gracelab/gracelab/internal/manifest"
 	"github.com/gracelab/gracelab/k8s"
 )
@@ -353,6 +354,24 @@ func TestDefaultsAndList(t *testing.T) {
 		"note: the kubelet still grants a one-off 2 s", "cannot be derived:", "team: SIGTERM drain: the program's own behaviour"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// Every built-in variant is accepted by the embedded cluster's own validation (nothing starts).
+func TestVariantsValidateOnTheEmbeddedCluster(t *testing.T) {
+	_, _, _, vs := builtinVariants(t)
+	for _, v := range vs {
+		dir := t.TempDir()
+		if err := WriteDir(dir, v.Docs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := localkube.New(localkube.Options{Manifests: os.DirFS(dir), Executable: "/nonexistent/gracelab"}); err != nil {
+			t.Errorf("%s: %v", v.Name, err)
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, "upstream.yaml"))
+		if strings.Contains(string(data), "status:") || strings.Contains(string(data), "creationTimestamp") {
+			t.Errorf("%s: unwritten fields in the YAML:\n%s", v.Name, data)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gracelab/gracelab/internal/manifest"
@@ -38,7 +40,7 @@ func Scale(docs []manifest.Document, n int32) ([]manifest.Document, []Edit, erro
 func Marshal(docs []manifest.Document) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	for _, d := range docs {
-		y, err := yaml.Marshal(d.Object)
+		y, err := marshalObject(d.Object)
 		if err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", d.File, d.Index, err)
 		}
@@ -69,4 +71,18 @@ func WriteDir(dir string, docs []manifest.Document) error {
 		}
 	}
 	return nil
+}
+
+// marshalObject writes an object as YAML without the fields a typed object always carries but
+// nobody wrote (status, creationTimestamp: null): server-side apply on a real cluster then owns
+// only what a manifest author would have written.
+func marshalObject(obj runtime.Object) ([]byte, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	unstructured.RemoveNestedField(m, "status")
+	unstructured.RemoveNestedField(m, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(m, "spec", "template", "metadata", "creationTimestamp")
+	return yaml.Marshal(m)
 }
