@@ -129,20 +129,21 @@ type ErrorRate struct {
 }
 
 // RequestErrorRate computes the per-request error rate with its exact bound or interval.
-func RequestErrorRate(errs, requests int) (ErrorRate, error) {
-	if err := checkCount(errs, requests); err != nil {
+func RequestErrorRate[T Count](errors, requests T) (ErrorRate, error) {
+	errs, n := int(errors), int(requests)
+	if err := checkCount(errs, n); err != nil {
 		return ErrorRate{}, err
 	}
-	r := ErrorRate{Errors: errs, Requests: requests}
-	if requests == 0 {
+	r := ErrorRate{Errors: errs, Requests: n}
+	if n == 0 {
 		return r, nil
 	}
-	r.Rate = float64(errs) / float64(requests)
+	r.Rate = float64(errs) / float64(n)
 	var err error
 	if errs == 0 {
-		r.Upper, err = UpperBound(0, requests, Level)
+		r.Upper, err = UpperBound(0, n, Level)
 	} else {
-		r.Lo, r.Hi, err = ClopperPearson(errs, requests, Level)
+		r.Lo, r.Hi, err = ClopperPearson(errs, n, Level)
 	}
 	return r, err
 }

@@ -89,6 +89,9 @@ func TestRequestErrorRateWithErrors(t *testing.T) {
 	if !strings.HasPrefix(s, "25 errors in 3,015 requests: 0.83 % (95 % CI ") || !strings.Contains(s, "assuming independent requests") {
 		t.Errorf("got %q", s)
 	}
+	if _, err := RequestErrorRate(int64(5), int64(3)); err == nil {
+		t.Error("5 errors in 3 requests accepted")
+	}
 	if !(r.Lo < r.Rate && r.Rate < r.Hi) {
 		t.Errorf("interval %v-%v does not hold the rate %v", r.Lo, r.Hi, r.Rate)
 	}
@@ -103,6 +106,9 @@ func TestLossyAndSummary(t *testing.T) {
 	lo, hi, _ := ClopperPearson(4, 6, 0.95)
 	if p.Lo != lo || p.Hi != hi {
 		t.Errorf("interval %v-%v, want %v-%v", p.Lo, p.Hi, lo, hi)
+	}
+	if got := p.String(); got != "4 of 6 (67 %, 95 % CI 22-96 %)" {
+		t.Errorf("proportion %q", got)
 	}
 	s := Summarize(losses)
 	if s.Min != 0 || s.Median != 22.5 || s.Max != 67 || s.N != 6 {
