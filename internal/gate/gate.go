@@ -118,6 +118,11 @@ type Check struct {
 	Threshold   string // the flag as given: "--max-errors 0", "--max-latency p99=300ms"
 	Measured    string // the measured value: "37 errors", "p99 5.01s"
 	Passed      bool
+	// The same as numbers, for report.json's breaches: Name is "max-errors", "max-error-rate",
+	// "max-disruption" or "max-latency p99"; Unit is "requests", "%", "s" or "ms".
+	Name         string
+	Value, Limit float64
+	Unit         string
 }
 
 // String is the one-line breach (or pass) message naming scenario, rollout, value and limit:
@@ -160,31 +165,35 @@ func Evaluate(t Thresholds, ms []Measurement) (Evaluation, error) {
 			continue
 		}
 		ev.Judged = append(ev.Judged, m)
+		add := func(c Check) { c.Measurement = m; ev.Checks = append(ev.Checks, c) }
 		if t.MaxErrors != nil {
-			ev.Checks = append(ev.Checks, Check{m, fmt.Sprintf("--max-errors %d", *t.MaxErrors),
-				fmt.Sprintf("%d errors", m.Errors), m.Errors <= *t.MaxErrors})
+			add(Check{Threshold: fmt.Sprintf("--max-errors %d", *t.MaxErrors), Measured: fmt.Sprintf("%d errors", m.Errors),
+				Passed: m.Errors <= *t.MaxErrors, Name: "max-errors", Value: float64(m.Errors), Limit: float64(*t.MaxErrors), Unit: "requests"})
 		}
 		if t.MaxErrorRate != nil {
-			limit := fmt.Sprintf("--max-error-rate %g (%s %%)", *t.MaxErrorRate, stats.FormatPercent(*t.MaxErrorRate))
+			c := Check{Threshold: fmt.Sprintf("--max-error-rate %g (%s %%)", *t.MaxErrorRate, stats.FormatPercent(*t.MaxErrorRate)),
+				Name: "max-error-rate", Value: m.ErrorRate() * 100, Limit: *t.MaxErrorRate * 100, Unit: "%"}
 			if m.Requests == 0 {
-				ev.Checks = append(ev.Checks, Check{m, limit, "no requests in its window", false})
+				c.Measured = "no requests in its window"
 			} else {
-				ev.Checks = append(ev.Checks, Check{m, limit,
-					fmt.Sprintf("error rate %s %% (%d of %d)", stats.FormatPercent(m.ErrorRate()), m.Errors, m.Requests),
-					m.ErrorRate() <= *t.MaxErrorRate})
+				c.Measured = fmt.Sprintf("error rate %s %% (%d of %d)", stats.FormatPercent(m.ErrorRate()), m.Errors, m.Requests)
+				c.Passed = m.ErrorRate() <= *t.MaxErrorRate
 			}
+			add(c)
 		}
 		if t.MaxDisruption != nil {
-			ev.Checks = append(ev.Checks, Check{m, "--max-disruption " + t.MaxDisruption.String(),
-				"longest disruption " + m.LongestDisruption.String(), m.LongestDisruption <= *t.MaxDisruption})
+			add(Check{Threshold: "--max-disruption " + t.MaxDisruption.String(), Measured: "longest disruption " + m.LongestDisruption.String(),
+				Passed: m.LongestDisruption <= *t.MaxDisruption, Name: "max-disruption",
+				Value: m.LongestDisruption.Seconds(), Limit: t.MaxDisruption.Seconds(), Unit: "s"})
 		}
 		for _, l := range t.MaxLatency {
 			got, ok := m.Latency[l.Quantile]
 			if !ok {
 				return Evaluation{}, fmt.Errorf("%s has no %s latency to judge --max-latency by", m.Where(), l.Quantile)
 			}
-			ev.Checks = append(ev.Checks, Check{m, fmt.Sprintf("--max-latency %s=%s", l.Quantile, l.Limit),
-				fmt.Sprintf("%s latency %s", l.Quantile, got), got <= l.Limit})
+			add(Check{Threshold: fmt.Sprintf("--max-latency %s=%s", l.Quantile, l.Limit), Measured: fmt.Sprintf("%s latency %s", l.Quantile, got),
+				Passed: got <= l.Limit, Name: "max-latency " + string(l.Quantile),
+				Value: float64(got) / float64(time.Millisecond), Limit: float64(l.Limit) / float64(time.Millisecond), Unit: "ms"})
 		}
 	}
 	if len(ev.Judged) == 0 && len(ms) > 0 {

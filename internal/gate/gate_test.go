@@ -112,6 +112,9 @@ func TestEvaluatePerRollout(t *testing.T) {
 	if got, want := b[1].String(), "threshold breached: v1 rollout 1: p99 latency 5s, limit --max-latency p99=300ms"; got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
+	if c := b[1]; c.Name != "max-latency p99" || c.Value != 5000 || c.Limit != 300 || c.Unit != "ms" {
+		t.Errorf("numbers of %v: %s %v %v %s", c, c.Name, c.Value, c.Limit, c.Unit)
+	}
 	if code := ExitCode(false, len(b) > 0); code != ExitBreached {
 		t.Errorf("exit %d, want %d", code, ExitBreached)
 	}
@@ -133,6 +136,12 @@ func TestEvaluateWholeRun(t *testing.T) {
 	}
 	if got, want := b[0].String(), "threshold breached: v1 (whole run): error rate 1.5 % (37 of 2500), limit --max-error-rate 0.01 (1 %)"; got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if c := b[0]; c.Name != "max-error-rate" || c.Value != 1.48 || c.Limit != 1 || c.Unit != "%" {
+		t.Errorf("numbers: %s %v %v %s", c.Name, c.Value, c.Limit, c.Unit)
+	}
+	if c := b[1]; c.Name != "max-disruption" || c.Value != 1.2 || c.Limit != 1 || c.Unit != "s" {
+		t.Errorf("numbers: %s %v %v %s", c.Name, c.Value, c.Limit, c.Unit)
 	}
 	// No requests at all is a breach of an error-rate limit: nothing was measured.
 	ev, _ = Evaluate(th, []Measurement{{Scenario: "x"}})
