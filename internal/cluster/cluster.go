@@ -55,6 +55,17 @@ const (
 // (conditions.terminating=true); a real cluster reports it, the embedded one may too.
 const EndpointTerminating EventKind = "endpoint_terminating"
 
+// The kinds of disruptions other than the rolling restart: eviction (alone or in a node
+// drain), a container's crash and restart, and scaling.
+const (
+	PodEvicted         EventKind = "pod_evicted"         // the Eviction API accepted an eviction
+	EvictionRefused    EventKind = "eviction_refused"    // HTTP 429: a PodDisruptionBudget refused it; Detail says why
+	NodeCordoned       EventKind = "node_cordoned"       // Node names the node
+	NodeUncordoned     EventKind = "node_uncordoned"     // Node names the node
+	ContainerRestarted EventKind = "container_restarted" // the kubelet restarted a dead container; Detail holds restartCount
+	Scaled             EventKind = "scaled"              // a Deployment's replicas changed; Detail "3 -> 2"
+)
+
 // Source says who observed an event.
 type Source string
 
@@ -71,6 +82,7 @@ type Event struct {
 	Deployment string    `json:"deployment,omitempty"`
 	Pod        string    `json:"pod,omitempty"`
 	Revision   string    `json:"revision,omitempty"` // pod-template hash or revision number
+	Node       string    `json:"node,omitempty"`     // the node, for node events and where known
 	Detail     string    `json:"detail,omitempty"`   // exit code, endpoint address, reason
 	Source     Source    `json:"source"`
 }

@@ -50,6 +50,7 @@ type recorder struct {
 type second struct {
 	requests int64
 	counts   [numOutcomes]int64
+	kinds    map[string]int64 // 5xx answers by upstream kind; nil until one
 	hist     *hdrhistogram.Histogram
 	pending  int
 }
@@ -59,6 +60,7 @@ type disruption struct {
 	end         time.Time // when its last failure was seen
 	failed      int64
 	classes     [numOutcomes]int64
+	kinds       map[string]int64
 	firstErr    string
 }
 
@@ -133,6 +135,9 @@ func (r *recorder) finish(idx int, sent, end time.Time, latency, lag time.Durati
 		return
 	}
 	s.counts[o]++
+	if a.outcome == HTTP5xx && a.kind != "" {
+		s.kinds = addKind(s.kinds, a.kind, 1)
+	}
 	if latency >= 0 {
 		if s.hist == nil {
 			s.hist = r.newSecondHistogram()
@@ -144,7 +149,7 @@ func (r *recorder) finish(idx int, sent, end time.Time, latency, lag time.Durati
 		r.closeSecond(idx, s)
 	}
 	if a.outcome != OK {
-		r.addFailure(sent, end, o, a.err)
+		r.addFailure(sent, end, o, a)
 	}
 }
 
@@ -158,7 +163,7 @@ func (r *recorder) newSecondHistogram() *hdrhistogram.Histogram {
 }
 
 func (r *recorder) closeSecond(idx int, s *second) {
-	out := Second{Second: idx, Requests: s.requests, OK: s.counts[0], ErrorsByKind: byKind(s.counts)}
+	out := Second{Second: idx, Requests: s.requests, OK: s.counts[0], ErrorsByKind: byKind(s.counts), UpstreamKinds: s.kinds}
 	out.Errors = s.requests - s.counts[0]
 	if s.hist != nil {
 		out.P50 = ms(s.hist.ValueAtQuantile(50))
@@ -181,7 +186,11 @@ func byKind(counts [numOutcomes]int64) map[Outcome]int64 {
 
 // addFailure merges a failure into the disruption it is within DisruptionGap of, bridging
 // two disruptions when it falls between them.
-func (r *recorder) addFailure(sent, end time.Time, o int, errText string) {
+func (r *recorder) addFailure(sent, end time.Time, o int, a answer) {
+	kind := ""
+	if a.outcome == HTTP5xx {
+		kind = a.kind
+	}
 	ds := r.disruptions
 	// First disruption that could take it: its last failure is no more than the gap before.
 	i := sort.Search(len(ds), func(i int) bool { return !ds[i].last.Add(DisruptionGap).Before(sent) })
@@ -190,8 +199,11 @@ func (r *recorder) addFailure(sent, end time.Time, o int, errText string) {
 		j++
 	}
 	if i == j {
-		d := &disruption{first: sent, last: sent, end: end, firstErr: errText}
+		d := &disruption{first: sent, last: sent, end: end, firstErr: a.err}
 		d.failed, d.classes[o] = 1, 1
+		if kind != "" {
+			d.kinds = addKind(nil, kind, 1)
+		}
 		r.disruptions = append(ds[:i], append([]*disruption{d}, ds[i:]...)...)
 		return
 	}
@@ -201,17 +213,31 @@ func (r *recorder) addFailure(sent, end time.Time, o int, errText string) {
 		for k, n := range other.classes {
 			d.classes[k] += n
 		}
+		for k, n := range other.kinds {
+			d.kinds = addKind(d.kinds, k, n)
+		}
 		d.last = later(d.last, other.last)
 		d.end = later(d.end, other.end)
 	}
 	if sent.Before(d.first) {
-		d.first, d.firstErr = sent, errText
+		d.first, d.firstErr = sent, a.err
 	}
 	d.last = later(d.last, sent)
 	d.end = later(d.end, end)
 	d.failed++
 	d.classes[o]++
+	if kind != "" {
+		d.kinds = addKind(d.kinds, kind, 1)
+	}
 	r.disruptions = append(ds[:i+1], ds[j:]...)
+}
+
+func addKind(m map[string]int64, kind string, n int64) map[string]int64 {
+	if m == nil {
+		m = map[string]int64{}
+	}
+	m[kind] += n
+	return m
 }
 
 func later(a, b time.Time) time.Time {
@@ -276,7 +302,7 @@ func (r *recorder) result(cfg Config, sendEnd, end time.Time) *Result {
 		res.Disruptions = append(res.Disruptions, Disruption{
 			Start: d.first, End: d.end,
 			StartOffset: d.first.Sub(r.start).Seconds(), EndOffset: d.end.Sub(r.start).Seconds(),
-			RequestsFailed: d.failed, FirstError: d.firstErr, Classes: classes,
+			RequestsFailed: d.failed, FirstError: d.firstErr, Classes: classes, UpstreamKinds: d.kinds,
 		})
 	}
 	return res

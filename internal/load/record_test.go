@@ -1,6 +1,7 @@
 package load
 
 import (
+	"maps"
 	"testing"
 	"time"
 )
@@ -127,5 +128,36 @@ func TestEmptyResult(t *testing.T) {
 	}
 	if len(res.ErrorsByKind) != len(ErrorClasses) {
 		t.Errorf("errors_by_kind %v lacks classes", res.ErrorsByKind)
+	}
+}
+
+// The upstream kinds of 5xx answers are split per second and per disruption, so a chart can
+// colour each second's errors by what went wrong behind the downstream.
+func TestUpstreamKindsPerSecondAndDisruption(t *testing.T) {
+	rec := newRecorder(t0, false)
+	for _, f := range []struct {
+		ms   int
+		o    Outcome
+		kind string
+	}{{100, HTTP5xx, "refused"}, {200, HTTP5xx, "refused"}, {1100, HTTP5xx, "timeout"}, {1200, Reset, "eof"}, {5000, HTTP5xx, "eof"}} {
+		sent := at(f.ms)
+		idx := rec.begin(sent)
+		rec.finish(idx, sent, sent.Add(time.Millisecond), time.Millisecond, -1, answer{outcome: f.o, kind: f.kind, err: "x"})
+	}
+	res := rec.result(Config{}, at(6000), at(6000))
+	want := map[int]map[string]int64{0: {"refused": 2}, 1: {"timeout": 1}, 5: {"eof": 1}}
+	for _, s := range res.Timeline {
+		if w := want[s.Second]; len(w) != len(s.UpstreamKinds) || (w != nil && !maps.Equal(w, s.UpstreamKinds)) {
+			t.Errorf("second %d: upstream kinds %v, want %v (a reset is no 5xx and has no kind)", s.Second, s.UpstreamKinds, w)
+		}
+	}
+	if len(res.Disruptions) != 2 {
+		t.Fatalf("disruptions %+v, want 2", res.Disruptions)
+	}
+	if got := res.Disruptions[0].UpstreamKinds; !maps.Equal(got, map[string]int64{"refused": 2, "timeout": 1}) {
+		t.Errorf("first disruption's kinds %v", got)
+	}
+	if got := res.Disruptions[1].UpstreamKinds; !maps.Equal(got, map[string]int64{"eof": 1}) {
+		t.Errorf("second disruption's kinds %v", got)
 	}
 }

@@ -63,9 +63,11 @@ type Second struct {
 	OK           int64             `json:"ok"`
 	Errors       int64             `json:"errors"`
 	ErrorsByKind map[Outcome]int64 `json:"errors_by_kind"`
-	P50          float64           `json:"p50_ms"`
-	P99          float64           `json:"p99_ms"`
-	Max          float64           `json:"max_ms"`
+	// UpstreamKinds counts this second's 5xx answers by their body's `kind`; nil when none.
+	UpstreamKinds map[string]int64 `json:"upstream_kinds,omitempty"`
+	P50           float64          `json:"p50_ms"`
+	P99           float64          `json:"p99_ms"`
+	Max           float64          `json:"max_ms"`
 }
 
 // Disruption is a run of failures: failing requests sent less than DisruptionGap apart.
@@ -78,6 +80,8 @@ type Disruption struct {
 	RequestsFailed int64             `json:"requests_failed"`
 	FirstError     string            `json:"first_error"`
 	Classes        map[Outcome]int64 `json:"classes"`
+	// UpstreamKinds counts its 5xx answers by their body's `kind`; nil when none.
+	UpstreamKinds map[string]int64 `json:"upstream_kinds,omitempty"`
 }
 
 // WriteJSON writes r as indented JSON.

@@ -1,0 +1,94 @@
+package check
+
+import (
+	"io/fs"
+	"slices"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/k8s"
+)
+
+func readScenario(t *testing.T, dir string) []Object {
+	t.Helper()
+	sub, err := fs.Sub(k8s.FS, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := manifest.Read(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return FromDocuments(docs)
+}
+
+func rulesOn(res Result, kind, name string) []string {
+	var ids []string
+	for _, f := range res.Findings {
+		if f.Object.Kind == kind && f.Object.Name == name {
+			ids = append(ids, f.Rule)
+		}
+	}
+	return ids
+}
+
+// v1 loses requests because nothing holds a terminating pod while its endpoint goes away and
+// because a new pod gets traffic before it listens: the checker must say both, for both
+// services, and fail at the default threshold.
+func TestBuiltinV1ExplainsItsLosses(t *testing.T) {
+	res := Run(readScenario(t, "v1-no-graceful"), Options{})
+	if !res.Fails(Warning) {
+		t.Fatalf("v1 passes at --fail-on warning: %+v", res.Findings)
+	}
+	for _, name := range []string{"upstream", "downstream"} {
+		got := rulesOn(res, "Deployment", name)
+		for _, want := range []string{RuleNoPrestop, RuleNoReadiness} {
+			if !slices.Contains(got, want) {
+				t.Errorf("Deployment %s: %s missing from %v", name, want, got)
+			}
+		}
+	}
+}
+
+// v2 and v3 lose nothing in the drills: at most infos.
+func TestBuiltinV2V3PassWithAtMostInfos(t *testing.T) {
+	for _, dir := range []string{"v2-graceful", "v3-graceful-retry"} {
+		t.Run(dir, func(t *testing.T) {
+			objs := readScenario(t, dir)
+			res := Run(objs, Options{})
+			if res.Fails(Warning) {
+				t.Errorf("%s has warnings or errors: %+v", dir, res.Findings)
+			}
+			// Their httpGet hooks declare their length, and it is the length the services
+			// are configured to wait.
+			for _, o := range objs {
+				d, ok := o.Object.(*appsv1.Deployment)
+				if !ok {
+					continue
+				}
+				declared, ok := declaredDelay(d.Spec.Template.Annotations[PrestopDelayAnnotation])
+				var env string
+				for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+					if e.Name == "PRESTOP_DELAY" {
+						env = e.Value
+					}
+				}
+				configured, err := time.ParseDuration(env)
+				if !ok || err != nil || declared != configured {
+					t.Errorf("%s: %s %v does not match PRESTOP_DELAY %q", d.Name, PrestopDelayAnnotation, declared, env)
+				}
+			}
+			if slices.Contains(rulesOn(res, "Deployment", "upstream"), RulePrestopUnknown) {
+				t.Errorf("the declared preStop length was not used")
+			}
+		})
+	}
+	// v3's downstream pools its connections to an upstream that holds for only 5 s (issue 18).
+	res := Run(readScenario(t, "v3-graceful-retry"), Options{})
+	if !slices.Contains(rulesOn(res, "Deployment", "downstream"), RulePooledClientWindow) {
+		t.Errorf("v3: want %s on the downstream: %+v", RulePooledClientWindow, res.Findings)
+	}
+}

@@ -1,0 +1,82 @@
+// Package sandbox gives an embedded pod what a container runtime gives a real one, without
+// images: its own network namespace (only a loopback, so a program binds what it likes), its
+// own mount namespace (a private /etc/hosts and /etc/resolv.conf, so cluster DNS names
+// resolve), its own PID namespace, and, when gracelab is not root, its own user namespace.
+//
+// One small supervisor per pod, the shim, owns the namespaces, like containerd's shim: it is
+// gracelab re-executed into new namespaces (so the Go runtime never moves its own threads
+// between namespaces), it starts the pod's processes, reaps them, and dies with gracelab
+// (parent-death signal), and because it is PID 1 of the pod's PID namespace the kernel kills
+// every process of the pod with it. Everything that must happen inside the pod goes through
+// the shim over a Unix socket: it starts processes, dials connections inside the pod and hands
+// the connected socket back (SCM_RIGHTS), and listens inside the pod for Service traffic,
+// handing each accepted connection back to be forwarded by gracelab's Service proxy.
+//
+// Lifetime of a sandbox:
+//
+//	Start        the shim is created in new namespaces, brings lo up, mounts hosts files
+//	Run / Dial   processes and connections inside the pod, for as long as the pod lives
+//	(exits)      the pod's processes may exit; the namespaces stay (a dead pod's network
+//	             still exists: connections are refused, not black-holed)
+//	Close        the shim kills what is left and exits; the kernel removes the namespaces
+package sandbox
+
+import (
+	"errors"
+	"net"
+	"os"
+	"syscall"
+)
+
+// ErrUnsupported is returned (wrapped) where sandboxes cannot be made: not Linux, or the
+// kernel or its security policy refuses the namespaces.
+var ErrUnsupported = errors.New("pod sandboxes need Linux namespaces")
+
+// Config describes one pod's sandbox.
+type Config struct {
+	// Name is the pod's name, for messages and the hostname inside the sandbox.
+	Name string
+	// Hosts are the lines of the sandbox's /etc/hosts after the localhost entries: an
+	// address and the names that resolve to it (every Service name form).
+	Hosts []HostEntry
+	// Search is the resolv.conf search list (NS.svc.cluster.local svc.cluster.local ...).
+	Search []string
+	// Listen are addresses (IP:port) the shim listens on inside the sandbox, typically each
+	// Service's ClusterIP and port; every accepted connection arrives on Accepted.
+	Listen []string
+	// Dir holds the sandbox's generated files; it must exist and outlive the sandbox.
+	Dir string
+}
+
+// HostEntry is one /etc/hosts line.
+type HostEntry struct {
+	IP    string
+	Names []string
+}
+
+// Accepted is a connection made inside the sandbox to one of Config.Listen's addresses.
+type Accepted struct {
+	Listen string // the address it was made to
+	Conn   net.Conn
+}
+
+// Process is a process running inside a sandbox.
+type Process struct {
+	Pid  int           // in the sandbox's PID namespace
+	Done chan struct{} // closed when it has exited and Status is set
+	// Status is its wait status, valid once Done is closed.
+	Status syscall.WaitStatus
+
+	sb *Sandbox
+	id uint64
+}
+
+// ProcSpec is a process to start inside the sandbox.
+type ProcSpec struct {
+	Path   string   // absolute path of the program on this machine
+	Args   []string // argv, Args[0] included
+	Env    []string
+	Dir    string
+	Stdout *os.File // nil: /dev/null
+	Stderr *os.File // nil: /dev/null
+}
