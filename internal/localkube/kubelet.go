@@ -197,56 +197,50 @@ func (c *Cluster) setReadyLocked(p *pod, ready bool, why string) {
 	c.notifyLocked()
 }
 
-// supervise runs probes while the container runs and returns true when the pod is done
-// (deleted or the cluster is going down), false when the container should restart.
+// supervise runs the container's hooks and probes while it runs, in the kubelet's order:
+// postStart, then the startup probe, and once it has succeeded the readiness and liveness
+// probes. It returns true when the pod is done (deleted or the cluster is going down), false
+// when the container should restart (it exited, or postStart, startup or liveness failed).
 func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-
-	if rp := p.container.ReadinessProbe; rp != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.probeLoop(ctx, p, inst, rp, func(ok bool, msg string) {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				if p.inst != inst || !p.running {
-					return
-				}
-				if !ok {
-					p.lastProbe = msg
-				}
-				c.setReadyLocked(p, ok, "readiness probe: "+msg)
-			})
-		}()
-	} else {
-		c.mu.Lock()
-		if p.running && p.inst == inst {
-			c.setReadyLocked(p, true, "no readiness probe: ready once started")
+	// failed carries why the kubelet restarts the container; the first reason wins.
+	failed := make(chan string, 1)
+	fail := func(why string) {
+		select {
+		case failed <- why:
+		default:
 		}
-		c.mu.Unlock()
 	}
-	livenessFailed := make(chan string, 1)
+	// Liveness stops once a pod is being deleted; readiness goes on.
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
-	if lp := p.container.LivenessProbe; lp != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if h := p.container.Lifecycle; h != nil && h.PostStart != nil {
+			if err := c.runHook(ctx, p, *h.PostStart); err != nil {
+				if ctx.Err() == nil {
+					fail("postStart hook failed: " + err.Error())
+				}
+				return
+			}
+		}
+		if sp := p.container.StartupProbe; sp != nil && !c.awaitStartup(ctx, p, inst, sp, fail) {
+			return
+		}
+		c.watchReadiness(ctx, p, inst, &wg)
+		if lp := p.container.LivenessProbe; lp != nil {
 			c.probeLoop(lctx, p, inst, lp, func(ok bool, msg string) {
 				if !ok {
-					select {
-					case livenessFailed <- msg:
-					default:
-					}
+					fail("liveness probe failed: " + msg)
 					lcancel()
 				}
 			})
-		}()
-	}
+		}
+	}()
 
 	select {
 	case <-inst.exited:
@@ -255,14 +249,15 @@ func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 		c.mu.Unlock()
 		return done
 	case <-p.deleteCh:
-		lcancel() // liveness stops once a pod is being deleted
+		lcancel()
 		c.mu.Lock()
 		deadline := p.deletedAt.Add(p.grace)
 		c.mu.Unlock()
 		c.kill(p, inst, deadline, "")
 		return true
-	case msg := <-livenessFailed:
-		c.kill(p, inst, time.Now().Add(p.grace), "liveness probe failed: "+msg)
+	case why := <-failed:
+		lcancel()
+		c.kill(p, inst, time.Now().Add(p.grace), why)
 		c.mu.Lock()
 		done = p.terminating
 		c.mu.Unlock()
@@ -271,6 +266,56 @@ func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 		c.shutDown(p, inst)
 		return true
 	}
+}
+
+// awaitStartup runs the startup probe until its first success (true) or until it has failed
+// failureThreshold times in a row (false, after fail) or ctx ends (false).
+func (c *Cluster) awaitStartup(ctx context.Context, p *pod, inst *container, sp *corev1.Probe, fail func(string)) bool {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	started := false
+	c.probeLoop(sctx, p, inst, sp, func(ok bool, msg string) {
+		if ok {
+			started = true
+		} else {
+			fail("startup probe failed: " + msg)
+		}
+		stop()
+	})
+	return started
+}
+
+// watchReadiness marks the pod ready once started when it has no readiness probe, else runs
+// the readiness probe in its own goroutine.
+func (c *Cluster) watchReadiness(ctx context.Context, p *pod, inst *container, wg *sync.WaitGroup) {
+	rp := p.container.ReadinessProbe
+	if rp == nil {
+		c.mu.Lock()
+		if p.running && p.inst == inst {
+			why := "no readiness probe: ready once started"
+			if p.container.StartupProbe != nil {
+				why = "no readiness probe: ready once the startup probe succeeded"
+			}
+			c.setReadyLocked(p, true, why)
+		}
+		c.mu.Unlock()
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.probeLoop(ctx, p, inst, rp, func(ok bool, msg string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if p.inst != inst || !p.running {
+				return
+			}
+			if !ok {
+				p.lastProbe = msg
+			}
+			c.setReadyLocked(p, ok, "readiness probe: "+msg)
+		})
+	}()
 }
 
 // kill runs preStop, then stops the process with SIGKILL due at the deadline (never sooner

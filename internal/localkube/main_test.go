@@ -150,6 +150,8 @@ type app struct {
 	env         map[string]string
 	readiness   string // YAML of a probe under readinessProbe:
 	liveness    string
+	startup     string
+	postStart   string // YAML under postStart:
 	preStop     string // YAML under preStop:
 	serviceType string
 	port        int
@@ -200,8 +202,17 @@ spec:
 	if a.liveness != "" {
 		b.WriteString("        livenessProbe:\n" + indent(a.liveness, 10))
 	}
+	if a.startup != "" {
+		b.WriteString("        startupProbe:\n" + indent(a.startup, 10))
+	}
+	if a.preStop != "" || a.postStart != "" {
+		b.WriteString("        lifecycle:\n")
+	}
+	if a.postStart != "" {
+		b.WriteString("          postStart:\n" + indent(a.postStart, 12))
+	}
 	if a.preStop != "" {
-		b.WriteString("        lifecycle:\n          preStop:\n" + indent(a.preStop, 12))
+		b.WriteString("          preStop:\n" + indent(a.preStop, 12))
 	}
 	st := a.serviceType
 	if st == "" {

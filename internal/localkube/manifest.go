@@ -225,7 +225,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 		what     string
 		p        *corev1.Probe
 		liveness bool
-	}{{"readinessProbe", c.ReadinessProbe, false}, {"livenessProbe", c.LivenessProbe, true}} {
+	}{{"readinessProbe", c.ReadinessProbe, false}, {"livenessProbe", c.LivenessProbe, true}, {"startupProbe", c.StartupProbe, true}} {
 		if pr.p == nil {
 			continue
 		}
@@ -233,16 +233,16 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 			return nil, fmt.Errorf("container %q: %s: %w", c.Name, pr.what, err)
 		}
 	}
-	if c.StartupProbe != nil {
-		return nil, fmt.Errorf("container %q: startupProbe is not supported by the embedded cluster", c.Name)
-	}
 	if lc := c.Lifecycle; lc != nil {
-		if lc.PostStart != nil {
-			return nil, fmt.Errorf("container %q: lifecycle.postStart is not supported by the embedded cluster", c.Name)
-		}
-		if lc.PreStop != nil {
-			if err := validateHandler(*lc.PreStop, c); err != nil {
-				return nil, fmt.Errorf("container %q: lifecycle.preStop: %w", c.Name, err)
+		for _, h := range []struct {
+			what string
+			h    *corev1.LifecycleHandler
+		}{{"postStart", lc.PostStart}, {"preStop", lc.PreStop}} {
+			if h.h == nil {
+				continue
+			}
+			if err := validateHandler(*h.h, c); err != nil {
+				return nil, fmt.Errorf("container %q: lifecycle.%s: %w", c.Name, h.what, err)
 			}
 		}
 	}
@@ -277,7 +277,7 @@ func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
 		}
 	}
 	if liveness && p.SuccessThreshold > 1 {
-		return errors.New("successThreshold must be 1 for a liveness probe")
+		return errors.New("successThreshold must be 1 for a liveness or startup probe")
 	}
 	return nil
 }
