@@ -83,3 +83,44 @@ func upFails(t *testing.T, a app, want string) {
 	c.Down(context.Background())
 	assertGone(t, c.allPIDs()...)
 }
+
+// TestIntegrationInitContainersRunToCompletionInOrder: each init container runs alone and to
+// completion, in order, before the main container starts.
+func TestIntegrationInitContainersRunToCompletionInOrder(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	a := app{name: "inits", replicas: 1, inits: []map[string]string{
+		{"POD_EXIT": "0", "POD_EXIT_AFTER": "500ms"},
+		{"POD_EXIT": "0"},
+	}}
+	c := startCluster(t, Options{}, a)
+	pod := firstPod(t, c).Name
+	evs := c.Events()
+	prev := -1
+	for _, step := range []struct {
+		kind   cluster.EventKind
+		detail string
+	}{
+		{cluster.PodStarted, "init container init-0"}, {cluster.PodExited, "init container init-0: exit code 0"},
+		{cluster.PodStarted, "init container init-1"}, {cluster.PodExited, "init container init-1: exit code 0"},
+		{cluster.PodStarted, "pid "}, {cluster.PodReady, ""},
+	} {
+		i := indexOf(evs, prev+1, func(e cluster.Event) bool {
+			return e.Pod == pod && e.Kind == step.kind && strings.Contains(e.Detail, step.detail) &&
+				(step.detail != "pid " || !strings.Contains(e.Detail, "init container"))
+		})
+		if i < 0 {
+			dumpEvents(t, evs)
+			t.Fatalf("no %s %q after event %d", step.kind, step.detail, prev)
+		}
+		prev = i
+	}
+}
+
+// TestIntegrationFailingInitContainerFailsUp: an init container that exits non-zero keeps the
+// pod from starting, and Up names it.
+func TestIntegrationFailingInitContainerFailsUp(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	upFails(t, app{name: "badinit", replicas: 1, inits: []map[string]string{{"POD_EXIT": "4"}}}, "init container init-0: exit code 4")
+}

@@ -41,6 +41,7 @@ func (c *Cluster) runPod(p *pod) {
 		t.Stop()
 	}
 	var backoff time.Duration
+	next := 0 // the next init container to run to completion; len(p.inits): the main one
 	for p.ip != "" {
 		if backoff > 0 {
 			t := time.NewTimer(backoff)
@@ -54,7 +55,13 @@ func (c *Cluster) runPod(p *pod) {
 		if c.stopping(p) {
 			break
 		}
-		inst, err := c.startContainer(p)
+		var inst *container
+		var err error
+		if next < len(p.inits) {
+			inst, err = c.startContainer(p, p.inits[next].name, p.inits[next].args, p.inits[next].env)
+		} else {
+			inst, err = c.startContainer(p, "", p.d.spec.args, p.env)
+		}
 		if err != nil {
 			c.mu.Lock()
 			p.lastExit = "failed to start: " + err.Error()
@@ -68,7 +75,17 @@ func (c *Cluster) runPod(p *pod) {
 			backoff = nextBackoff(backoff)
 			continue
 		}
-		if c.supervise(p, inst) {
+		var done bool
+		if inst.init != "" {
+			var completed bool
+			if completed, done = c.awaitInit(p, inst); completed {
+				next++
+				continue
+			}
+		} else {
+			done = c.supervise(p, inst)
+		}
+		if done {
 			break
 		}
 		c.mu.Lock()
@@ -106,12 +123,30 @@ func (c *Cluster) stopping(p *pod) bool {
 	}
 }
 
-// startContainer spawns the pod's process and records pod_started.
-func (c *Cluster) startContainer(p *pod) (*container, error) {
-	cmd := exec.Command(c.opts.Executable, p.d.spec.args...)
-	cmd.Env = p.env
+// awaitInit waits for an init container to exit: completed when it exits with 0, done when
+// the pod is deleted or the cluster goes down meanwhile (the process is stopped first).
+func (c *Cluster) awaitInit(p *pod, inst *container) (completed, done bool) {
+	select {
+	case <-inst.exited:
+		return inst.cmd.ProcessState.Success(), false
+	case <-p.deleteCh:
+		c.mu.Lock()
+		deadline := p.deletedAt.Add(p.grace)
+		c.mu.Unlock()
+		c.stopProcess(p, inst, deadline, "", "init container "+inst.init, "grace period over")
+	case <-c.downCh:
+		c.shutDown(p, inst)
+	}
+	return false, true
+}
+
+// startContainer spawns one of the pod's processes (its main container, or the init
+// container named init) and records pod_started.
+func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*container, error) {
+	cmd := exec.Command(c.opts.Executable, args...)
+	cmd.Env = env
 	cmd.WaitDelay = time.Second
-	inst := &container{cmd: cmd, exited: make(chan struct{})}
+	inst := &container{cmd: cmd, exited: make(chan struct{}), init: init}
 	if p.logPath != "" {
 		f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -135,6 +170,9 @@ func (c *Cluster) startContainer(p *pod) (*container, error) {
 	p.running = true
 	p.lastExit = ""
 	detail := "pid " + strconv.Itoa(cmd.Process.Pid)
+	if init != "" {
+		detail += ", init container " + init
+	}
 	if p.restarts > 0 {
 		detail += ", restart " + strconv.Itoa(p.restarts)
 	}
@@ -160,9 +198,14 @@ func (c *Cluster) waitContainer(p *pod, inst *container) {
 	} else if t := p.tail.lastLine(); t != "" && !p.terminating {
 		detail += ": " + t
 	}
+	completed := false
+	if inst.init != "" {
+		completed = inst.cmd.ProcessState.Success()
+		detail = "init container " + inst.init + ": " + detail
+	}
 	c.record(cluster.PodExited, nil, p, detail)
 	c.setReadyLocked(p, false, "container exited")
-	if c.state == stateStarting && !p.terminating {
+	if c.state == stateStarting && !p.terminating && !completed {
 		c.upErr = fmt.Errorf("pod %s exited during start-up with %s%s", p.name, detail, logOnly(p))
 	}
 	c.kickLocked()

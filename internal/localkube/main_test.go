@@ -42,10 +42,12 @@ func TestMain(m *testing.M) {
 
 // runTestPod: env HOST, PORT; POD_TERM=die|ignore|graceful (default die: Go's default
 // SIGTERM disposition); POD_READY_AFTER, POD_LIVE_FAIL_AFTER, POD_HEALTH_FAIL_AFTER (durations
-// after start); POD_EXIT (exit with this code at once, after printing to stderr).
+// after start); POD_EXIT (exit with this code after POD_EXIT_AFTER, printing to stderr).
 func runTestPod() int {
 	start := time.Now()
 	if c := os.Getenv("POD_EXIT"); c != "" {
+		d, _ := time.ParseDuration(os.Getenv("POD_EXIT_AFTER"))
+		time.Sleep(d)
 		fmt.Fprintln(os.Stderr, "testpod: exiting on purpose")
 		n, _ := strconv.Atoi(c)
 		return n
@@ -151,8 +153,9 @@ type app struct {
 	readiness   string // YAML of a probe under readinessProbe:
 	liveness    string
 	startup     string
-	postStart   string // YAML under postStart:
-	preStop     string // YAML under preStop:
+	inits       []map[string]string // one init container (image test/app) per entry, with this env
+	postStart   string              // YAML under postStart:
+	preStop     string              // YAML under preStop:
 	serviceType string
 	port        int
 }
@@ -183,6 +186,15 @@ spec:
 `, a.name)
 	if a.grace > 0 {
 		fmt.Fprintf(&b, "      terminationGracePeriodSeconds: %d\n", a.grace)
+	}
+	if len(a.inits) > 0 {
+		b.WriteString("      initContainers:\n")
+		for i, env := range a.inits {
+			fmt.Fprintf(&b, "      - name: init-%d\n        image: test/app:v1\n        env:\n", i)
+			for _, k := range sortedKeys(env) {
+				fmt.Fprintf(&b, "        - {name: %s, value: %q}\n", k, env[k])
+			}
+		}
 	}
 	fmt.Fprintf(&b, `      containers:
       - name: app
