@@ -68,17 +68,22 @@ func TestIntegrationPostStartFailureFailsUp(t *testing.T) {
 	upFails(t, a, "after postStart hook failed: exit status 1")
 }
 
-// upFails starts a cluster of a, expects Up to fail with want in its one-line error, and
-// checks that nothing is left running.
-func upFails(t *testing.T, a app, want string) {
+// upFails starts a cluster of a, expects Up to fail with a one-line error containing every
+// want, and checks that nothing is left running.
+func upFails(t *testing.T, a app, want ...string) {
 	t.Helper()
 	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages, ReadyTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = c.Up(context.Background())
-	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+	if err == nil || strings.Contains(err.Error(), "\n") {
 		t.Errorf("Up: %v; want one line containing %q", err, want)
+	}
+	for _, w := range want {
+		if err != nil && !strings.Contains(err.Error(), w) {
+			t.Errorf("Up: %v; want it to contain %q", err, w)
+		}
 	}
 	c.Down(context.Background())
 	assertGone(t, c.allPIDs()...)

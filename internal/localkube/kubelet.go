@@ -206,7 +206,7 @@ func (c *Cluster) waitContainer(p *pod, inst *container) {
 	c.record(cluster.PodExited, nil, p, detail)
 	c.setReadyLocked(p, false, "container exited")
 	if c.state == stateStarting && !p.terminating && !completed {
-		c.upErr = fmt.Errorf("pod %s exited during start-up with %s%s", p.name, detail, logOnly(p))
+		c.upErr = startupExitError(p, detail)
 	}
 	c.kickLocked()
 	c.notifyLocked()

@@ -42,7 +42,8 @@ func TestMain(m *testing.M) {
 
 // runTestPod: env HOST, PORT; POD_TERM=die|ignore|graceful (default die: Go's default
 // SIGTERM disposition); POD_READY_AFTER, POD_LIVE_FAIL_AFTER, POD_HEALTH_FAIL_AFTER (durations
-// after start); POD_EXIT (exit with this code after POD_EXIT_AFTER, printing to stderr).
+// after start); POD_EXIT (exit with this code after POD_EXIT_AFTER, printing to stderr);
+// POD_BIND=all|localhost (listen on all interfaces or 127.0.0.1 instead of HOST).
 func runTestPod() int {
 	start := time.Now()
 	if c := os.Getenv("POD_EXIT"); c != "" {
@@ -110,7 +111,14 @@ func runTestPod() int {
 			srv.Shutdown(ctx)
 		}()
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("HOST"), os.Getenv("PORT")))
+	host := os.Getenv("HOST")
+	switch os.Getenv("POD_BIND") { // a program that ignores HOST
+	case "all":
+		host = ""
+	case "localhost":
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, os.Getenv("PORT")))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testpod:", err)
 		return 2
