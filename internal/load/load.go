@@ -52,14 +52,25 @@ var postBody = []byte("{}\n")
 
 // Start validates cfg, begins sending at once and returns. The run ends after Duration or on
 // Stop; Done is closed when every request has its outcome.
-func Start(cfg Config) (*Run, error) {
+func Start(cfg Config) (*Run, error) { return start(cfg, time.Time{}, nil) }
+
+// start is Start at the instant at (now when zero: it waits for a later one), with onClose
+// seeing every second of the timeline as it closes.
+func start(cfg Config, at time.Time, onClose func(int, *second)) (*Run, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	r := &Run{cfg: cfg, client: newClient(cfg), stopCh: make(chan struct{}), done: make(chan struct{})}
+	if wait := time.Until(at); wait > 0 {
+		time.Sleep(wait) // the common start of several load pods, not synchronisation
+	}
 	r.start = time.Now()
+	if !at.IsZero() && r.start.Sub(at) < time.Second {
+		r.start = at // seconds line up with the other pods'
+	}
 	r.rec = newRecorder(r.start, cfg.Model == Open)
+	r.rec.onClose = onClose
 	var timer *time.Timer // ends the closed model's sending
 	if cfg.Model == Open {
 		r.senders.Add(1)
