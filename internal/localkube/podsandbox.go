@@ -147,7 +147,7 @@ func (p *pod) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // startInSandbox runs the container's process inside the pod's sandbox.
-func (c *Cluster) startInSandbox(p *pod, inst *container) error {
+func (c *Cluster) startInSandbox(p *pod, inst *container, args, env []string) error {
 	// A sandboxed process writes to files: stdout to the pod log, stderr through a pipe that
 	// also keeps its last line.
 	r, stderr, err := os.Pipe()
@@ -166,8 +166,8 @@ func (c *Cluster) startInSandbox(p *pod, inst *container) error {
 		io.Copy(sink, r)
 	}()
 	stdout := inst.logFile
-	args := append([]string{c.opts.Executable}, p.d.spec.args...)
-	proc, err := p.sb.Run(c.ctx, sandbox.ProcSpec{Path: c.opts.Executable, Args: args, Env: p.env, Stdout: stdout, Stderr: stderr})
+	argv := append([]string{c.opts.Executable}, args...)
+	proc, err := p.sb.Run(c.ctx, sandbox.ProcSpec{Path: c.opts.Executable, Args: argv, Env: env, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		stderr.Close()
 		<-inst.stdioDone
