@@ -316,6 +316,10 @@ func TestIdleKeepAliveConnectionDoesNotHoldTheDrain(t *testing.T) {
 		if code := h.waitCode(); code != ExitOK {
 			t.Fatalf("retire %v: exit code %d, want 0", retire, code)
 		}
+		// Fixed, the idle connection stays open until the exit, which says it cut it.
+		if retire && !strings.Contains(h.logs.String(), `"idle_closed":1`) {
+			t.Errorf("Exited should log idle_closed 1:\n%s", h.logs)
+		}
 	}
 }
 
