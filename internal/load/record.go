@@ -47,6 +47,8 @@ type recorder struct {
 	spare    []*hdrhistogram.Histogram
 
 	disruptions []*disruption // sorted by first, separated by more than DisruptionGap
+
+	onClose func(idx int, s *second) // streaming: sees each second before it is recycled
 }
 
 type second struct {
@@ -55,6 +57,7 @@ type second struct {
 	kinds    map[string]int64 // 5xx answers by upstream kind; nil until one
 	hist     *hdrhistogram.Histogram
 	pending  int
+	detail   *secondDetail // streaming only: what the totals of the run keep
 }
 
 type disruption struct {
@@ -152,6 +155,9 @@ func (r *recorder) finish(idx int, sent, end time.Time, latency, lag time.Durati
 		}
 		recordDuration(s.hist, latency)
 	}
+	if r.onClose != nil {
+		s.note(sent, end, a)
+	}
 	s.pending--
 	if s.pending == 0 && idx < r.sealed {
 		r.closeSecond(idx, s)
@@ -171,6 +177,9 @@ func (r *recorder) newSecondHistogram() *hdrhistogram.Histogram {
 }
 
 func (r *recorder) closeSecond(idx int, s *second) {
+	if r.onClose != nil {
+		r.onClose(idx, s)
+	}
 	out := Second{Second: idx, Requests: s.requests, OK: s.counts[0], ErrorsByKind: byKind(s.counts), UpstreamKinds: s.kinds}
 	out.Errors = s.requests - s.counts[0]
 	if s.hist != nil {
