@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -19,25 +18,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gracelab/gracelab/internal/lifecycle"
+
+	"github.com/gracelab/gracelab/internal/lifecycle/lifecycletest"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // harness runs a Server on 127.0.0.1:0 with a /slow route that answers when released (or when
 // its client goes away) and an injected signal channel.
@@ -49,7 +32,7 @@ type harness struct {
 	sigs    chan os.Signal
 	release chan struct{}
 	code    chan int
-	logs    *syncBuffer
+	logs    *lifecycletest.SyncBuffer
 	once    sync.Once
 }
 
@@ -59,7 +42,7 @@ func startHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	cfg.Host = "127.0.0.1"
 	cfg.Mode = lifecycle.Graceful
-	logs := &syncBuffer{}
+	logs := &lifecycletest.SyncBuffer{}
 	h := &harness{
 		t:       t,
 		srv:     NewServer(cfg, slog.New(slog.NewJSONHandler(logs, nil))),
@@ -250,7 +233,7 @@ func TestListenFailureIsReported(t *testing.T) {
 	}
 	defer busy.Close()
 	port := busy.Addr().(*net.TCPAddr).Port
-	logs := &syncBuffer{}
+	logs := &lifecycletest.SyncBuffer{}
 	s := NewServer(Config{Host: "127.0.0.1", Port: port, Config: lifecycle.Config{Mode: lifecycle.Graceful, DrainTimeout: time.Second}}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if code := s.ListenAndRun(); code != lifecycle.ExitForced {
 		t.Fatalf("exit code %d, want %d", code, lifecycle.ExitForced)
