@@ -273,16 +273,7 @@ func validateContainer(c corev1.Container, images map[string][]string) ([]string
 
 func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
 	h := p.ProbeHandler
-	n := 0
-	if h.HTTPGet != nil {
-		n++
-	}
-	if h.TCPSocket != nil {
-		n++
-	}
-	if h.Exec != nil {
-		n++
-	}
+	n := countTrue(h.HTTPGet != nil, h.TCPSocket != nil, h.Exec != nil)
 	if h.GRPC != nil {
 		return errors.New("grpc probes are not supported by the embedded cluster")
 	}
@@ -304,18 +295,9 @@ func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
 }
 
 func validateHandler(h corev1.LifecycleHandler, c corev1.Container) error {
-	n := 0
-	if h.HTTPGet != nil {
-		n++
-	}
-	if h.Exec != nil {
-		n++
-	}
-	if h.Sleep != nil {
-		n++
-		if h.Sleep.Seconds < 0 {
-			return errors.New("sleep.seconds must not be negative")
-		}
+	n := countTrue(h.HTTPGet != nil, h.Exec != nil, h.Sleep != nil)
+	if h.Sleep != nil && h.Sleep.Seconds < 0 {
+		return errors.New("sleep.seconds must not be negative")
 	}
 	if h.TCPSocket != nil {
 		return errors.New("tcpSocket is not a valid lifecycle hook (Kubernetes ignores it); use httpGet, exec or sleep")
@@ -324,6 +306,17 @@ func validateHandler(h corev1.LifecycleHandler, c corev1.Container) error {
 		return errors.New("exactly one of httpGet, exec, sleep must be set")
 	}
 	return validateTarget(h.HTTPGet, nil, h.Exec, c)
+}
+
+// countTrue counts the handlers set, for "exactly one of" checks.
+func countTrue(set ...bool) int {
+	n := 0
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func validateTarget(hg *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction, ex *corev1.ExecAction, c corev1.Container) error {
