@@ -28,15 +28,18 @@ const (
 	EOF       Outcome = Outcome(neterr.EOF)     // connection closed before the whole response arrived
 	Timeout   Outcome = Outcome(neterr.Timeout) // no full answer within the per-request timeout
 	Dropped   Outcome = "dropped"               // open model: not sent, the in-flight cap was reached at its slot
-	Lost      Outcome = "lost"                  // sent by a load pod that died before reporting the outcome
-	Other     Outcome = Outcome(neterr.Other)   // anything else (DNS failure, 3xx, TLS error, ...)
+	// Unexpected: an answer outside Config.Expect (a status it does not list, other than 4xx
+	// and 5xx, or a body that does not match).
+	Unexpected Outcome = "unexpected"
+	Lost       Outcome = "lost"                // sent by a load pod that died before reporting the outcome
+	Other      Outcome = Outcome(neterr.Other) // anything else (DNS failure, 3xx, TLS error, ...)
 )
 
 // ErrorClasses lists every error outcome in report order.
-var ErrorClasses = []Outcome{BodyNotOK, HTTP5xx, HTTP4xx, Refused, Reset, EOF, Timeout, Dropped, Lost, Other}
+var ErrorClasses = []Outcome{BodyNotOK, HTTP5xx, HTTP4xx, Refused, Reset, EOF, Timeout, Dropped, Unexpected, Lost, Other}
 
 // outcome indexes for fixed-size counters: 0 is OK, then ErrorClasses in order.
-const numOutcomes = 11
+const numOutcomes = 12
 
 func outcomeIndex(o Outcome) int {
 	if o == OK {
@@ -199,8 +202,8 @@ func clip(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// exchange sends one request and classifies what came back.
-func exchange(ctx context.Context, client *http.Client, newReq func(context.Context) (*http.Request, error)) answer {
+// exchange sends one request and classifies what came back, a complete response with judge.
+func exchange(ctx context.Context, client *http.Client, newReq func(context.Context) (*http.Request, error), judge func(code int, status string, body []byte) answer) answer {
 	var reused atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused.Store(i.Reused) }})
 	req, err := newReq(ctx)
@@ -216,5 +219,5 @@ func exchange(ctx context.Context, client *http.Client, newReq func(context.Cont
 	if err != nil {
 		return answer{outcome: classifyError(err), err: fmt.Sprintf("%s, then reading the body: %v", resp.Status, err), reused: reused.Load()}
 	}
-	return classifyResponse(resp.StatusCode, resp.Status, body)
+	return judge(resp.StatusCode, resp.Status, body)
 }

@@ -156,10 +156,10 @@ func TestExchangeMarksFailuresOnReusedConnections(t *testing.T) {
 	newReq := func(ctx context.Context) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, "POST", "http://"+ln.Addr().String()+"/", strings.NewReader("{}"))
 	}
-	if a := exchange(context.Background(), client, newReq); a.outcome != OK || a.reused {
+	if a := exchange(context.Background(), client, newReq, newJudge(Config{}).judgeResponse); a.outcome != OK || a.reused {
 		t.Fatalf("first POST: %+v", a)
 	}
-	if a := exchange(context.Background(), client, newReq); a.outcome != EOF || !a.reused {
+	if a := exchange(context.Background(), client, newReq, newJudge(Config{}).judgeResponse); a.outcome != EOF || !a.reused {
 		t.Fatalf("POST on the closed pooled connection: %+v, want eof on a reused connection", a)
 	}
 }

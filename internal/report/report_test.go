@@ -145,7 +145,7 @@ func TestStoryNamesTheKeepAliveRace(t *testing.T) {
 		t.Fatal("the story names the keep-alive race with no failure on a reused connection")
 	}
 	res := *s.Result
-	res.ReusedConn = load.ReusedConnFailures{Upstream: 2}
+	res.ReusedConn = ReusedConnFailures{Upstream: 2}
 	s.Result = &res
 	if got := strings.Join(Story(s), "\n"); !strings.Contains(got, "2 failed on a reused keep-alive connection (2 on the downstream's call to the upstream, 0 on the load's own)") {
 		t.Fatalf("story lacks the keep-alive race:\n%s", got)

@@ -247,6 +247,8 @@ var classWords = map[string]string{
 	"eof":         "cut off (the connection to the downstream closed before the answer)",
 	"timeout":     "timed out (no answer within the load's timeout)",
 	"dropped":     "dropped (not sent: the open model's in-flight cap was reached)",
+	"unexpected":  "answered outside the expectation (--expect-status, --expect-body)",
+	"lost":        "lost (sent by a load pod that died before reporting)",
 	"other":       "failed otherwise",
 }
 
