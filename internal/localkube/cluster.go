@@ -27,12 +27,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/manifest"
 )
 
 // Options configure an embedded cluster. The zero value of every field but Manifests is usable.
 type Options struct {
 	// Manifests is a directory of YAML (Deployments and Services); other kinds are an error.
 	Manifests fs.FS
+	// Documents, when set, are used instead of Manifests: the objects to run, as
+	// manifest.Triage keeps them (Deployments, Services, and the ConfigMaps and Secrets their
+	// pods' environment refers to).
+	Documents []manifest.Document
 	// Executable is the binary spawned for every pod; default os.Executable().
 	Executable string
 	// Images maps an image repository (tag ignored) to the arguments Executable runs with;
@@ -162,11 +167,14 @@ func New(opts Options) (*Cluster, error) {
 	if opts.LoadBalancerPort < 0 || opts.LoadBalancerPort > 65535 {
 		return nil, fmt.Errorf("load balancer port %d is out of range (0-65535, 0 lets the OS choose)", opts.LoadBalancerPort)
 	}
-	deps, svcs, files, err := decodeManifests(opts.Manifests)
-	if err != nil {
-		return nil, err
+	docs := opts.Documents
+	if docs == nil {
+		var err error
+		if docs, err = readManifests(opts.Manifests); err != nil {
+			return nil, err
+		}
 	}
-	set, err := validate(deps, svcs, files, opts.Images)
+	set, err := validate(docs, opts.Images)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package localkube
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 )
@@ -348,6 +350,7 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 	name := d.spec.name + "-" + rs.hash + "-" + rand.String(5)
 	p := &pod{
 		name:      name,
+		uid:       string(uuid.NewUUID()),
 		d:         d,
 		rs:        rs,
 		labels:    rs.template.Labels,
@@ -376,10 +379,17 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 		return
 	}
 	p.ip, p.portMap = ip, portMap
-	p.env = c.podEnvLocked(p, &p.container)
-	for i := range rs.template.Spec.InitContainers {
-		ic := &rs.template.Spec.InitContainers[i]
-		p.inits = append(p.inits, initRun{name: ic.Name, args: d.spec.initArgs[i], env: c.podEnvLocked(p, ic)})
+	if err := c.podEnvsLocked(p, d); err != nil {
+		// Checked by New for a stand-in pod: only this pod's own fields could fail here.
+		p.ip = ""
+		p.lastExit = err.Error()
+		c.record(cluster.PodCreated, nil, p, "cannot run: "+err.Error())
+		if c.state == stateStarting {
+			c.upErr = fmt.Errorf("pod %s: %w", p.name, err)
+		}
+		c.podWG.Add(1)
+		go c.runPod(p)
+		return
 	}
 	c.record(cluster.PodCreated, nil, p, "ip "+ip)
 	c.podWG.Add(1)
@@ -396,4 +406,22 @@ func (c *Cluster) deletePodLocked(p *pod, reason string) {
 	c.record(cluster.PodTerminating, nil, p, strings.TrimSpace(reason+", grace period "+p.grace.String()))
 	close(p.deleteCh)
 	c.syncEndpointsLocked()
+}
+
+// podEnvsLocked resolves the environment of the pod's init containers and main container.
+func (c *Cluster) podEnvsLocked(p *pod, d *deployment) error {
+	env, err := c.podEnvLocked(p, &p.container)
+	if err != nil {
+		return err
+	}
+	p.env = env
+	for i := range p.rs.template.Spec.InitContainers {
+		ic := &p.rs.template.Spec.InitContainers[i]
+		env, err := c.podEnvLocked(p, ic)
+		if err != nil {
+			return err
+		}
+		p.inits = append(p.inits, initRun{name: ic.Name, args: d.spec.initArgs[i], env: env})
+	}
+	return nil
 }

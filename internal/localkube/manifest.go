@@ -12,10 +12,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // deploySpec is a validated Deployment with everything the controller and kubelet need resolved.
@@ -47,53 +49,70 @@ type serviceSpec struct {
 type manifestSet struct {
 	deployments []*deploySpec
 	services    []*serviceSpec
+	sources     *podenv.Sources // ConfigMaps and Secrets, for pods' environment
 }
 
 // defaultNamespace is where objects without metadata.namespace live, as with kubectl.
 const defaultNamespace = "default"
 
-// decodeManifests reads the manifest directory with package manifest (strict decoding, only
-// Deployments and Services, no duplicates) and splits it into Deployments and Services, with
-// the file each came from.
-func decodeManifests(fsys fs.FS) ([]*appsv1.Deployment, []*corev1.Service, map[any]string, error) {
+// readManifests reads the manifest directory with package manifest (strict decoding, only
+// Deployments and Services, no duplicates).
+func readManifests(fsys fs.FS) ([]manifest.Document, error) {
 	if fsys == nil {
-		return nil, nil, nil, errors.New("no manifests: Options.Manifests is nil")
+		return nil, errors.New("no manifests: Options.Manifests is nil")
 	}
 	docs, err := manifest.Read(fsys)
 	if err != nil {
 		var me *manifest.Error
 		var ue *manifest.UnsupportedError
 		if errors.As(err, &me) && errors.As(err, &ue) {
-			return nil, nil, nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", me.File, me.Index, ue.APIVersion, ue.Kind)
+			return nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", me.File, me.Index, ue.APIVersion, ue.Kind)
 		}
-		return nil, nil, nil, err
+		return nil, err
 	}
-	var deps []*appsv1.Deployment
-	var svcs []*corev1.Service
-	files := map[any]string{}
-	for _, doc := range docs {
-		switch o := doc.Object.(type) {
-		case *appsv1.Deployment:
-			deps = append(deps, o)
-		case *corev1.Service:
-			svcs = append(svcs, o)
-		}
-		files[doc.Object] = doc.File
-	}
-	return deps, svcs, files, nil
+	return docs, nil
 }
 
-// validate turns decoded objects into specs, rejecting anything the embedded cluster cannot honour.
-// Duplicates were rejected by manifest.Read.
-func validate(deps []*appsv1.Deployment, svcs []*corev1.Service, files map[any]string, images map[string][]string) (*manifestSet, error) {
+// validate turns decoded objects into specs, rejecting anything the embedded cluster cannot
+// honour, and checks every container's environment against the ConfigMaps and Secrets.
+// Duplicates were rejected by package manifest.
+func validate(docs []manifest.Document, images map[string][]string) (*manifestSet, error) {
 	set := &manifestSet{}
-	for _, d := range deps {
-		spec, err := validateDeployment(d, images)
-		if err != nil {
-			return nil, fmt.Errorf("%s: Deployment %q: %w", files[d], d.Name, err)
+	var svcs []*corev1.Service
+	files := map[any]string{}
+	var sources []runtime.Object
+	for _, doc := range docs {
+		files[doc.Object] = doc.Where()
+		switch o := doc.Object.(type) {
+		case *appsv1.Deployment:
+			spec, err := validateDeployment(o, images)
+			if err != nil {
+				return nil, fmt.Errorf("%s: Deployment %q: %w", doc.Where(), o.Name, err)
+			}
+			spec.file = doc.File
+			set.deployments = append(set.deployments, spec)
+		case *corev1.Service:
+			svcs = append(svcs, o)
+		case *corev1.ConfigMap, *corev1.Secret:
+			sources = append(sources, o)
+		default:
+			return nil, fmt.Errorf("%s: %s is not supported by the embedded cluster (Deployments, Services, ConfigMaps and Secrets)", doc.Where(), doc)
 		}
-		spec.file = files[d]
-		set.deployments = append(set.deployments, spec)
+	}
+	set.sources = podenv.NewSources(sources...)
+	// Every environment resolves before anything starts (a missing ConfigMap key is an error now,
+	// not a pod that never starts).
+	for _, d := range set.deployments {
+		probe := podenv.Pod{Name: d.name + "-0", Namespace: d.namespace, Labels: d.template.Labels, Annotations: d.template.Annotations,
+			NodeName: nodeName, ServiceAccountName: d.template.Spec.ServiceAccountName, PodIPs: []string{"127.0.0.1"}, HostIPs: []string{hostIP}}
+		spec := &d.template.Spec
+		for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+			for i := range cs {
+				if _, err := podenv.Resolve(probe, spec, &cs[i], set.sources, nil); err != nil {
+					return nil, fmt.Errorf("%s: Deployment %q: %w", d.file, d.name, err)
+				}
+			}
+		}
 	}
 	lb := ""
 	for _, s := range svcs {
@@ -253,20 +272,6 @@ func validateContainer(c corev1.Container, images map[string][]string) ([]string
 	}
 	if len(c.Command) > 0 || len(c.Args) > 0 {
 		return nil, fmt.Errorf("command/args cannot be honoured: the embedded cluster runs the command mapped to image %q", imageRepository(c.Image))
-	}
-	if len(c.EnvFrom) > 0 {
-		return nil, errors.New("envFrom is not supported by the embedded cluster (no ConfigMaps or Secrets)")
-	}
-	for _, e := range c.Env {
-		if e.ValueFrom == nil {
-			continue
-		}
-		if e.ValueFrom.FieldRef == nil {
-			return nil, fmt.Errorf("env %s: only valueFrom.fieldRef is supported by the embedded cluster", e.Name)
-		}
-		if _, ok := fieldRefs[e.ValueFrom.FieldRef.FieldPath]; !ok {
-			return nil, fmt.Errorf("env %s: fieldRef %q is not supported (supported: %s)", e.Name, e.ValueFrom.FieldRef.FieldPath, strings.Join(sortedKeys(fieldRefs), ", "))
-		}
 	}
 	return args, nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // A pod as the kubelet holds it: its spec, address, environment and the state of its one
@@ -20,6 +22,7 @@ type pod struct {
 	name      string
 	d         *deployment
 	rs        *replicaSet
+	uid       string
 	labels    map[string]string
 	container corev1.Container
 	grace     time.Duration
@@ -92,30 +95,30 @@ func (p *pod) logHint() string {
 	return ""
 }
 
-// fieldRefs are the downward-API fields a pod's env may use.
-var fieldRefs = map[string]func(p *pod) string{
-	"metadata.name":      func(p *pod) string { return p.name },
-	"metadata.namespace": func(p *pod) string { return p.d.spec.namespace },
-	"status.podIP":       func(p *pod) string { return p.ip },
-	"status.hostIP":      func(p *pod) string { return "127.0.0.1" },
-	"spec.nodeName":      func(p *pod) string { return "localkube" },
-}
+// What the downward API says about the node: one node, on this machine's loopback.
+const (
+	nodeName = "localkube"
+	hostIP   = "127.0.0.1"
+)
 
-// podEnvLocked builds the process environment: PATH (so exec probes find commands),
-// HOSTNAME, the manifest's env with Service names rewritten as cluster DNS would resolve
-// them, then HOST (the pod's address) and PORT (its first container port, unless the manifest
-// sets PORT; mapped to the host port off Linux).
-func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) []string {
+// podEnvLocked builds a container's process environment: PATH (so exec probes find
+// commands), HOSTNAME, the manifest's env and envFrom as the kubelet resolves them (package
+// podenv: ConfigMaps, Secrets, the downward API, $(VAR)) with Service names rewritten as
+// cluster DNS would resolve them, then HOST (the pod's address) and PORT (its first container
+// port, unless the manifest sets PORT; mapped to the host port off Linux).
+func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, error) {
+	self := podenv.Pod{Name: p.name, Namespace: p.d.spec.namespace, UID: p.uid, Labels: p.labels,
+		Annotations: p.rs.template.Annotations, NodeName: nodeName, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
+		PodIPs: []string{p.ip}, HostIPs: []string{hostIP}}
+	resolved, err := podenv.Resolve(self, &p.rs.template.Spec, ct, c.set.sources, nil)
+	if err != nil {
+		return nil, err
+	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.name}
 	lookup := c.serviceResolverLocked(p.d.spec.namespace)
 	portSet := ""
-	for _, e := range ct.Env {
-		v := e.Value
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			v = fieldRefs[e.ValueFrom.FieldRef.FieldPath](p)
-		} else {
-			v = rewriteServiceRef(v, lookup)
-		}
+	for _, e := range resolved {
+		v := rewriteServiceRef(e.Value, lookup)
 		if e.Name == "PORT" {
 			portSet = v
 			continue
@@ -138,7 +141,7 @@ func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) []string {
 		}
 		env = append(env, "PORT="+strconv.Itoa(int(cp)))
 	}
-	return env
+	return env, nil
 }
 
 // serviceResolverLocked maps a Service DNS name and port, as seen from namespace podNS, to the
