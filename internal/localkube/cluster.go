@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/manifest"
 )
 
@@ -38,10 +39,13 @@ type Options struct {
 	// manifest.Triage keeps them (Deployments, Services, and the ConfigMaps and Secrets their
 	// pods' environment refers to).
 	Documents []manifest.Document
+	// Programs, when set, maps every container's image to a program on this machine (--run,
+	// --path) instead of Executable and Images; manifests' command and args are honoured.
+	Programs *image.Table
 	// Executable is the binary spawned for every pod; default os.Executable().
 	Executable string
 	// Images maps an image repository (tag ignored) to the arguments Executable runs with;
-	// default DefaultImages.
+	// default DefaultImages. Unused when Programs is set.
 	Images map[string][]string
 	// EndpointLag is how long a ready/not-ready/terminating change takes to reach the Service
 	// proxies (kube-proxy's sync period); default 1s.
@@ -174,7 +178,7 @@ func New(opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	set, err := validate(docs, opts.Images)
+	set, err := validate(docs, opts.Images, opts.Programs)
 	if err != nil {
 		return nil, err
 	}
@@ -238,8 +242,10 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 			return fmt.Errorf("creating the pod log directory: %w", err)
 		}
 	}
-	if _, err := os.Stat(c.opts.Executable); err != nil {
-		return fmt.Errorf("pod executable: %w", err)
+	if c.opts.Programs == nil {
+		if _, err := os.Stat(c.opts.Executable); err != nil {
+			return fmt.Errorf("pod executable: %w", err)
+		}
 	}
 	c.avoidWildcardListeners()
 	if err := c.bindServices(); err != nil {
@@ -326,7 +332,7 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 			if upErr != nil {
 				return upErr
 			}
-			if elsewhere := listeningAddrs(pid); len(elsewhere) > 0 {
+			if elsewhere := listeningAddrs(pid); len(elsewhere) > 0 && !covers(elsewhere, a) {
 				return fmt.Errorf("pod %s listens on %s, not at its address %s: %s", p.name, strings.Join(elsewhere, ", "), a, listenRemedy)
 			}
 			select {
@@ -336,6 +342,19 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// covers reports whether one of the listening addresses accepts connections for addr: addr
+// itself or the wildcard on its port (it started listening after the dial failed).
+func covers(listening []string, addr string) bool {
+	_, port, _ := net.SplitHostPort(addr)
+	for _, l := range listening {
+		h, p, _ := net.SplitHostPort(l)
+		if l == addr || (p == port && net.ParseIP(h).IsUnspecified()) {
+			return true
+		}
+	}
+	return false
 }
 
 // listenRemedy is what a team whose program does not listen at its pod's address must do.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // The Deployment controller, modelled on Kubernetes' pkg/controller/deployment (rolling.go:
@@ -410,18 +411,25 @@ func (c *Cluster) deletePodLocked(p *pod, reason string) {
 
 // podEnvsLocked resolves the environment of the pod's init containers and main container.
 func (c *Cluster) podEnvsLocked(p *pod, d *deployment) error {
-	env, err := c.podEnvLocked(p, &p.container)
-	if err != nil {
+	var err error
+	var resolved podenv.Env
+	if p.env, resolved, err = c.podEnvLocked(p, &p.container); err != nil {
 		return err
 	}
-	p.env = env
+	if p.argv, err = c.argvLocked(&p.container, resolved, d.spec.args); err != nil {
+		return err
+	}
 	for i := range p.rs.template.Spec.InitContainers {
 		ic := &p.rs.template.Spec.InitContainers[i]
-		env, err := c.podEnvLocked(p, ic)
+		env, resolved, err := c.podEnvLocked(p, ic)
 		if err != nil {
 			return err
 		}
-		p.inits = append(p.inits, initRun{name: ic.Name, args: d.spec.initArgs[i], env: env})
+		argv, err := c.argvLocked(ic, resolved, d.spec.initArgs[i])
+		if err != nil {
+			return err
+		}
+		p.inits = append(p.inits, initRun{name: ic.Name, argv: argv, env: env})
 	}
 	return nil
 }

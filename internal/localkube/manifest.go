@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/manifest"
 	"github.com/gracelab/gracelab/internal/podenv"
 )
@@ -76,7 +77,7 @@ func readManifests(fsys fs.FS) ([]manifest.Document, error) {
 // validate turns decoded objects into specs, rejecting anything the embedded cluster cannot
 // honour, and checks every container's environment against the ConfigMaps and Secrets.
 // Duplicates were rejected by package manifest.
-func validate(docs []manifest.Document, images map[string][]string) (*manifestSet, error) {
+func validate(docs []manifest.Document, images map[string][]string, programs *image.Table) (*manifestSet, error) {
 	set := &manifestSet{}
 	var svcs []*corev1.Service
 	files := map[any]string{}
@@ -85,7 +86,7 @@ func validate(docs []manifest.Document, images map[string][]string) (*manifestSe
 		files[doc.Object] = doc.Where()
 		switch o := doc.Object.(type) {
 		case *appsv1.Deployment:
-			spec, err := validateDeployment(o, images)
+			spec, err := validateDeployment(o, images, programs)
 			if err != nil {
 				return nil, fmt.Errorf("%s: Deployment %q: %w", doc.Where(), o.Name, err)
 			}
@@ -100,6 +101,19 @@ func validate(docs []manifest.Document, images map[string][]string) (*manifestSe
 		}
 	}
 	set.sources = podenv.NewSources(sources...)
+	if programs != nil {
+		var uses []image.Use
+		for _, d := range set.deployments {
+			for _, cs := range [][]corev1.Container{d.template.Spec.InitContainers, d.template.Spec.Containers} {
+				for _, ct := range cs {
+					uses = append(uses, image.Use{Image: ct.Image, Object: "Deployment " + d.name + ", container " + ct.Name})
+				}
+			}
+		}
+		if err := programs.Check(uses); err != nil {
+			return nil, err
+		}
+	}
 	// Every environment resolves before anything starts (a missing ConfigMap key is an error now,
 	// not a pod that never starts).
 	for _, d := range set.deployments {
@@ -144,7 +158,7 @@ func validate(docs []manifest.Document, images map[string][]string) (*manifestSe
 	return set, nil
 }
 
-func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*deploySpec, error) {
+func validateDeployment(d *appsv1.Deployment, images map[string][]string, programs *image.Table) (*deploySpec, error) {
 	spec := &deploySpec{name: d.Name, namespace: orDefault(d.Namespace, defaultNamespace), replicas: 1}
 	if d.Spec.Replicas != nil {
 		spec.replicas = *d.Spec.Replicas
@@ -198,7 +212,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 		if ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			return nil, fmt.Errorf("init container %q: restartPolicy Always (a sidecar) is not supported by the embedded cluster; run it as a separate Deployment or drop it", ic.Name)
 		}
-		args, err := validateContainer(ic, images)
+		args, err := validateContainer(ic, images, programs)
 		if err != nil {
 			return nil, fmt.Errorf("init container %q: %w", ic.Name, err)
 		}
@@ -211,7 +225,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 		return nil, errors.New("terminationGracePeriodSeconds must not be negative")
 	}
 	c := ps.Containers[0]
-	args, err := validateContainer(c, images)
+	args, err := validateContainer(c, images, programs)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", c.Name, err)
 	}
@@ -262,9 +276,12 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 
 // validateContainer checks what the embedded cluster needs of one container (main or init)
 // and returns the program arguments its image maps to.
-func validateContainer(c corev1.Container, images map[string][]string) ([]string, error) {
+func validateContainer(c corev1.Container, images map[string][]string, programs *image.Table) ([]string, error) {
 	if c.Image == "" {
 		return nil, errors.New("image is required")
+	}
+	if programs != nil {
+		return nil, nil // every image is checked at once, command and args resolved per pod
 	}
 	args, ok := images[imageRepository(c.Image)]
 	if !ok {

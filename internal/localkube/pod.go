@@ -29,6 +29,7 @@ type pod struct {
 	ip        string
 	portMap   map[int32]int32 // container port -> host port, mapped mode only
 	env       []string        // the main container's environment
+	argv      []string        // and command line
 	inits     []initRun       // init containers, run to completion in order before it
 	created   time.Time
 	deleteCh  chan struct{} // closed when deletion starts
@@ -54,10 +55,10 @@ type podNet struct {
 	removed atomic.Bool // the pod's network is torn down: connections to it go nowhere
 }
 
-// initRun is an init container: its name, program arguments and environment.
+// initRun is an init container: its name, command line and environment.
 type initRun struct {
 	name string
-	args []string
+	argv []string
 	env  []string
 }
 
@@ -106,13 +107,13 @@ const (
 // podenv: ConfigMaps, Secrets, the downward API, $(VAR)) with Service names rewritten as
 // cluster DNS would resolve them, then HOST (the pod's address) and PORT (its first container
 // port, unless the manifest sets PORT; mapped to the host port off Linux).
-func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, error) {
+func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, podenv.Env, error) {
 	self := podenv.Pod{Name: p.name, Namespace: p.d.spec.namespace, UID: p.uid, Labels: p.labels,
 		Annotations: p.rs.template.Annotations, NodeName: nodeName, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
 		PodIPs: []string{p.ip}, HostIPs: []string{hostIP}}
 	resolved, err := podenv.Resolve(self, &p.rs.template.Spec, ct, c.set.sources, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.name}
 	lookup := c.serviceResolverLocked(p.d.spec.namespace)
@@ -141,7 +142,18 @@ func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, error) {
 		}
 		env = append(env, "PORT="+strconv.Itoa(int(cp)))
 	}
-	return env, nil
+	return env, resolved, nil
+}
+
+// argvLocked is a container's command line: with Programs, its image's program and the
+// manifest's command and args ($(VAR)-expanded) as Kubernetes composes them; else Executable
+// with the arguments Images maps the image to.
+func (c *Cluster) argvLocked(ct *corev1.Container, env podenv.Env, imageArgs []string) ([]string, error) {
+	if c.opts.Programs == nil {
+		return append([]string{c.opts.Executable}, imageArgs...), nil
+	}
+	command, args := podenv.ExpandCommand(ct, env)
+	return c.opts.Programs.Argv(ct.Image, command, args)
 }
 
 // serviceResolverLocked maps a Service DNS name and port, as seen from namespace podNS, to the
