@@ -76,9 +76,9 @@ func (c *Cluster) runPod(p *pod) {
 		var inst *container
 		var err error
 		if next < len(p.inits) {
-			inst, err = c.startContainer(p, p.inits[next].name, p.inits[next].args, p.inits[next].env)
+			inst, err = c.startContainer(p, p.inits[next].name, p.inits[next].argv, p.inits[next].env)
 		} else {
-			inst, err = c.startContainer(p, "", p.d.spec.args, p.env)
+			inst, err = c.startContainer(p, "", p.argv, p.env)
 		}
 		if err != nil {
 			c.mu.Lock()
@@ -160,8 +160,8 @@ func (c *Cluster) awaitInit(p *pod, inst *container) (completed, done bool) {
 
 // startContainer spawns one of the pod's processes (its main container, or the init
 // container named init) and records pod_started.
-func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*container, error) {
-	cmd := exec.Command(c.opts.Executable, args...)
+func (c *Cluster) startContainer(p *pod, init string, argv, env []string) (*container, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.WaitDelay = time.Second
 	inst := &container{cmd: cmd, exited: make(chan struct{}), init: init}
@@ -177,7 +177,7 @@ func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*cont
 		cmd.Stderr = &p.tail
 	}
 	if p.sb != nil {
-		err := c.startInSandbox(p, inst, args, env)
+		err := c.startInSandbox(p, inst, env)
 		if err != nil {
 			if inst.logFile != nil {
 				inst.logFile.Close()

@@ -299,9 +299,4 @@ func manifests(files map[string]string) fstest.MapFS {
 }
 
 // buildDir holds binaries built for integration tests, removed after the run.
-var (
-	buildDir  string
-	buildOnce sync.Once
-	buildErr  error
-	buildPath string
-)
+var buildDir string

@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/gracelab/gracelab/internal/podenv"
 	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
@@ -24,12 +25,14 @@ type pod struct {
 	name      string
 	d         *deployment
 	rs        *replicaSet
+	uid       string
 	labels    map[string]string
 	container corev1.Container
 	grace     time.Duration
 	ip        string
 	portMap   map[int32]int32 // container port -> host port, mapped mode only
 	env       []string        // the main container's environment
+	argv      []string        // and command line
 	inits     []initRun       // init containers, run to completion in order before it
 	created   time.Time
 	deleteCh  chan struct{} // closed when deletion starts
@@ -58,10 +61,10 @@ type podNet struct {
 	removed atomic.Bool // the pod's network is torn down: connections to it go nowhere
 }
 
-// initRun is an init container: its name, program arguments and environment.
+// initRun is an init container: its name, command line and environment.
 type initRun struct {
 	name string
-	args []string
+	argv []string
 	env  []string
 }
 
@@ -102,28 +105,31 @@ func (p *pod) logHint() string {
 	return ""
 }
 
-// fieldRefs are the downward-API fields a pod's env may use.
-var fieldRefs = map[string]func(p *pod) string{
-	"metadata.name":      func(p *pod) string { return p.name },
-	"metadata.namespace": func(p *pod) string { return p.d.spec.namespace },
-	"status.podIP":       func(p *pod) string { return p.ip },
-	"status.hostIP":      func(p *pod) string { return "127.0.0.1" },
-	"spec.nodeName":      func(p *pod) string { return "localkube" },
-}
+// What the downward API says about the node: one node, on this machine's loopback.
+const (
+	nodeName = "localkube"
+	hostIP   = "127.0.0.1"
+)
 
-// podEnvLocked builds the process environment: PATH (so exec probes find commands),
-// HOSTNAME, the manifest's env with Service names rewritten as cluster DNS would resolve
-// them, then HOST (the pod's address) and PORT (its first container port, unless the manifest
-// sets PORT; mapped to the host port off Linux).
-func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) []string {
+// podEnvLocked builds a container's process environment: PATH (so exec probes find
+// commands), HOSTNAME, the manifest's env and envFrom as the kubelet resolves them (package
+// podenv: ConfigMaps, Secrets, the downward API, $(VAR)) with Service names rewritten as
+// cluster DNS would resolve them, then HOST (the pod's address) and PORT (its first container
+// port, unless the manifest sets PORT; mapped to the host port off Linux).
+func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, podenv.Env, error) {
+	self := podenv.Pod{Name: p.name, Namespace: p.d.spec.namespace, UID: p.uid, Labels: p.labels,
+		Annotations: p.rs.template.Annotations, NodeName: nodeName, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
+		PodIPs: []string{p.ip}, HostIPs: []string{hostIP}}
+	resolved, err := podenv.Resolve(self, &p.rs.template.Spec, ct, c.set.sources, nil)
+	if err != nil {
+		return nil, nil, err
+	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.name}
 	lookup := c.serviceResolverLocked(p.d.spec.namespace)
 	portSet := ""
-	for _, e := range ct.Env {
+	for _, e := range resolved {
 		v := e.Value
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			v = fieldRefs[e.ValueFrom.FieldRef.FieldPath](p)
-		} else if c.sandboxMode != SandboxNS { // a sandbox resolves Service names itself
+		if c.sandboxMode != SandboxNS { // a sandbox resolves Service names itself
 			v = rewriteServiceRef(v, lookup)
 		}
 		if e.Name == "PORT" {
@@ -148,7 +154,18 @@ func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) []string {
 		}
 		env = append(env, "PORT="+strconv.Itoa(int(cp)))
 	}
-	return env
+	return env, resolved, nil
+}
+
+// argvLocked is a container's command line: with Programs, its image's program and the
+// manifest's command and args ($(VAR)-expanded) as Kubernetes composes them; else Executable
+// with the arguments Images maps the image to.
+func (c *Cluster) argvLocked(ct *corev1.Container, env podenv.Env, imageArgs []string) ([]string, error) {
+	if c.opts.Programs == nil {
+		return append([]string{c.opts.Executable}, imageArgs...), nil
+	}
+	command, args := podenv.ExpandCommand(ct, env)
+	return c.opts.Programs.Argv(ct.Image, command, args)
 }
 
 // serviceResolverLocked maps a Service DNS name and port, as seen from namespace podNS, to the

@@ -147,7 +147,11 @@ func (p *pod) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // startInSandbox runs the container's process inside the pod's sandbox.
-func (c *Cluster) startInSandbox(p *pod, inst *container, args, env []string) error {
+// The program is inst.cmd's, already looked up on the PATH.
+func (c *Cluster) startInSandbox(p *pod, inst *container, env []string) error {
+	if inst.cmd.Err != nil {
+		return inst.cmd.Err
+	}
 	// A sandboxed process writes to files: stdout to the pod log, stderr through a pipe that
 	// also keeps its last line.
 	r, stderr, err := os.Pipe()
@@ -166,8 +170,7 @@ func (c *Cluster) startInSandbox(p *pod, inst *container, args, env []string) er
 		io.Copy(sink, r)
 	}()
 	stdout := inst.logFile
-	argv := append([]string{c.opts.Executable}, args...)
-	proc, err := p.sb.Run(c.ctx, sandbox.ProcSpec{Path: c.opts.Executable, Args: argv, Env: env, Stdout: stdout, Stderr: stderr})
+	proc, err := p.sb.Run(c.ctx, sandbox.ProcSpec{Path: inst.cmd.Path, Args: inst.cmd.Args, Env: env, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		stderr.Close()
 		<-inst.stdioDone
