@@ -237,11 +237,13 @@ type lineWaiter struct {
 	mu    sync.Mutex
 	lines []string
 	added chan struct{}
+	eof   chan struct{} // closed once r is read to its end
 }
 
 func newLineWaiter(r io.Reader) *lineWaiter {
-	w := &lineWaiter{added: make(chan struct{}, 1)}
+	w := &lineWaiter{added: make(chan struct{}, 1), eof: make(chan struct{})}
 	go func() {
+		defer close(w.eof)
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			w.mu.Lock()

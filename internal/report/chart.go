@@ -78,6 +78,8 @@ var causes = []cause{
 	{"class:http_4xx", "4xx", rgb(219, 219, 141)},
 	{"class:body_not_ok", "2xx with a body not ok", rgb(23, 190, 207)},
 	{"class:dropped", "dropped (in-flight cap)", rgb(127, 127, 127)},
+	{"class:unexpected", "outside --expect-status/--expect-body", rgb(31, 119, 180)},
+	{"class:lost", "lost with a load pod", rgb(90, 90, 90)},
 	{"class:other", "other failure", rgb(60, 60, 60)},
 }
 

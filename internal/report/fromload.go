@@ -9,7 +9,7 @@ import (
 // ErrorClasses are the error classes a report knows, in the order it shows them. They are the
 // load generator's (a test keeps the two lists equal) written out here, because they are
 // part of report.json.
-var ErrorClasses = []string{"body_not_ok", "http_5xx", "http_4xx", "refused", "reset", "eof", "timeout", "dropped", "other"}
+var ErrorClasses = []string{"body_not_ok", "http_5xx", "http_4xx", "refused", "reset", "eof", "timeout", "dropped", "unexpected", "lost", "other"}
 
 // The classes and upstream kinds the report's words and colours single out.
 const (
@@ -35,7 +35,8 @@ func FromLoad(res *load.Result) *Result {
 		Requests: res.Requests, Sent: res.Sent, OK: res.OK, Errors: res.Errors,
 		ErrorRate: res.ErrorRate, RPS: res.RPS,
 		ErrorsByKind: outcomeCounts(res.ErrorsByKind), UpstreamKinds: copyCounts(res.UpstreamKinds),
-		Retries: res.Retries,
+		Retries:    res.Retries,
+		ReusedConn: ReusedConnFailures{Own: res.ReusedConn.Own, Upstream: res.ReusedConn.Upstream},
 		Latency: Latency{Avg: res.Latency.Avg, P50: res.Latency.P50, P90: res.Latency.P90, P95: res.Latency.P95,
 			P99: res.Latency.P99, Max: res.Latency.Max},
 		Timeline:    make([]Second, len(res.Timeline)),

@@ -138,6 +138,20 @@ func TestStoryNamesClassesTimesAndEvents(t *testing.T) {
 	}
 }
 
+func TestStoryNamesTheKeepAliveRace(t *testing.T) {
+	r := fixture(t)
+	s := r.Scenarios[0]
+	if strings.Contains(strings.Join(Story(s), "\n"), "reused keep-alive connection") {
+		t.Fatal("the story names the keep-alive race with no failure on a reused connection")
+	}
+	res := *s.Result
+	res.ReusedConn = ReusedConnFailures{Upstream: 2}
+	s.Result = &res
+	if got := strings.Join(Story(s), "\n"); !strings.Contains(got, "2 failed on a reused keep-alive connection (2 on the downstream's call to the upstream, 0 on the load's own)") {
+		t.Fatalf("story lacks the keep-alive race:\n%s", got)
+	}
+}
+
 func TestStoryPicksTheEventJustBeforeTheFirstFailure(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s := Scenario{

@@ -122,12 +122,21 @@ type Result struct {
 	ErrorsByKind  map[string]int64 `json:"errors_by_kind"`
 	UpstreamKinds map[string]int64 `json:"upstream_kinds"` // over 5xx answers, the downstream's `kind`
 	Retries       int64            `json:"retries"`
+	// ReusedConn counts failures on keep-alive connections used before (docs/keepalive.md).
+	ReusedConn ReusedConnFailures `json:"failed_on_reused_connection,omitzero"`
 
 	Latency Latency  `json:"latency_ms"` // every sent request, failed ones included
 	SendLag *SendLag `json:"send_lag_ms,omitempty"`
 
 	Timeline    []Second     `json:"timeline"`
 	Disruptions []Disruption `json:"disruptions"`
+}
+
+// ReusedConnFailures counts failed requests whose failing attempt went out on a pooled
+// keep-alive connection that had carried requests before: the race with a server closing it.
+type ReusedConnFailures struct {
+	Own      int64 `json:"own,omitempty"`      // the load generator's connection (a transport error)
+	Upstream int64 `json:"upstream,omitempty"` // the downstream's, per its 5xx body's reused_connection
 }
 
 // LoadConfig is the load as it ran.

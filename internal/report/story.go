@@ -30,6 +30,11 @@ func Story(s Scenario) []string {
 		out = append(out, fmt.Sprintf("%s of %s requests failed (%s): %s.",
 			fmtInt(res.Errors), fmtInt(res.Requests), fmtPercent(res.ErrorRate), classList(res.ErrorsByKind, res.UpstreamKinds)))
 	}
+	if rc := res.ReusedConn; rc.Own+rc.Upstream > 0 {
+		out = append(out, fmt.Sprintf("%s failed on a reused keep-alive connection (%s on the downstream's call to the upstream, %s on the load's own): "+
+			"a pooled connection to a pod already shutting down, closed by the pod as the request was sent on it (the keep-alive race, docs/keepalive.md).",
+			fmtInt(rc.Own+rc.Upstream), fmtInt(rc.Upstream), fmtInt(rc.Own)))
+	}
 	if res.Retries > 0 {
 		out = append(out, fmt.Sprintf("The downstream retried %s times in all; the table counts a request as failed only when its last attempt failed.", fmtInt(res.Retries)))
 	}
@@ -242,6 +247,8 @@ var classWords = map[string]string{
 	"eof":         "cut off (the connection to the downstream closed before the answer)",
 	"timeout":     "timed out (no answer within the load's timeout)",
 	"dropped":     "dropped (not sent: the open model's in-flight cap was reached)",
+	"unexpected":  "answered outside the expectation (--expect-status, --expect-body)",
+	"lost":        "lost (sent by a load pod that died before reporting)",
 	"other":       "failed otherwise",
 }
 
