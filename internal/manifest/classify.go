@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -150,4 +151,54 @@ func (e *RefusedError) Error() string {
 // Refusal is the *RefusedError for a Refused verdict on d.
 func Refusal(d Document, v Verdict) *RefusedError {
 	return &RefusedError{Where: d.Where(), Object: d.String(), Field: v.Field, Reason: v.Reason, Remedy: v.Remedy}
+}
+
+// Skip is an object the drill leaves out, and why.
+type Skip struct {
+	Document Document
+	Reason   string
+}
+
+// Triage splits documents for the drill: honoured ones to run, skipped ones to list once. The
+// first refused object, or the first kind Kubernetes does not have (unless unknownSkipped),
+// is an error: a *RefusedError, one line.
+func Triage(docs []Document, unknownSkipped bool) (honoured []Document, skipped []Skip, err error) {
+	for _, d := range docs {
+		v := Classify(d)
+		switch v.Class {
+		case Honoured:
+			honoured = append(honoured, d)
+		case Skipped:
+			skipped = append(skipped, Skip{Document: d, Reason: v.Reason})
+		case Unknown:
+			if unknownSkipped {
+				skipped = append(skipped, Skip{Document: d, Reason: v.Reason})
+				continue
+			}
+			return nil, nil, &RefusedError{Where: d.Where(), Object: d.String(), Field: "kind", Reason: v.Reason,
+				Remedy: "correct apiVersion and kind, or leave the object out of -f"}
+		default:
+			return nil, nil, Refusal(d, v)
+		}
+	}
+	return honoured, skipped, nil
+}
+
+// SkippedLine lists skipped objects on one line, for the drill's output and report:
+// "skipped 3 objects that do not change how traffic reaches pods during a rollout:
+// ServiceAccount api, HorizontalPodAutoscaler api, ServiceMonitor api".
+func SkippedLine(skipped []Skip) string {
+	if len(skipped) == 0 {
+		return ""
+	}
+	names := make([]string, len(skipped))
+	for i, s := range skipped {
+		names[i] = s.Document.String()
+	}
+	noun := "objects"
+	if len(skipped) == 1 {
+		noun = "object"
+	}
+	return fmt.Sprintf("skipped %d %s that do not change how traffic reaches pods during a rollout: %s (see docs/manifests.md)",
+		len(skipped), noun, strings.Join(names, ", "))
 }

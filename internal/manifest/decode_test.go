@@ -294,3 +294,28 @@ items:
 		}
 	}
 }
+
+func TestTriage(t *testing.T) {
+	base := deployment + "---\n" + service + "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: api}\n---\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: api}\n"
+	docs, err := Decode(file(base), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	honoured, skipped, err := Triage(docs, false)
+	if err != nil || len(honoured) != 2 || len(skipped) != 2 {
+		t.Fatalf("Triage: %d honoured, %d skipped, %v", len(honoured), len(skipped), err)
+	}
+	if got := SkippedLine(skipped); got != "skipped 2 objects that do not change how traffic reaches pods during a rollout: ServiceAccount api, ServiceMonitor api (see docs/manifests.md)" {
+		t.Errorf("SkippedLine: %q", got)
+	}
+	docs, err = Decode(file(base+"---\napiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: typo}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Triage(docs, false); err == nil || err.Error() != "m.yaml:27: Deploymnet typo: kind: Kubernetes has no apps/v1 Deploymnet (a typo, or an API that was removed); correct apiVersion and kind, or leave the object out of -f" {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	if _, _, err := Triage(docs, true); err == nil || !strings.HasPrefix(err.Error(), "m.yaml:31: StatefulSet db: kind: ") {
+		t.Fatalf("refused kind: %v", err)
+	}
+}
