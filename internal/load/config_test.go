@@ -3,6 +3,7 @@ package load
 import (
 	"encoding/json"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(b, &back); err != nil {
 			t.Fatalf("%s: %v", b, err)
 		}
-		if back != c {
+		if !reflect.DeepEqual(back, c) {
 			t.Errorf("round trip of %s: %+v, want %+v", b, back, c)
 		}
 	}

@@ -60,6 +60,7 @@ func Start(cfg Config) (*Run, error) {
 	r := &Run{cfg: cfg, client: newClient(cfg), stopCh: make(chan struct{}), done: make(chan struct{})}
 	r.start = time.Now()
 	r.rec = newRecorder(r.start, cfg.Model == Open)
+	r.rec.observe = cfg.Observe
 	var timer *time.Timer // ends the closed model's sending
 	if cfg.Model == Open {
 		r.senders.Add(1)
