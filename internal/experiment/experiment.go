@@ -88,8 +88,8 @@ type Config struct {
 	RolloutGap time.Duration
 	// OnRollouts, when set, gets each scenario's rollouts (see Window and Attribute) once its
 	// load has finished.
-	OnRollouts func(Scenario, []Rollout)
-	DownTimeout    time.Duration // bounds Down
+	OnRollouts  func(Scenario, []Rollout)
+	DownTimeout time.Duration // bounds Down
 	// Progress, when set, is called from the drill's goroutine on every phase change and
 	// every ProgressEvery while load runs. It must not block for long.
 	Progress      func(Progress)
