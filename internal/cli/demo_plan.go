@@ -112,6 +112,10 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	if err != nil {
 		return nil, err
 	}
+	rollouts, gap, err := o.rolloutFlags.resolve(cmd, o.settleTail)
+	if err != nil {
+		return nil, err
+	}
 
 	out := o.out
 	if out == "" {
@@ -124,6 +128,7 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	exp := experiment.Config{
 		Scenarios: scenarios, Load: lc, Duration: o.duration, RestartAt: o.restartAt,
 		Deployment: experiment.DefaultDeployment, SettleTail: o.settleTail, RolloutTimeout: o.rolloutTimeout,
+		Rollouts: rollouts, RolloutGap: gap,
 	}
 	exp.Factory = func(experiment.Scenario) (cluster.Cluster, error) { return nil, errors.New("no cluster factory") }
 	if err := exp.Validate(); err != nil {

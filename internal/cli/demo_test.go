@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDemoBadFlags(t *testing.T) {
@@ -173,5 +174,35 @@ func TestDemoFailedScenarioErrorFirst(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
 		t.Errorf("the report of the failed run was not written: %v", err)
+	}
+}
+
+func TestDemoRolloutFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rollouts", "0"}, "--rollouts 0 is out of range: give 1 to 1000"},
+		{[]string{"--rollouts", "1001"}, "--rollouts 1001 is out of range"},
+		{[]string{"--rollouts", "3", "--rollout-gap", "-1s"}, "--rollout-gap must not be negative"},
+		{[]string{"--rollout-gap", "2s"}, "--rollout-gap needs --rollouts 2 or more"},
+	} {
+		code, stdout, stderr := runMain(append([]string{"demo", "--quiet"}, tc.args...)...)
+		if code != ExitBadArgs || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 with %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	// The gap defaults to the settle tail.
+	o := &demoOptions{}
+	cmd := newDemoCommandFor(o, Streams{})
+	if err := cmd.ParseFlags([]string{"--rollouts", "3", "--settle-tail", "4s", "--out", t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := o.plan(cmd, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.exp.Rollouts != 3 || plan.exp.RolloutGap != 4*time.Second {
+		t.Errorf("rollouts %d gap %s; want 3 and the settle tail 4s", plan.exp.Rollouts, plan.exp.RolloutGap)
 	}
 }
