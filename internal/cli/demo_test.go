@@ -22,7 +22,7 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--duration", "10s", "--restart-at", "10s"}, "--restart-at (10s) must be < --duration (10s)"},
 		{[]string{"--duration", "0s"}, "--duration must be positive"},
 		{[]string{"--restart-at", "-1s"}, "--restart-at must not be negative"},
-		{[]string{"--scenarios", "v1,v4"}, `--scenarios: unknown scenario "v4": choose from v1, v2, v3`},
+		{[]string{"--scenarios", "v1,v4"}, `--scenarios: unknown scenario "v4": choose from v1, v2, v2pooled, v2race, v3`},
 		{[]string{"--scenarios", "v1,v1"}, "--scenarios: scenario v1 is listed twice"},
 		{[]string{"--scenarios", ""}, "--scenarios: no scenario given"},
 		{[]string{"--manifests", "k8s", "--scenarios", "v1"}, "--manifests and --scenarios exclude each other"},
@@ -31,7 +31,7 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--rate", "-1"}, "rate must be a number of requests per second"},
 		{[]string{"--vus", "0"}, "vus must be at least 1"},
 		{[]string{"--connections", "maybe"}, `connections "maybe" is not supported`},
-		{[]string{"--method", "PUT"}, `method "PUT" is not supported`},
+		{[]string{"--method", "GE T"}, `method "GE T" is not a valid HTTP method`},
 		{[]string{"--endpoint-lag", "0s"}, "--endpoint-lag must be positive"},
 		{[]string{"--port", "70000"}, "--port 70000 is out of range"},
 		{[]string{"--timeout", "0s"}, "--timeout 0 would wait forever"},
@@ -74,7 +74,7 @@ func TestClusterUpBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"cluster", "up"}, "-f is required"},
-		{[]string{"cluster", "up", "-f", "nowhere/v9"}, "no such directory, and not one of the built-in scenarios v1, v2, v3"},
+		{[]string{"cluster", "up", "-f", "nowhere/v9"}, "no such directory, and not one of the built-in scenarios v1, v2, v2pooled, v2race, v3"},
 		{[]string{"cluster", "up", "-f", "v2", "--port", "-1"}, "--port -1 is out of range"},
 		{[]string{"cluster", "up", "-f", "v2", "--endpoint-lag", "0s"}, "--endpoint-lag must be positive"},
 		{[]string{"cluster"}, "missing subcommand"},

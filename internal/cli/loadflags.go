@@ -28,7 +28,7 @@ type loadFlags struct {
 // and --timeout to cmd; durationHelp says what --duration means for this command.
 func (l *loadFlags) register(cmd *cobra.Command, durationHelp string) {
 	f := cmd.Flags()
-	f.StringVar(&l.method, "method", "GET", "GET or POST (POST is never retried by Go's transport on a stale keep-alive connection)")
+	f.StringVar(&l.method, "method", "GET", "HTTP method (POST is never retried by Go's transport on a stale keep-alive connection)")
 	f.StringVar(&l.connections, "connections", load.ConnectionsNew, "new (a TCP connection per request) or reuse (keep-alive)")
 	f.IntVar(&l.vus, "vus", 15, "closed model: virtual users")
 	f.DurationVar(&l.think, "think", 100*time.Millisecond, "closed model: pause after each response")

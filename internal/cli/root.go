@@ -82,6 +82,7 @@ client retries), drives load through them, restarts the upstream mid-load and co
 		newClusterCommand(streams),
 		newRestartCommand(streams),
 		newReportCommand(streams),
+		newCheckCommand(streams),
 	)
 	usageArgs(root)
 	return root

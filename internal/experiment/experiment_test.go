@@ -337,7 +337,7 @@ func TestRunLoadErrorsAreResultsNotFailures(t *testing.T) {
 	if s.Failure != "" {
 		t.Fatalf("errors seen by the load made the run fail: %s", s.Failure)
 	}
-	if s.Errors == 0 || s.ErrorsByKind[load.HTTP5xx] == 0 || s.UpstreamKinds["eof"] == 0 {
+	if s.Errors == 0 || s.ErrorsByKind[string(load.HTTP5xx)] == 0 || s.UpstreamKinds["eof"] == 0 {
 		t.Fatalf("want 5xx errors with upstream kind eof, got errors=%d by kind %v kinds %v", s.Errors, s.ErrorsByKind, s.UpstreamKinds)
 	}
 	// A request sent just before the restart may be answered after it, so the first failure's

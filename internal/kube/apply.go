@@ -46,9 +46,11 @@ func (c *Cluster) apply(ctx context.Context) error {
 		c.opts.Logger.Info("applied", "namespace", ns, "service", *s.Name)
 	}
 	for i, d := range c.manifests.deployments {
-		if _, err := deployments.Apply(ctx, d, metav1.ApplyOptions{FieldManager: fieldManager, Force: forceDep[i]}); err != nil {
+		applied, err := deployments.Apply(ctx, d, metav1.ApplyOptions{FieldManager: fieldManager, Force: forceDep[i]})
+		if err != nil {
 			return apiError(err, "patch", "deployments.apps", ns)
 		}
+		c.wrote(applied)
 		c.opts.Logger.Info("applied", "namespace", ns, "deployment", *d.Name)
 	}
 	return nil

@@ -22,7 +22,7 @@ func apiError(err error, verb, resource, namespace string) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s %s %s: %w", verb, resource, where, err)
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("permission denied: the current user may not %s %s %s (RBAC); ask for a Role granting %q on %s (see the README's cluster mode RBAC section): %w",
+		return fmt.Errorf("permission denied: the current user may not %s %s %s (RBAC); ask for a Role granting %q on %s (see docs/real-cluster.md, RBAC): %w",
 			verb, resource, where, verb, resource, err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("the API server rejected the credentials of the current context while trying to %s %s; log in again or choose another --context: %w", verb, resource, err)

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gracelab/gracelab/internal/cluster"
@@ -87,8 +88,9 @@ type Cluster struct {
 	stopOnce sync.Once
 	watch    *watcher
 
-	mu     sync.Mutex
-	events []cluster.Event
+	mu          sync.Mutex
+	events      []cluster.Event
+	generations map[string]int64 // Deployment -> generation of our last write
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)
@@ -180,15 +182,13 @@ func (c *Cluster) Events() []cluster.Event {
 func (c *Cluster) record(e cluster.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.appendLocked(time.Now(), e)
+	c.appendLocked(e)
 }
 
-func (c *Cluster) appendLocked(t time.Time, e cluster.Event) {
-	// Handlers of different informers run concurrently: keep the timeline monotonic.
-	if n := len(c.events); n > 0 && t.Before(c.events[n-1].Time) {
-		t = c.events[n-1].Time
-	}
-	e.Time = t
+// appendLocked stamps e and appends it. The time is read under the lock, so the timeline is in
+// time order although the informers' handlers run concurrently.
+func (c *Cluster) appendLocked(e cluster.Event) {
+	e.Time = time.Now()
 	c.events = append(c.events, e)
 }
 
@@ -215,7 +215,7 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 	if err := c.manifests.prepare(c.namespace, c.opts.Images); err != nil {
 		return err
 	}
-	if err := c.startWatches(ctx); err != nil {
+	if err := c.startWatches(ctx, labels.SelectorFromSet(ownedLabels()), c.manifests.serviceNames()); err != nil {
 		return err
 	}
 	if err := c.apply(ctx); err != nil {
@@ -301,6 +301,7 @@ func (c *Cluster) Restart(ctx context.Context, deployment string) error {
 	if err != nil {
 		return err
 	}
+	c.wrote(d)
 	c.record(cluster.Event{Kind: cluster.RestartTriggered, Deployment: deployment, Source: cluster.SourceDrill,
 		Detail: fmt.Sprintf("%s=%s generation %d", restartedAtAnnotation, stamp, d.Generation)})
 	return nil

@@ -181,17 +181,26 @@ func (s settleState) progressKey() string {
 		st.ReadyReplicas, st.AvailableReplicas, len(s.oldPods), strings.Join(s.oldPods, ","))
 }
 
-// observe reads the Deployment, its ReplicaSets and its pods once.
-func (c *Cluster) observe(ctx context.Context, name string) (settleState, error) {
+// observe reads the Deployment, its ReplicaSets and its pods once, from the watches' caches.
+// A Deployment older than the generation this Cluster last wrote (the watch has not delivered
+// the write yet) is not done.
+func (c *Cluster) observe(name string) (settleState, error) {
 	ns := c.namespace
-	d, err := c.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	d, err := c.watch.deployments.Deployments(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		return settleState{}, fmt.Errorf("deployment %q not found in namespace %q", name, ns)
+		if c.written(name) == 0 {
+			return settleState{}, fmt.Errorf("deployment %q not found in namespace %q", name, ns)
+		}
+		return settleState{deployment: &appsv1.Deployment{}, message: "waiting for the watch to deliver the deployment"}, nil
 	}
 	if err != nil {
-		return settleState{}, apiError(err, "get", "deployments.apps", ns)
+		return settleState{}, err
 	}
 	st := settleState{deployment: d, revision: d.Annotations[revisionAnnotation]}
+	if d.Generation < c.written(name) {
+		st.message = "waiting for the watch to deliver the latest write"
+		return st, nil
+	}
 	st.message, st.done, err = RolloutStatus(d)
 	if err != nil {
 		return st, fmt.Errorf("%w: %s; see kubectl -n %s describe deployment %s", err, describeConditions(d), ns, name)
@@ -200,20 +209,20 @@ func (c *Cluster) observe(ctx context.Context, name string) (settleState, error)
 	if err != nil {
 		return st, fmt.Errorf("deployment %q has an invalid selector: %w", name, err)
 	}
-	rsList, err := c.client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	sets, err := c.watch.replicaSets.ReplicaSets(ns).List(selector)
 	if err != nil {
-		return st, apiError(err, "list", "replicasets.apps", ns)
+		return st, err
 	}
-	pods, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	pods, err := c.watch.podLister.Pods(ns).List(selector)
 	if err != nil {
-		return st, apiError(err, "list", "pods", ns)
+		return st, err
 	}
-	newRS := newReplicaSet(d, rsList.Items)
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	newRS := newReplicaSet(d, sets)
 	st.newRS = newRS
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	for _, p := range pods {
 		owner := metav1.GetControllerOf(p)
-		if owner == nil || owner.Kind != "ReplicaSet" || !ownedByDeployment(owner.Name, d, rsList.Items) {
+		if owner == nil || owner.Kind != "ReplicaSet" || !ownedByDeployment(owner.Name, d, sets) {
 			continue
 		}
 		if newRS == "" || owner.Name != newRS {
@@ -224,17 +233,32 @@ func (c *Cluster) observe(ctx context.Context, name string) (settleState, error)
 			st.problem = c.podProblem(p)
 		}
 	}
-	sort.Strings(st.oldPods)
 	return st, nil
+}
+
+// wrote remembers the generation of a Deployment this Cluster applied or patched, so waits do
+// not judge the state the watch delivered before the write.
+func (c *Cluster) wrote(d *appsv1.Deployment) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.generations == nil {
+		c.generations = map[string]int64{}
+	}
+	c.generations[d.Name] = max(c.generations[d.Name], d.Generation, 1)
+}
+
+func (c *Cluster) written(name string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.generations[name]
 }
 
 // newReplicaSet names the ReplicaSet of the Deployment's current revision ("" while the
 // controller has not made it yet).
-func newReplicaSet(d *appsv1.Deployment, sets []appsv1.ReplicaSet) string {
+func newReplicaSet(d *appsv1.Deployment, sets []*appsv1.ReplicaSet) string {
 	rev := d.Annotations[revisionAnnotation]
 	best, bestRev := "", int64(-1)
-	for i := range sets {
-		rs := &sets[i]
+	for _, rs := range sets {
 		if !isControlledBy(rs, d) {
 			continue
 		}
@@ -253,10 +277,10 @@ func newReplicaSet(d *appsv1.Deployment, sets []appsv1.ReplicaSet) string {
 	return best
 }
 
-func ownedByDeployment(rsName string, d *appsv1.Deployment, sets []appsv1.ReplicaSet) bool {
-	for i := range sets {
-		if sets[i].Name == rsName {
-			return isControlledBy(&sets[i], d)
+func ownedByDeployment(rsName string, d *appsv1.Deployment, sets []*appsv1.ReplicaSet) bool {
+	for _, rs := range sets {
+		if rs.Name == rsName {
+			return isControlledBy(rs, d)
 		}
 	}
 	// The ReplicaSet is already gone while its pods terminate: judge by name.
@@ -320,19 +344,19 @@ func oneLine(s string) string {
 }
 
 // waitSettled waits until the Deployment's rollout is complete by RolloutStatus and no pod of an
-// older ReplicaSet is left, terminating ones included. It fails at once on a pod problem or an
-// exceeded progress deadline, and when nothing changes for RolloutTimeout. When record is set it
-// records RolloutComplete the first time the rollout is judged complete.
+// older ReplicaSet is left, terminating ones included. It reads the watches' caches after every
+// delivery. It fails at once on a pod problem or an exceeded progress deadline, and when nothing
+// changes for RolloutTimeout. When record is set it records RolloutComplete the first time the
+// rollout is judged complete.
 func (c *Cluster) waitSettled(ctx context.Context, name string, record bool) error {
-	ticker := time.NewTicker(c.opts.PollInterval)
-	defer ticker.Stop()
 	var (
 		lastKey      string
 		lastProgress = time.Now()
 		completeSeen bool
 	)
 	for {
-		st, err := c.observe(ctx, name)
+		changed := c.watch.changes()
+		st, err := c.observe(name)
 		if err != nil {
 			return err
 		}
@@ -345,15 +369,14 @@ func (c *Cluster) waitSettled(ctx context.Context, name string, record bool) err
 				c.record(cluster.Event{Kind: cluster.RolloutComplete, Deployment: name, Revision: st.revision, Source: cluster.SourceAPI, Detail: "rollout status: " + st.message})
 			}
 		}
-		// The watches lag the API a little: wait until they too have seen the last old pod go,
-		// so the timeline holds every deletion when this returns.
-		if st.done && len(st.oldPods) == 0 && (c.watch == nil || !c.watch.hasOldPods(name, st.newRS)) {
+		if st.done && len(st.oldPods) == 0 {
 			return nil
 		}
 		if key := st.progressKey(); key != lastKey {
 			lastKey, lastProgress = key, time.Now()
 		}
-		if idle := time.Since(lastProgress); idle > c.opts.RolloutTimeout {
+		idle := time.Since(lastProgress)
+		if idle > c.opts.RolloutTimeout {
 			what := st.message
 			if st.done {
 				what = fmt.Sprintf("old pods still present: %s", strings.Join(st.oldPods, ", "))
@@ -361,10 +384,14 @@ func (c *Cluster) waitSettled(ctx context.Context, name string, record bool) err
 			return fmt.Errorf("deployment %q made no progress for %s (%s): %s; see kubectl -n %s describe deployment %s",
 				name, c.opts.RolloutTimeout, what, describeConditions(st.deployment), c.namespace, name)
 		}
+		idleLeft := time.NewTimer(c.opts.RolloutTimeout - idle + time.Millisecond)
 		select {
 		case <-ctx.Done():
+			idleLeft.Stop()
 			return fmt.Errorf("waiting for deployment %q: %w", name, ctx.Err())
-		case <-ticker.C:
+		case <-changed:
+		case <-idleLeft.C:
 		}
+		idleLeft.Stop()
 	}
 }

@@ -11,11 +11,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/kube/kubetest"
 )
 
@@ -228,24 +230,36 @@ func TestOldPodsAreNotSettled(t *testing.T) {
 		pod("new-1", "upstream-new", false), pod("new-2", "upstream-new", false), pod("old-1", "upstream-old", true))
 	opts := testOptions()
 	opts.Namespace = "work"
+	opts.RolloutTimeout = time.Hour // only a delivery can wake waitSettled before ctx ends
 	c, err := New(cs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.namespace = "work"
-	st, err := c.observe(context.Background(), "upstream")
+	if err := c.startWatches(context.Background(), labels.Everything(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer c.stopWatches()
+	st, err := c.observe("upstream")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !st.done || len(st.oldPods) != 1 || st.oldPods[0] != "old-1" {
 		t.Fatalf("observe: done %v old pods %v; want done by rollout status but old-1 still terminating", st.done, st.oldPods)
 	}
+	// waitSettled wakes on the watch's delivery of the deletion, not on a timer.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	settled := make(chan error, 1)
+	go func() { settled <- c.waitSettled(ctx, "upstream", true) }()
+	// rollout_complete is recorded on the first look, which still finds old-1.
+	waitFor(t, "the first look of waitSettled", func() bool {
+		return hasEvent(c.Events(), func(e cluster.Event) bool { return e.Kind == cluster.RolloutComplete })
+	})
 	if err := cs.CoreV1().Pods("work").Delete(context.Background(), "old-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.waitSettled(ctx, "upstream", true); err != nil {
+	if err := <-settled; err != nil {
 		t.Fatalf("waitSettled once the old pod is gone: %v", err)
 	}
 }

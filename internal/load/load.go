@@ -26,6 +26,7 @@ import (
 // Run is one load run in progress.
 type Run struct {
 	cfg     Config
+	judge   judge
 	client  *http.Client
 	rec     *recorder
 	start   time.Time
@@ -52,15 +53,26 @@ var postBody = []byte("{}\n")
 
 // Start validates cfg, begins sending at once and returns. The run ends after Duration or on
 // Stop; Done is closed when every request has its outcome.
-func Start(cfg Config) (*Run, error) {
+func Start(cfg Config) (*Run, error) { return start(cfg, time.Time{}, nil) }
+
+// start is Start at the instant at (now when zero: it waits for a later one), with onClose
+// seeing every second of the timeline as it closes.
+func start(cfg Config, at time.Time, onClose func(int, *second)) (*Run, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &Run{cfg: cfg, client: newClient(cfg), stopCh: make(chan struct{}), done: make(chan struct{})}
+	r := &Run{cfg: cfg, judge: newJudge(cfg), client: newClient(cfg), stopCh: make(chan struct{}), done: make(chan struct{})}
+	if wait := time.Until(at); wait > 0 {
+		time.Sleep(wait) // the common start of several load pods, not synchronisation
+	}
 	r.start = time.Now()
+	if !at.IsZero() && r.start.Sub(at) < time.Second {
+		r.start = at // seconds line up with the other pods'
+	}
 	r.rec = newRecorder(r.start, cfg.Model == Open)
 	r.rec.observe = cfg.Observe
+	r.rec.onClose = onClose
 	var timer *time.Timer // ends the closed model's sending
 	if cfg.Model == Open {
 		r.senders.Add(1)
@@ -156,16 +168,26 @@ func newClient(cfg Config) *http.Client {
 func (r *Run) newRequest(ctx context.Context) (*http.Request, error) {
 	var req *http.Request
 	var err error
-	if r.cfg.Method == "POST" {
+	switch {
+	case r.cfg.Body != nil:
+		req, err = http.NewRequestWithContext(ctx, r.cfg.Method, r.cfg.URL, bytes.NewReader(r.cfg.Body))
+	case r.cfg.Method == "POST":
 		req, err = http.NewRequestWithContext(ctx, "POST", r.cfg.URL, bytes.NewReader(postBody))
 		if req != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-	} else {
+	default:
 		req, err = http.NewRequestWithContext(ctx, r.cfg.Method, r.cfg.URL, nil)
 	}
 	if req != nil {
 		req.Header.Set("User-Agent", "gracelab-load")
+		for k, vs := range r.cfg.Header {
+			if k == "Host" {
+				req.Host = vs[0]
+				continue
+			}
+			req.Header[k] = vs
+		}
 	}
 	return req, err
 }
@@ -174,7 +196,7 @@ func (r *Run) newRequest(ctx context.Context) (*http.Request, error) {
 func (r *Run) send() answer {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
 	defer cancel()
-	return exchange(ctx, r.client, r.newRequest)
+	return exchange(ctx, r.client, r.newRequest, r.judge.judgeResponse)
 }
 
 func (r *Run) count(a answer) {

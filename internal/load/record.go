@@ -37,7 +37,9 @@ type recorder struct {
 	late    int64
 	counts  [numOutcomes]int64
 	kinds   map[string]int64
-	retries int64
+	// reusedConn counts failures on reused keep-alive connections.
+	reusedConn ReusedConnFailures
+	retries    int64
 
 	live     map[int]*second // seconds that may still get outcomes
 	sealed   int             // seconds below this get no new requests
@@ -46,6 +48,8 @@ type recorder struct {
 
 	disruptions []*disruption // sorted by first, separated by more than DisruptionGap
 	observe     func(Sample)  // Config.Observe
+
+	onClose func(idx int, s *second) // streaming: sees each second before it is recycled
 }
 
 type second struct {
@@ -54,6 +58,7 @@ type second struct {
 	kinds    map[string]int64 // 5xx answers by upstream kind; nil until one
 	hist     *hdrhistogram.Histogram
 	pending  int
+	detail   *secondDetail // streaming only: what the totals of the run keep
 }
 
 type disruption struct {
@@ -121,6 +126,12 @@ func (r *recorder) finish(idx int, sent, end time.Time, latency, lag time.Durati
 	if a.outcome == HTTP5xx && a.kind != "" {
 		r.kinds[a.kind]++
 	}
+	if a.reused && a.outcome != OK {
+		r.reusedConn.Own++
+	}
+	if a.upstreamReused {
+		r.reusedConn.Upstream++
+	}
 	r.retries += a.retries
 	if latency >= 0 {
 		recordDuration(r.latency, latency)
@@ -145,6 +156,9 @@ func (r *recorder) finish(idx int, sent, end time.Time, latency, lag time.Durati
 		}
 		recordDuration(s.hist, latency)
 	}
+	if r.onClose != nil {
+		s.note(sent, end, a)
+	}
 	s.pending--
 	if s.pending == 0 && idx < r.sealed {
 		r.closeSecond(idx, s)
@@ -167,6 +181,9 @@ func (r *recorder) newSecondHistogram() *hdrhistogram.Histogram {
 }
 
 func (r *recorder) closeSecond(idx int, s *second) {
+	if r.onClose != nil {
+		r.onClose(idx, s)
+	}
 	out := Second{Second: idx, Requests: s.requests, OK: s.counts[0], ErrorsByKind: byKind(s.counts), UpstreamKinds: s.kinds}
 	out.Errors = s.requests - s.counts[0]
 	if s.hist != nil {
@@ -270,7 +287,7 @@ func (r *recorder) result(cfg Config, sendEnd, end time.Time) *Result {
 
 	res := &Result{
 		Start: r.start, SendEnd: sendEnd, End: end, Config: cfg,
-		OK: r.counts[0], ErrorsByKind: byKind(r.counts), UpstreamKinds: r.kinds, Retries: r.retries,
+		OK: r.counts[0], ErrorsByKind: byKind(r.counts), UpstreamKinds: r.kinds, Retries: r.retries, ReusedConn: r.reusedConn,
 		Timeline: timeline, Disruptions: []Disruption{},
 	}
 	for _, n := range r.counts {

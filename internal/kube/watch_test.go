@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"context"
 	"reflect"
 	"testing"
 	"time"
@@ -9,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/kube/kubetest"
@@ -125,7 +126,7 @@ func TestWatchesTranslatePodAndEndpointChanges(t *testing.T) {
 	opts.Namespace = "work"
 	c := newTestCluster(t, cs, opts)
 	c.namespace = "work"
-	if err := c.startWatches(ctx); err != nil {
+	if err := c.startWatches(ctx, labels.SelectorFromSet(ownedLabels()), []string{"upstream"}); err != nil {
 		t.Fatal(err)
 	}
 	defer c.stopWatches()
@@ -219,6 +220,8 @@ func TestWatchesTranslatePodAndEndpointChanges(t *testing.T) {
 	}
 }
 
+// A labelled pod makes events while the watches run; once they are stopped, the same change
+// makes none.
 func TestStopWatchesStopsDelivery(t *testing.T) {
 	ctx := testContext(t)
 	cs := kubetest.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "work"}})
@@ -226,16 +229,53 @@ func TestStopWatchesStopsDelivery(t *testing.T) {
 	opts.Namespace = "work"
 	c := newTestCluster(t, cs, opts)
 	c.namespace = "work"
-	if err := c.startWatches(ctx); err != nil {
+	if err := c.startWatches(ctx, labels.SelectorFromSet(ownedLabels()), nil); err != nil {
 		t.Fatal(err)
 	}
+	pods := cs.CoreV1().Pods("work")
+	labelled := func(name string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "work", Labels: ownedLabels()}}
+	}
+	if _, err := pods.Create(ctx, labelled("early"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pod_created of the labelled pod", func() bool { return len(kinds(c.Events(), "early")) == 1 })
+
 	c.stopWatches()
 	c.stopWatches() // idempotent
-	if _, err := cs.CoreV1().Pods("work").Create(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: "work"}}, metav1.CreateOptions{}); err != nil {
+	// The test's own watch sees the late pod; by then a running watcher would have seen it too
+	// (both are fed by the same fake tracker in the same call).
+	seen := make(chan struct{})
+	w, err := pods.Watch(ctx, metav1.ListOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if n := len(c.Events()); n != 0 {
-		t.Errorf("%d events after the watches stopped", n)
+	defer w.Stop()
+	go func() {
+		for e := range w.ResultChan() {
+			if p, ok := e.Object.(*corev1.Pod); ok && p.Name == "late" {
+				close(seen)
+				return
+			}
+		}
+	}()
+	if _, err := pods.Create(ctx, labelled("late"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-seen:
+	case <-ctx.Done():
+		t.Fatal("the test's own watch never saw the late pod")
+	}
+	for name, inf := range map[string]cache.SharedIndexInformer{
+		"deployments": c.watch.factory.Apps().V1().Deployments().Informer(), "replicasets": c.watch.factory.Apps().V1().ReplicaSets().Informer(),
+		"pods": c.watch.factory.Core().V1().Pods().Informer(), "endpointslices": c.watch.factory.Discovery().V1().EndpointSlices().Informer(),
+	} {
+		if !inf.IsStopped() {
+			t.Errorf("the %s informer still runs after stopWatches", name)
+		}
+	}
+	if got := kinds(c.Events(), "late"); len(got) != 0 {
+		t.Errorf("events %v for a pod created after the watches stopped", got)
 	}
 }
