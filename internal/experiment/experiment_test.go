@@ -204,6 +204,7 @@ func drillConfig(j *journal, scripts map[string]script, names ...string) Config 
 }
 
 func TestRunOrderAndTiming(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 200 * time.Millisecond}, "b": {settleAfter: 200 * time.Millisecond}}, "a", "b")
 	out, err := Run(context.Background(), cfg)
@@ -264,6 +265,7 @@ func eventKinds(evs []cluster.Event) []cluster.EventKind {
 }
 
 func TestRunCarriesClusterWarnings(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	w := "target matches no address of Service downstream"
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 10 * time.Millisecond, warnings: []string{w}}}, "a")
@@ -277,6 +279,7 @@ func TestRunCarriesClusterWarnings(t *testing.T) {
 }
 
 func TestRunKeepsLoadUntilSettledPlusTail(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 900 * time.Millisecond}}, "a")
 	cfg.Duration = 400 * time.Millisecond
@@ -297,6 +300,7 @@ func TestRunKeepsLoadUntilSettledPlusTail(t *testing.T) {
 }
 
 func TestRunStartsLoadOnceTheTargetServes(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond, unavailable: 500 * time.Millisecond}}, "a")
 	out, err := Run(context.Background(), cfg)
@@ -327,6 +331,7 @@ func TestRunStartsLoadOnceTheTargetServes(t *testing.T) {
 }
 
 func TestRunLoadErrorsAreResultsNotFailures(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 200 * time.Millisecond, failFor: 300 * time.Millisecond}}, "a")
 	out, err := Run(context.Background(), cfg)
@@ -348,6 +353,7 @@ func TestRunLoadErrorsAreResultsNotFailures(t *testing.T) {
 }
 
 func TestRunFailures(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	boom := errors.New("boom")
 	cases := []struct {
 		name      string
@@ -399,6 +405,7 @@ func TestRunFailures(t *testing.T) {
 }
 
 func TestRunInterruptStopsLoadTearsDownAndSkipsTheRest(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	// After the restart every request hangs; an interrupted drill must not wait for the
 	// load's 10s timeout but tear down at once, which cuts those requests short.
@@ -437,6 +444,7 @@ func TestRunInterruptStopsLoadTearsDownAndSkipsTheRest(t *testing.T) {
 }
 
 func TestRunReportsPhasesInOrder(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond}}, "a")
 	var mu sync.Mutex
@@ -517,6 +525,7 @@ func TestWithRestartEventsKeepsTheClustersOwn(t *testing.T) {
 
 // The drill's output is a report.Scenario that the report package can render.
 func TestRunOutputRenders(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond, failFor: 200 * time.Millisecond}}, "a")
 	out, err := Run(context.Background(), cfg)
@@ -558,6 +567,7 @@ func (j *journal) ats(what string) []time.Time {
 // each window holds the requests sent in it, and the load runs until the last settled plus
 // the tail.
 func TestRunRepeatedRollouts(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 150 * time.Millisecond, failFor: 100 * time.Millisecond}}, "a")
 	cfg.Duration, cfg.RestartAt = 300*time.Millisecond, 100*time.Millisecond
