@@ -149,6 +149,10 @@ func runDemo(plan *demoPlan, streams Streams) error {
 	printFiles(streams, plan.out, files)
 	fmt.Fprintf(streams.Out, "  %s (%s)\n", filepath.Join(plan.out, "logs"), logsNote)
 
+	// Judged after the report is written; a run failure below wins over a breach.
+	rolloutsMu.Lock()
+	verdict := judge(plan.thresholds, plan.junit, res.scenarios, rollouts, streams)
+	rolloutsMu.Unlock()
 	switch {
 	case res.err != nil:
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted: the report holds what ran (%w)", res.err)}
@@ -163,7 +167,7 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		}
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("the run failed for %s (see above and the logs)", strings.Join(failed, ", "))}
 	}
-	return nil
+	return verdict
 }
 
 // writeRollouts prints one row per rollout of each scenario.
