@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/gate"
 	"github.com/gracelab/gracelab/internal/localkube"
 )
 
@@ -14,6 +15,9 @@ type demoOptions struct {
 	scenarios string
 	manifests string
 	loadFlags
+	rolloutFlags
+	gate           gate.Flags
+	junit          string
 	restartAt      time.Duration
 	settleTail     time.Duration
 	rolloutTimeout time.Duration
@@ -87,6 +91,9 @@ report of what ran; a second Ctrl-C exits at once.`,
 	f.StringVar(&o.scenarios, "scenarios", "v1,v2,v3", "built-in scenarios to run, in order")
 	f.StringVar(&o.manifests, "manifests", "", "run this manifest directory instead, as one scenario named after it")
 	o.loadFlags.register(cmd, "load runs at least this long")
+	o.rolloutFlags.register(cmd)
+	o.gate.Register(cmd.Flags())
+	f.StringVar(&o.junit, "junit", "", "write the thresholds' verdict as JUnit XML to this file (a suite per scenario, a case per rollout and threshold)")
 	f.DurationVar(&o.restartAt, "restart-at", 5*time.Second, "when the rolling restart of the upstream starts, from the load's start")
 	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
 	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/gate"
 	"github.com/gracelab/gracelab/internal/kube"
 	"github.com/gracelab/gracelab/internal/report"
 	"github.com/gracelab/gracelab/k8s"
@@ -32,8 +33,10 @@ type demoPlan struct {
 	endpointLag time.Duration
 	port        int
 	progress    func(experiment.Progress) // nil: quiet
-	executable  string                    // pods' binary; "" = this one
-	kube        *kubePlan                 // nil: the embedded cluster
+	thresholds  gate.Thresholds
+	junit       string
+	executable  string    // pods' binary; "" = this one
+	kube        *kubePlan // nil: the embedded cluster
 }
 
 // kubePlan is the real cluster a demo runs on: one client for every scenario, and the options
@@ -112,6 +115,18 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	if err != nil {
 		return nil, err
 	}
+	rollouts, gap, err := o.rolloutFlags.resolve(cmd, o.settleTail)
+	if err != nil {
+		return nil, err
+	}
+	th := o.gate.Thresholds()
+	if th.PerRollout {
+		for _, l := range th.MaxLatency {
+			if l.Quantile != gate.Max {
+				return nil, usageError("--per-rollout judges only --max-latency max=D (a rollout's window has no %s): drop --per-rollout, or use max", l.Quantile)
+			}
+		}
+	}
 
 	out := o.out
 	if out == "" {
@@ -124,6 +139,7 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	exp := experiment.Config{
 		Scenarios: scenarios, Load: lc, Duration: o.duration, RestartAt: o.restartAt,
 		Deployment: experiment.DefaultDeployment, SettleTail: o.settleTail, RolloutTimeout: o.rolloutTimeout,
+		Rollouts: rollouts, RolloutGap: gap,
 	}
 	exp.Factory = func(experiment.Scenario) (cluster.Cluster, error) { return nil, errors.New("no cluster factory") }
 	if err := exp.Validate(); err != nil {
@@ -150,7 +166,8 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	if kp != nil {
 		settings.EndpointLag, settings.Target = 0, o.target
 	}
-	return &demoPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: o.port, kube: kp}, nil
+	return &demoPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: o.port, kube: kp,
+		thresholds: th, junit: o.junit}, nil
 }
 
 // kubePlan builds the client (nothing is contacted yet) and checks every scenario's manifests,

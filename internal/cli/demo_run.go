@@ -3,11 +3,13 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
@@ -68,6 +70,13 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		})
 	}
 	exp.Progress = plan.progress
+	var rolloutsMu sync.Mutex
+	rollouts := map[string][]experiment.Rollout{}
+	exp.OnRollouts = func(sc experiment.Scenario, rs []experiment.Rollout) {
+		rolloutsMu.Lock()
+		defer rolloutsMu.Unlock()
+		rollouts[sc.Name] = rs
+	}
 	clusterName, logsNote := "embedded", "cluster and pod logs"
 	if plan.kube != nil {
 		clusterName, logsNote = "kubernetes ("+plan.kube.context+")", "what gracelab did on the cluster"
@@ -130,11 +139,20 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		if err := report.WriteTable(streams.Out, rep); err != nil {
 			return err
 		}
+		if exp.Rollouts > 1 {
+			rolloutsMu.Lock()
+			writeRollouts(streams.Out, res.scenarios, rollouts)
+			rolloutsMu.Unlock()
+		}
 	}
 	files, werr := report.WriteAll(plan.out, rep)
 	printFiles(streams, plan.out, files)
 	fmt.Fprintf(streams.Out, "  %s (%s)\n", filepath.Join(plan.out, "logs"), logsNote)
 
+	// Judged after the report is written; a run failure below wins over a breach.
+	rolloutsMu.Lock()
+	verdict := judge(plan.thresholds, plan.junit, res.scenarios, rollouts, streams)
+	rolloutsMu.Unlock()
 	switch {
 	case res.err != nil:
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted: the report holds what ran (%w)", res.err)}
@@ -149,7 +167,25 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		}
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("the run failed for %s (see above and the logs)", strings.Join(failed, ", "))}
 	}
-	return nil
+	return verdict
+}
+
+// writeRollouts prints one row per rollout of each scenario.
+func writeRollouts(w io.Writer, scenarios []report.Scenario, rollouts map[string][]experiment.Rollout) {
+	fmt.Fprintln(w, "\nRollouts (the requests sent from each restart until it settled plus the tail):")
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "scenario\trollout\trequests\terrors\tlongest disruption\tworst latency\trollout took")
+	for _, s := range scenarios {
+		for _, r := range rollouts[s.Scenario] {
+			took := "did not settle"
+			if !r.Settled.IsZero() {
+				took = fmt.Sprintf("%.1fs", r.Settled.Sub(r.Start).Seconds())
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2fs\t%.0fms\t%s\n", s.Scenario, r.Index, r.Requests, r.Errors,
+				r.LongestDisruption.Seconds(), float64(r.LatencyMax)/float64(time.Millisecond), took)
+		}
+	}
+	_ = tw.Flush()
 }
 
 // leftBehind says how to clean up by hand what an abandoned run may leave on the cluster.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDemoBadFlags(t *testing.T) {
@@ -21,7 +22,7 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--duration", "10s", "--restart-at", "10s"}, "--restart-at (10s) must be < --duration (10s)"},
 		{[]string{"--duration", "0s"}, "--duration must be positive"},
 		{[]string{"--restart-at", "-1s"}, "--restart-at must not be negative"},
-		{[]string{"--scenarios", "v1,v4"}, `--scenarios: unknown scenario "v4": choose from v1, v2, v3`},
+		{[]string{"--scenarios", "v1,v4"}, `--scenarios: unknown scenario "v4": choose from v1, v2, v2pooled, v2race, v3`},
 		{[]string{"--scenarios", "v1,v1"}, "--scenarios: scenario v1 is listed twice"},
 		{[]string{"--scenarios", ""}, "--scenarios: no scenario given"},
 		{[]string{"--manifests", "k8s", "--scenarios", "v1"}, "--manifests and --scenarios exclude each other"},
@@ -30,7 +31,7 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--rate", "-1"}, "rate must be a number of requests per second"},
 		{[]string{"--vus", "0"}, "vus must be at least 1"},
 		{[]string{"--connections", "maybe"}, `connections "maybe" is not supported`},
-		{[]string{"--method", "PUT"}, `method "PUT" is not supported`},
+		{[]string{"--method", "GE T"}, `method "GE T" is not a valid HTTP method`},
 		{[]string{"--endpoint-lag", "0s"}, "--endpoint-lag must be positive"},
 		{[]string{"--port", "70000"}, "--port 70000 is out of range"},
 		{[]string{"--timeout", "0s"}, "--timeout 0 would wait forever"},
@@ -73,7 +74,7 @@ func TestClusterUpBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"cluster", "up"}, "-f is required"},
-		{[]string{"cluster", "up", "-f", "nowhere/v9"}, "no such directory, and not one of the built-in scenarios v1, v2, v3"},
+		{[]string{"cluster", "up", "-f", "nowhere/v9"}, "no such directory, and not one of the built-in scenarios v1, v2, v2pooled, v2race, v3"},
 		{[]string{"cluster", "up", "-f", "v2", "--port", "-1"}, "--port -1 is out of range"},
 		{[]string{"cluster", "up", "-f", "v2", "--endpoint-lag", "0s"}, "--endpoint-lag must be positive"},
 		{[]string{"cluster"}, "missing subcommand"},
@@ -173,5 +174,35 @@ func TestDemoFailedScenarioErrorFirst(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
 		t.Errorf("the report of the failed run was not written: %v", err)
+	}
+}
+
+func TestDemoRolloutFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rollouts", "0"}, "--rollouts 0 is out of range: give 1 to 1000"},
+		{[]string{"--rollouts", "1001"}, "--rollouts 1001 is out of range"},
+		{[]string{"--rollouts", "3", "--rollout-gap", "-1s"}, "--rollout-gap must not be negative"},
+		{[]string{"--rollout-gap", "2s"}, "--rollout-gap needs --rollouts 2 or more"},
+	} {
+		code, stdout, stderr := runMain(append([]string{"demo", "--quiet"}, tc.args...)...)
+		if code != ExitBadArgs || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 with %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	// The gap defaults to the settle tail.
+	o := &demoOptions{}
+	cmd := newDemoCommandFor(o, Streams{})
+	if err := cmd.ParseFlags([]string{"--rollouts", "3", "--settle-tail", "4s", "--out", t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := o.plan(cmd, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.exp.Rollouts != 3 || plan.exp.RolloutGap != 4*time.Second {
+		t.Errorf("rollouts %d gap %s; want 3 and the settle tail 4s", plan.exp.Rollouts, plan.exp.RolloutGap)
 	}
 }

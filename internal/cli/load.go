@@ -58,7 +58,7 @@ The first Ctrl-C (or SIGTERM) stops sending, waits for requests in flight (up to
 	f.StringVar(&o.url, "url", "", "URL to send requests to (required)")
 	o.loadFlags.register(cmd, "how long to send; 0 = until Ctrl-C")
 	f.StringVar(&o.jsonPath, "json", "", "write the full result as JSON to this file (- for stdout)")
-	f.Float64Var(&o.maxErrorRate, "max-error-rate", 0, "exit 1 when the error rate is above this fraction (0.01 = 1%)")
+	f.Float64Var(&o.maxErrorRate, "max-error-rate", 0, "exit 3 when the error rate is above this fraction (0.01 = 1%)")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	return cmd
 }
@@ -158,7 +158,7 @@ wait:
 		}
 	}
 	if out.maxErrorRate >= 0 && res.ErrorRate > out.maxErrorRate {
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("error rate %.2f%% is above --max-error-rate %.2f%%",
+		return &ExitError{Code: ExitBreached, Err: fmt.Errorf("error rate %.2f%% is above --max-error-rate %.2f%%",
 			100*res.ErrorRate, 100*out.maxErrorRate)}
 	}
 	return nil

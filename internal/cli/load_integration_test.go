@@ -179,7 +179,7 @@ func TestIntegrationLoadMaxErrorRate(t *testing.T) {
 	}
 	url, _, _ := countingServer(t, 502, `{"status":"error","kind":"reset"}`)
 	code, stdout, stderr = runMain("load", "--url", url, "--duration", "300ms", "--vus", "2", "--max-error-rate", "0.5")
-	if code != ExitFailed || !strings.Contains(stdout, "upstream kind: reset") ||
+	if code != ExitBreached || !strings.Contains(stdout, "upstream kind: reset") ||
 		!strings.Contains(stderr, "error rate 100.00% is above --max-error-rate 50.00%") {
 		t.Errorf("threshold crossed: exit %d, stdout:\n%s\nstderr %q", code, stdout, stderr)
 	}

@@ -29,7 +29,7 @@ func TestLoadBadFlags(t *testing.T) {
 		{[]string{"load", url, "--timeout", "-1s"}, "timeout -1s is negative"},
 		{[]string{"load", url, "--timeout", "5m"}, "longer than 1m0s"},
 		{[]string{"load", url, "--timeout", "0"}, "--timeout 0 would wait forever"},
-		{[]string{"load", url, "--method", "DELETE"}, "use GET or POST"},
+		{[]string{"load", url, "--method", "GE T"}, "is not a valid HTTP method"},
 		{[]string{"load", url, "--connections", "pool"}, "use new or reuse"},
 		{[]string{"load", url, "--rate", "10", "--vus", "3"}, "--vus and --think are for the closed model"},
 		{[]string{"load", url, "--max-in-flight", "3"}, "--max-in-flight is for the open model"},

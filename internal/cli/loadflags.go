@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gracelab/gracelab/internal/experiment"
 	"github.com/gracelab/gracelab/internal/load"
 )
 
@@ -27,7 +28,7 @@ type loadFlags struct {
 // and --timeout to cmd; durationHelp says what --duration means for this command.
 func (l *loadFlags) register(cmd *cobra.Command, durationHelp string) {
 	f := cmd.Flags()
-	f.StringVar(&l.method, "method", "GET", "GET or POST (POST is never retried by Go's transport on a stale keep-alive connection)")
+	f.StringVar(&l.method, "method", "GET", "HTTP method (POST is never retried by Go's transport on a stale keep-alive connection)")
 	f.StringVar(&l.connections, "connections", load.ConnectionsNew, "new (a TCP connection per request) or reuse (keep-alive)")
 	f.IntVar(&l.vus, "vus", 15, "closed model: virtual users")
 	f.DurationVar(&l.think, "think", 100*time.Millisecond, "closed model: pause after each response")
@@ -65,4 +66,35 @@ func (l *loadFlags) resolve(cmd *cobra.Command) (load.Config, error) {
 		return cfg, usageError("bad flags: %v", err)
 	}
 	return cfg, nil
+}
+
+// rolloutFlags are --rollouts and --rollout-gap, shared by the commands that drill (demo,
+// drill): N rolling restarts in one load run, each once the previous one settled plus the
+// gap.
+type rolloutFlags struct {
+	rollouts int
+	gap      time.Duration
+}
+
+func (r *rolloutFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.IntVar(&r.rollouts, "rollouts", 1, "rolling restarts in one load run, each once the previous one settled plus --rollout-gap")
+	f.DurationVar(&r.gap, "rollout-gap", 0, "pause after a rollout settled before the next restart (default: --settle-tail)")
+}
+
+// resolve returns the count and the gap, which defaults to settleTail.
+func (r *rolloutFlags) resolve(cmd *cobra.Command, settleTail time.Duration) (int, time.Duration, error) {
+	gap := settleTail
+	if cmd.Flags().Changed("rollout-gap") {
+		gap = r.gap
+	}
+	switch {
+	case r.rollouts < 1 || r.rollouts > experiment.MaxRollouts:
+		return 0, 0, usageError("--rollouts %d is out of range: give 1 to %d", r.rollouts, experiment.MaxRollouts)
+	case gap < 0:
+		return 0, 0, usageError("--rollout-gap must not be negative")
+	case cmd.Flags().Changed("rollout-gap") && r.rollouts == 1:
+		return 0, 0, usageError("--rollout-gap needs --rollouts 2 or more: add --rollouts, or drop --rollout-gap")
+	}
+	return r.rollouts, gap, nil
 }

@@ -27,11 +27,13 @@ func StdStreams() Streams {
 	return Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 }
 
-// Exit codes shared by every command.
+// Exit codes shared by every command (docs/exit-codes.md). When a run fails and a threshold
+// is breached too, the run failure wins.
 const (
-	ExitOK      = 0
-	ExitFailed  = 1 // the run itself failed, or a threshold was crossed
-	ExitBadArgs = 2 // bad flags or arguments: nothing was done
+	ExitOK       = 0
+	ExitFailed   = 1 // the run itself failed (or was interrupted)
+	ExitBadArgs  = 2 // bad flags or arguments: nothing was done
+	ExitBreached = 3 // the run completed and its report is written, but a threshold was breached
 )
 
 // ExitError carries an exit code up to Main; the message is printed once, there.

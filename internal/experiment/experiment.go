@@ -11,7 +11,8 @@
 //	t = 0                       load starts
 //	t = RestartAt               Restart(deployment): a new pod-template revision
 //	t = settled                 WaitSettled returns: rolled out, no old pod left at all
-//	t = max(Duration, settled + SettleTail)   Stop: no new request; in-flight ones finish
+//	t = settled + RolloutGap    the next of Rollouts restarts, and so on
+//	t = max(Duration, last settled + SettleTail)   Stop: no new request; in-flight ones finish
 //	Done                        every request has its outcome; events are collected
 //	Down                        always, also after a failure or on cancellation
 package experiment
@@ -24,6 +25,7 @@ import (
 	"io/fs"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
@@ -58,6 +60,7 @@ const (
 	DefaultDownTimeout     = time.Minute
 	DefaultProgressEvery   = 500 * time.Millisecond
 	placeholderURLForCheck = "http://127.0.0.1:1/"
+	MaxRollouts            = 1000
 )
 
 // Config is a whole drill: the scenarios and how each is run.
@@ -79,7 +82,14 @@ type Config struct {
 	// not the start-up, just as an operator starts load once the service works.
 	ServingTimeout time.Duration
 	RolloutTimeout time.Duration // bounds WaitSettled
-	DownTimeout    time.Duration // bounds Down
+	// Rollouts is how many rolling restarts run in the one load run (0 means 1); each after
+	// the previous one settled plus RolloutGap.
+	Rollouts   int
+	RolloutGap time.Duration
+	// OnRollouts, when set, gets each scenario's rollouts (see Window and Attribute) once its
+	// load has finished.
+	OnRollouts  func(Scenario, []Rollout)
+	DownTimeout time.Duration // bounds Down
 	// Progress, when set, is called from the drill's goroutine on every phase change and
 	// every ProgressEvery while load runs. It must not block for long.
 	Progress      func(Progress)
@@ -108,6 +118,9 @@ func (c Config) withDefaults() Config {
 	if c.Progress == nil {
 		c.Progress = func(Progress) {}
 	}
+	if c.Rollouts == 0 {
+		c.Rollouts = 1
+	}
 	return c
 }
 
@@ -126,6 +139,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("restart-at (%s) must be less than duration (%s): the restart has to happen under load", c.RestartAt, c.Duration)
 	case c.SettleTail < 0:
 		return fmt.Errorf("settle tail must not be negative, got %s", c.SettleTail)
+	case c.Rollouts < 0 || c.Rollouts > MaxRollouts:
+		return fmt.Errorf("rollouts must be between 1 and %d, got %d", MaxRollouts, c.Rollouts)
+	case c.RolloutGap < 0:
+		return fmt.Errorf("rollout gap must not be negative, got %s", c.RolloutGap)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Scenarios {
@@ -170,6 +187,8 @@ type Progress struct {
 	Requests int64
 	Errors   int64
 	Detail   string // the failure, in PhaseFailed
+	Rollout  int    // the rollout under way or last done, from 1; 0 before the first
+	Rollouts int
 }
 
 // Run drills every scenario in order and returns one report.Scenario per scenario started.
@@ -207,11 +226,16 @@ type drill struct {
 	phase     Phase
 	restartAt time.Time
 	out       report.Scenario
+
+	windows   []Window
+	samplesMu sync.Mutex
+	samples   []load.Sample // every request's outcome, for Attribute
 }
 
 func (d *drill) report(phase Phase, detail string) {
 	d.phase = phase
-	p := Progress{Scenario: d.sc.Name, Index: d.index, Total: d.total, Phase: phase, Planned: d.planned, Detail: detail}
+	p := Progress{Scenario: d.sc.Name, Index: d.index, Total: d.total, Phase: phase, Planned: d.planned, Detail: detail,
+		Rollout: len(d.windows), Rollouts: d.cfg.Rollouts}
 	if d.load != nil {
 		lp := d.load.Progress()
 		p.Elapsed, p.Requests, p.Errors = lp.Elapsed, lp.Requests, lp.Errors
@@ -293,6 +317,11 @@ func (d *drill) drive(ctx context.Context, c cluster.Cluster) {
 		lc.URL = c.Target()
 	}
 	lc.Duration = 0 // the drill stops the load itself, possibly after Duration
+	lc.Observe = func(s load.Sample) {
+		d.samplesMu.Lock()
+		d.samples = append(d.samples, s)
+		d.samplesMu.Unlock()
+	}
 	if err := awaitServing(ctx, lc.URL, cfg.ServingTimeout); err != nil {
 		if ctx.Err() != nil {
 			d.fail("interrupted while waiting for the target to answer")
@@ -311,19 +340,57 @@ func (d *drill) drive(ctx context.Context, c cluster.Cluster) {
 	d.planned = cfg.Duration
 
 	d.report(PhaseLoad, "")
-	if !d.wait(ctx, d.loadStart.Add(cfg.RestartAt), nil) {
-		d.fail("interrupted before the restart")
-		return
+	next := d.loadStart.Add(cfg.RestartAt)
+	var settled time.Time
+	for i := 1; i <= cfg.Rollouts; i++ {
+		if settled, err = d.rollout(ctx, c, i, next); err != nil {
+			return
+		}
+		next = settled.Add(cfg.RolloutGap)
 	}
-	d.restartAt = time.Now()
-	d.out.RestartAt = d.restartAt
+
+	end := d.loadStart.Add(cfg.Duration)
+	if tail := settled.Add(cfg.SettleTail); tail.After(end) {
+		end = tail
+	}
+	d.planned = end.Sub(d.loadStart)
+	d.report(PhaseTail, "")
+	if !d.wait(ctx, end, nil) {
+		d.fail("interrupted after the rollout")
+	}
+}
+
+// errRolloutFailed says rollout has recorded a failure.
+var errRolloutFailed = errors.New("rollout failed")
+
+// rollout waits until at, restarts the deployment and waits for it to settle, recording
+// rollout i's window; the previous window ends at this restart at the latest.
+func (d *drill) rollout(ctx context.Context, c cluster.Cluster, i int, at time.Time) (time.Time, error) {
+	cfg := d.cfg
+	nth := "" // names the rollout only when there are several
+	if cfg.Rollouts > 1 {
+		nth = fmt.Sprintf(" (rollout %d of %d)", i, cfg.Rollouts)
+	}
+	if !d.wait(ctx, at, nil) {
+		d.fail("interrupted before the restart%s", nth)
+		return time.Time{}, errRolloutFailed
+	}
+	now := time.Now()
+	if n := len(d.windows); n > 0 && d.windows[n-1].End.After(now) {
+		d.windows[n-1].End = now
+	}
+	d.windows = append(d.windows, Window{Index: i, Start: now})
+	if i == 1 {
+		d.restartAt = now
+		d.out.RestartAt = now
+	}
 	if err := c.Restart(ctx, cfg.Deployment); err != nil {
 		if ctx.Err() != nil {
-			d.fail("interrupted during the restart")
+			d.fail("interrupted during the restart%s", nth)
 		} else {
-			d.fail("restarting deployment %s: %v", cfg.Deployment, err)
+			d.fail("restarting deployment %s%s: %v", cfg.Deployment, nth, err)
 		}
-		return
+		return time.Time{}, errRolloutFailed
 	}
 
 	d.report(PhaseRollout, "")
@@ -340,26 +407,21 @@ func (d *drill) drive(ctx context.Context, c cluster.Cluster) {
 	settled := time.Now()
 	switch {
 	case ctx.Err() != nil:
-		d.fail("interrupted during the rollout")
-		return
+		d.fail("interrupted during the rollout%s", nth)
+		return time.Time{}, errRolloutFailed
 	case settleErr != nil && sctx.Err() != nil:
-		d.fail("the rollout of %s did not settle within %s: %v", cfg.Deployment, cfg.RolloutTimeout, settleErr)
-		return
+		d.fail("the rollout of %s%s did not settle within %s: %v", cfg.Deployment, nth, cfg.RolloutTimeout, settleErr)
+		return time.Time{}, errRolloutFailed
 	case settleErr != nil:
-		d.fail("the rollout of %s did not settle: %v", cfg.Deployment, settleErr)
-		return
+		d.fail("the rollout of %s%s did not settle: %v", cfg.Deployment, nth, settleErr)
+		return time.Time{}, errRolloutFailed
 	}
-	d.out.RolloutSeconds = settled.Sub(d.restartAt).Seconds()
-
-	end := d.loadStart.Add(cfg.Duration)
-	if tail := settled.Add(cfg.SettleTail); tail.After(end) {
-		end = tail
+	w := &d.windows[len(d.windows)-1]
+	w.Settled, w.End = settled, settled.Add(cfg.SettleTail)
+	if i == 1 {
+		d.out.RolloutSeconds = settled.Sub(now).Seconds()
 	}
-	d.planned = end.Sub(d.loadStart)
-	d.report(PhaseTail, "")
-	if !d.wait(ctx, end, nil) {
-		d.fail("interrupted after the rollout")
-	}
+	return settled, nil
 }
 
 // finish stops the load, collects the events and tears the cluster down. Normally in-flight
@@ -379,7 +441,11 @@ func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
 			d.awaitLoad(limit)
 		}
 	}
-	d.out.Events = withRestartEvent(c.Events(), d.restartAt, d.cfg.Deployment)
+	var restarts []time.Time
+	for _, w := range d.windows {
+		restarts = append(restarts, w.Start)
+	}
+	d.out.Events = withRestartEvents(c.Events(), restarts, d.cfg.Deployment)
 	if w, ok := c.(Warner); ok {
 		d.out.Warnings = append(d.out.Warnings, w.Warnings()...)
 	}
@@ -396,8 +462,24 @@ func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
 		d.out.Result = report.FromLoad(d.load.Result())
 		if d.out.Result == nil {
 			d.fail("the load did not finish within %s of being stopped", limit)
+		} else if d.cfg.OnRollouts != nil {
+			d.cfg.OnRollouts(d.sc, d.rollouts(d.out.Result.SendEnd))
 		}
 	}
+}
+
+// rollouts attributes the requests to the windows; a window still open when sending stopped
+// (a rollout that never settled) ends there.
+func (d *drill) rollouts(sendEnd time.Time) []Rollout {
+	windows := append([]Window{}, d.windows...)
+	for i := range windows {
+		if windows[i].End.IsZero() || windows[i].End.After(sendEnd) {
+			windows[i].End = sendEnd
+		}
+	}
+	d.samplesMu.Lock()
+	defer d.samplesMu.Unlock()
+	return Attribute(windows, d.samples)
 }
 
 // awaitLoad waits for every request to have its outcome, at most limit.
@@ -418,20 +500,22 @@ func (d *drill) awaitLoad(limit time.Duration) {
 	}
 }
 
-// withRestartEvent makes sure the timeline shows when the drill triggered the restart, even
-// on a cluster that records no such event itself, and keeps events in time order.
-func withRestartEvent(events []cluster.Event, restartAt time.Time, deployment string) []cluster.Event {
+// withRestartEvents makes sure the timeline shows when the drill triggered each restart, even
+// on a cluster that records no such event itself, and keeps events in time order. A cluster
+// that recorded a restart of deployment from a second before the first one on records them
+// all, so its own events are kept and none are added.
+func withRestartEvents(events []cluster.Event, restarts []time.Time, deployment string) []cluster.Event {
 	out := append([]cluster.Event{}, events...)
-	if !restartAt.IsZero() {
-		found := false
-		for _, e := range out {
-			if e.Kind == cluster.RestartTriggered && e.Deployment == deployment && !e.Time.Before(restartAt.Add(-time.Second)) {
-				found = true
-				break
-			}
+	own := false
+	for _, e := range out {
+		if len(restarts) > 0 && e.Kind == cluster.RestartTriggered && e.Deployment == deployment && !e.Time.Before(restarts[0].Add(-time.Second)) {
+			own = true
+			break
 		}
-		if !found {
-			out = append(out, cluster.Event{Time: restartAt, Kind: cluster.RestartTriggered, Deployment: deployment, Source: cluster.SourceDrill})
+	}
+	for _, at := range restarts {
+		if !own {
+			out = append(out, cluster.Event{Time: at, Kind: cluster.RestartTriggered, Deployment: deployment, Source: cluster.SourceDrill})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })

@@ -204,6 +204,7 @@ func drillConfig(j *journal, scripts map[string]script, names ...string) Config 
 }
 
 func TestRunOrderAndTiming(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 200 * time.Millisecond}, "b": {settleAfter: 200 * time.Millisecond}}, "a", "b")
 	out, err := Run(context.Background(), cfg)
@@ -264,6 +265,7 @@ func eventKinds(evs []cluster.Event) []cluster.EventKind {
 }
 
 func TestRunCarriesClusterWarnings(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	w := "target matches no address of Service downstream"
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 10 * time.Millisecond, warnings: []string{w}}}, "a")
@@ -277,6 +279,7 @@ func TestRunCarriesClusterWarnings(t *testing.T) {
 }
 
 func TestRunKeepsLoadUntilSettledPlusTail(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 900 * time.Millisecond}}, "a")
 	cfg.Duration = 400 * time.Millisecond
@@ -297,6 +300,7 @@ func TestRunKeepsLoadUntilSettledPlusTail(t *testing.T) {
 }
 
 func TestRunStartsLoadOnceTheTargetServes(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond, unavailable: 500 * time.Millisecond}}, "a")
 	out, err := Run(context.Background(), cfg)
@@ -327,6 +331,7 @@ func TestRunStartsLoadOnceTheTargetServes(t *testing.T) {
 }
 
 func TestRunLoadErrorsAreResultsNotFailures(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 200 * time.Millisecond, failFor: 300 * time.Millisecond}}, "a")
 	out, err := Run(context.Background(), cfg)
@@ -348,6 +353,7 @@ func TestRunLoadErrorsAreResultsNotFailures(t *testing.T) {
 }
 
 func TestRunFailures(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	boom := errors.New("boom")
 	cases := []struct {
 		name      string
@@ -399,6 +405,7 @@ func TestRunFailures(t *testing.T) {
 }
 
 func TestRunInterruptStopsLoadTearsDownAndSkipsTheRest(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	// After the restart every request hangs; an interrupted drill must not wait for the
 	// load's 10s timeout but tear down at once, which cuts those requests short.
@@ -437,6 +444,7 @@ func TestRunInterruptStopsLoadTearsDownAndSkipsTheRest(t *testing.T) {
 }
 
 func TestRunReportsPhasesInOrder(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond}}, "a")
 	var mu sync.Mutex
@@ -496,27 +504,28 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestWithRestartEventKeepsTheClustersOwn(t *testing.T) {
+func TestWithRestartEventsKeepsTheClustersOwn(t *testing.T) {
 	t0 := time.Now()
 	own := []cluster.Event{
 		{Time: t0.Add(10 * time.Millisecond), Kind: cluster.RestartTriggered, Deployment: "upstream", Source: cluster.SourceEmbedded},
 		{Time: t0.Add(-time.Second), Kind: cluster.PodReady, Pod: "p"},
 	}
-	got := withRestartEvent(own, t0, "upstream")
+	got := withRestartEvents(own, []time.Time{t0}, "upstream")
 	if len(got) != 2 || got[0].Kind != cluster.PodReady || got[1].Source != cluster.SourceEmbedded {
 		t.Fatalf("got %+v: want the cluster's own restart event kept, no drill duplicate, time order", got)
 	}
-	got = withRestartEvent(own[1:], t0, "upstream")
+	got = withRestartEvents(own[1:], []time.Time{t0}, "upstream")
 	if len(got) != 2 || got[1].Source != cluster.SourceDrill || !got[1].Time.Equal(t0) {
 		t.Fatalf("got %+v: want a drill restart event at t0", got)
 	}
-	if got := withRestartEvent(own[1:], time.Time{}, "upstream"); len(got) != 1 {
+	if got := withRestartEvents(own[1:], nil, "upstream"); len(got) != 1 {
 		t.Fatalf("no restart happened, yet an event was added: %+v", got)
 	}
 }
 
 // The drill's output is a report.Scenario that the report package can render.
 func TestRunOutputRenders(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond, failFor: 200 * time.Millisecond}}, "a")
 	out, err := Run(context.Background(), cfg)
@@ -538,5 +547,82 @@ func TestRunOutputRenders(t *testing.T) {
 	var table bytes.Buffer
 	if err := report.WriteTable(&table, back); err != nil || !strings.Contains(table.String(), "http_5xx") {
 		t.Fatalf("table: %v\n%s", err, table.String())
+	}
+}
+
+// ats returns the times of every call named what, in order.
+func (j *journal) ats(what string) []time.Time {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []time.Time
+	for _, c := range j.calls {
+		if c.what == what {
+			out = append(out, c.at)
+		}
+	}
+	return out
+}
+
+// Three rollouts in one load run: each restarts once the previous one settled plus the gap,
+// each window holds the requests sent in it, and the load runs until the last settled plus
+// the tail.
+func TestRunRepeatedRollouts(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
+	j := &journal{}
+	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 150 * time.Millisecond, failFor: 100 * time.Millisecond}}, "a")
+	cfg.Duration, cfg.RestartAt = 300*time.Millisecond, 100*time.Millisecond
+	cfg.Rollouts, cfg.RolloutGap, cfg.SettleTail = 3, 100*time.Millisecond, 200*time.Millisecond
+	var got []Rollout
+	cfg.OnRollouts = func(sc Scenario, rs []Rollout) {
+		if sc.Name != "a" {
+			t.Errorf("rollouts of %s", sc.Name)
+		}
+		got = rs
+	}
+	out, err := Run(context.Background(), cfg)
+	if err != nil || out[0].Failure != "" {
+		t.Fatalf("run: %v %s", err, out[0].Failure)
+	}
+	restarts, settles := j.ats("restart a upstream"), j.ats("settled a")
+	if len(restarts) != 3 || len(settles) != 3 || len(got) != 3 {
+		t.Fatalf("%d restarts, %d settles, %d rollouts: want 3 each", len(restarts), len(settles), len(got))
+	}
+	for i := 1; i < 3; i++ {
+		if d := restarts[i].Sub(settles[i-1]); d < cfg.RolloutGap {
+			t.Errorf("restart %d came %s after the previous settled, want at least the gap %s", i+1, d, cfg.RolloutGap)
+		}
+	}
+	res := out[0].Result
+	if res.SendEnd.Before(settles[2].Add(cfg.SettleTail)) {
+		t.Errorf("load stopped at %s, before the last settled plus the tail", res.SendEnd)
+	}
+	var inWindows int64
+	for i, r := range got {
+		if r.Index != i+1 || r.Start.Before(restarts[i].Add(-50*time.Millisecond)) || r.Start.After(restarts[i]) {
+			t.Errorf("rollout %d: index %d, window start %s vs restart call %s", i+1, r.Index, r.Start, restarts[i])
+		}
+		if r.Settled.IsZero() || r.End.Before(r.Settled) || r.Requests == 0 {
+			t.Errorf("rollout %d: %+v", i+1, r)
+		}
+		// Every restart fails requests for 100ms: each window has its own errors.
+		if r.Errors == 0 || r.ErrorsByKind["http_5xx"] != r.Errors || r.UpstreamKinds["eof"] != r.Errors {
+			t.Errorf("rollout %d: errors %d by kind %v upstream %v", i+1, r.Errors, r.ErrorsByKind, r.UpstreamKinds)
+		}
+		if i > 0 && r.Start.Before(got[i-1].End) {
+			t.Errorf("rollout %d starts before rollout %d's window ends", i+1, i)
+		}
+		inWindows += r.Requests
+	}
+	if inWindows >= res.Requests {
+		t.Errorf("%d of %d requests in windows: the ones before the first restart belong to none", inWindows, res.Requests)
+	}
+	restartEvents := 0
+	for _, e := range out[0].Events {
+		if e.Kind == cluster.RestartTriggered {
+			restartEvents++
+		}
+	}
+	if restartEvents != 3 {
+		t.Errorf("%d restart events on the timeline, want 3", restartEvents)
 	}
 }

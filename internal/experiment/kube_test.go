@@ -160,6 +160,7 @@ func okServer(t *testing.T) (*httptest.Server, func() int) {
 // cluster's, with API-sourced events, the target warning in the report, and nothing left on
 // the cluster afterwards.
 func TestRunOnFakeKubernetes(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	cs := kubetest.NewClientset()
 	kubetest.Start(t, cs)
 	srv, served := okServer(t)
@@ -212,6 +213,7 @@ func TestRunOnFakeKubernetes(t *testing.T) {
 // A rollout that never completes on Kubernetes fails the scenario with the Deployment's
 // state, and the namespace is still cleaned up.
 func TestRunOnFakeKubernetesStalledRollout(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	cs := kubetest.NewClientset()
 	kubetest.Start(t, cs).StallRevision("2")
 	srv, _ := okServer(t)

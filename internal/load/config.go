@@ -55,6 +55,18 @@ type Config struct {
 	Duration    time.Duration // 0 = run until Stop
 	Timeout     time.Duration // per request
 	Connections string        // new or reuse
+	// Observe, when set, gets every request's outcome as it is recorded. Calls are
+	// serialised (under the recorder's lock), so it must be quick and must not call Run.
+	Observe func(Sample)
+}
+
+// Sample is one request's outcome, for Config.Observe.
+type Sample struct {
+	Sent    time.Time // sent, or scheduled when dropped
+	End     time.Time
+	Latency time.Duration // < 0: not sent (dropped)
+	Outcome Outcome
+	Kind    string // the downstream's reason for a 5xx
 }
 
 // withDefaults returns c with zero values replaced by defaults; call after Validate.

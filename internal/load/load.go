@@ -71,6 +71,7 @@ func start(cfg Config, at time.Time, onClose func(int, *second)) (*Run, error) {
 		r.start = at // seconds line up with the other pods'
 	}
 	r.rec = newRecorder(r.start, cfg.Model == Open)
+	r.rec.observe = cfg.Observe
 	r.rec.onClose = onClose
 	var timer *time.Timer // ends the closed model's sending
 	if cfg.Model == Open {

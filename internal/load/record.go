@@ -47,6 +47,7 @@ type recorder struct {
 	spare    []*hdrhistogram.Histogram
 
 	disruptions []*disruption // sorted by first, separated by more than DisruptionGap
+	observe     func(Sample)  // Config.Observe
 
 	onClose func(idx int, s *second) // streaming: sees each second before it is recycled
 }
@@ -164,6 +165,9 @@ func (r *recorder) finish(idx int, sent, end time.Time, latency, lag time.Durati
 	}
 	if a.outcome != OK {
 		r.addFailure(sent, end, o, a)
+	}
+	if r.observe != nil {
+		r.observe(Sample{Sent: sent, End: end, Latency: latency, Outcome: a.outcome, Kind: a.kind})
 	}
 }
 

@@ -161,3 +161,20 @@ func TestUpstreamKindsPerSecondAndDisruption(t *testing.T) {
 		t.Errorf("second disruption's kinds %v", got)
 	}
 }
+
+func TestObserveGetsEveryOutcome(t *testing.T) {
+	rec := newRecorder(t0, false)
+	var got []Sample
+	rec.observe = func(s Sample) { got = append(got, s) }
+	idx := rec.begin(at(100))
+	rec.finish(idx, at(100), at(130), 30*time.Millisecond, -1, answer{outcome: HTTP5xx, kind: "refused"})
+	idx = rec.begin(at(200))
+	rec.finish(idx, at(200), at(201), time.Millisecond, -1, answer{outcome: OK})
+	want := []Sample{
+		{Sent: at(100), End: at(130), Latency: 30 * time.Millisecond, Outcome: HTTP5xx, Kind: "refused"},
+		{Sent: at(200), End: at(201), Latency: time.Millisecond, Outcome: OK},
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("observed %+v, want %+v", got, want)
+	}
+}
