@@ -31,6 +31,8 @@ type loadOptions struct {
 	jsonPath     string
 	maxErrorRate float64
 	quiet        bool
+	stream       bool
+	startAtFile  string
 }
 
 // loadOutput is what runLoad does with a result besides printing the summary.
@@ -38,6 +40,8 @@ type loadOutput struct {
 	jsonPath     string  // "" none, "-" stdout (the summary then goes to stderr)
 	maxErrorRate float64 // < 0: no threshold
 	progress     bool    // draw the progress bar on ErrOut
+	stream       bool    // per-second JSON lines on stdout (a load pod of drill --cluster)
+	startAtFile  string  // wait until this file names the common start instant
 }
 
 func newLoadCommand(streams Streams) *cobra.Command {
@@ -83,6 +87,8 @@ The first Ctrl-C (or SIGTERM) stops sending, waits for requests in flight (up to
 	f.StringVar(&o.jsonPath, "json", "", "write the full result as JSON to this file (- for stdout)")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", 0, "exit 1 when the error rate is above this fraction (0.01 = 1%)")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	f.BoolVar(&o.stream, "stream", false, "write per-second JSON lines and a summary line to stdout (the load pods of drill --cluster; see docs/cluster-drill.md)")
+	f.StringVar(&o.startAtFile, "start-at-file", "", "with --stream: wait until this file holds an RFC 3339 instant, then start at it")
 	return cmd
 }
 
@@ -93,7 +99,10 @@ func (o *loadOptions) resolve(cmd *cobra.Command) (load.Config, loadOutput, erro
 		URL: o.url, Method: strings.ToUpper(o.method), Duration: o.duration, Timeout: o.timeout,
 		Connections: o.connections,
 	}
-	out := loadOutput{jsonPath: o.jsonPath, maxErrorRate: -1}
+	out := loadOutput{jsonPath: o.jsonPath, maxErrorRate: -1, stream: o.stream, startAtFile: o.startAtFile}
+	if o.stream && o.jsonPath == "-" || o.startAtFile != "" && !o.stream {
+		return cfg, out, usageError("--stream writes stdout and --start-at-file needs --stream: drop --json - or add --stream")
+	}
 	if o.url == "" {
 		return cfg, out, usageError("--url is required, for example --url http://127.0.0.1:8000/")
 	}
@@ -141,6 +150,9 @@ func runLoad(cfg load.Config, out loadOutput, streams Streams, signals <-chan os
 		}
 		defer f.Close()
 		jsonFile = f
+	}
+	if out.stream {
+		return streamLoad(cfg, out, streams, signals)
 	}
 	run, err := load.Start(cfg)
 	if err != nil {
@@ -256,4 +268,29 @@ func (b *progressBar) close() {
 	b.ticker.Stop()
 	_ = b.bar.Finish() // with ClearOnFinish: erased, and the spinner goroutine ends
 	_ = b.bar.Clear()
+}
+
+// streamLoad is runLoad for a load pod: the stream on stdout, the summary on stderr.
+func streamLoad(cfg load.Config, out loadOutput, streams Streams, signals <-chan os.Signal) error {
+	var at time.Time
+	if out.startAtFile != "" {
+		var err error
+		if at, err = load.WaitStartFile(out.startAtFile, signals); err != nil {
+			return err
+		}
+	}
+	run, errc, err := load.StartStream(cfg, at, streams.Out, time.Second)
+	if err != nil {
+		return usageError("bad flags: %v", err)
+	}
+	select {
+	case <-run.Done():
+	case <-signals:
+		run.Stop() // the pod is being deleted: report what was measured
+	}
+	<-run.Done()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("writing the stream: %w", err)
+	}
+	return run.Result().WriteSummary(streams.ErrOut)
 }
