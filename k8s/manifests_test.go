@@ -22,6 +22,7 @@ import (
 	"github.com/gracelab/gracelab/internal/downstream"
 	"github.com/gracelab/gracelab/internal/lifecycle"
 	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/service"
 	"github.com/gracelab/gracelab/internal/upstream"
 )
 
@@ -219,9 +220,9 @@ func envOf(c corev1.Container) func(string) string {
 }
 
 // shutdownOf is the lifecycle configuration the container will run with.
-func shutdownOf(t *testing.T, c corev1.Container) lifecycle.Config {
+func shutdownOf(t *testing.T, c corev1.Container) service.Config {
 	t.Helper()
-	cfg, err := lifecycle.ParseConfig(envOf(c), 0)
+	cfg, _, err := service.ParseConfig(envOf(c), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,5 +338,51 @@ func TestV3IsV2PlusPooledRetry(t *testing.T) {
 	// The worst case of a v3 call stays below the load generator's 10s timeout and the drain.
 	if cfg.RequestDeadline >= 10*time.Second || cfg.RequestDeadline >= cfg.Serve.DrainTimeout {
 		t.Errorf("REQUEST_DEADLINE %v must stay below 10s and DRAIN_TIMEOUT %v", cfg.RequestDeadline, cfg.Serve.DrainTimeout)
+	}
+}
+
+// The pooled-POST pair of docs/keepalive.md: v2 with a pooled POST client; the unfixed one
+// differs from the fixed one only in RETIRE_KEEPALIVE and the pool's idle timeout.
+func TestPooledPairDiffersOnlyInTheFix(t *testing.T) {
+	for _, dir := range []string{"v2pooled-post", "v2race-post-unfixed"} {
+		for _, name := range []string{"upstream", "downstream"} {
+			checkGraceful(t, dir, name)
+		}
+	}
+	up := shutdownOf(t, load(t, "v2pooled-post", "upstream").deploy.Spec.Template.Spec.Containers[0])
+	fixed, err := downstream.ParseConfig(envOf(load(t, "v2pooled-post", "downstream").deploy.Spec.Template.Spec.Containers[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unfixed, err := downstream.ParseConfig(envOf(load(t, "v2race-post-unfixed", "downstream").deploy.Spec.Template.Spec.Containers[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fixed.Client != downstream.Pooled || fixed.UpstreamMethod != "POST" || fixed.RetryAttempts != 1 {
+		t.Errorf("fixed downstream: want CLIENT=pooled, UPSTREAM_METHOD=POST, no retry; got %+v", fixed)
+	}
+	if !up.RetireKeepAlive || !fixed.Serve.RetireKeepAlive {
+		t.Error("v2pooled must retire keep-alive connections (RETIRE_KEEPALIVE=true)")
+	}
+	// Every connection idle through the upstream's preStop window is closed by the pool first.
+	if fixed.IdleConnTimeout >= up.PrestopDelay {
+		t.Errorf("UPSTREAM_IDLE_TIMEOUT %v must be below the upstream's PRESTOP_DELAY %v", fixed.IdleConnTimeout, up.PrestopDelay)
+	}
+	if unfixed.Serve.RetireKeepAlive || shutdownOf(t, load(t, "v2race-post-unfixed", "upstream").deploy.Spec.Template.Spec.Containers[0]).RetireKeepAlive {
+		t.Error("v2race must run unfixed (RETIRE_KEEPALIVE=false)")
+	}
+	for _, name := range []string{"upstream", "downstream"} {
+		f := load(t, "v2pooled-post", name).deploy.Spec.Template.Spec.Containers[0]
+		u := load(t, "v2race-post-unfixed", name).deploy.Spec.Template.Spec.Containers[0]
+		var diff []string
+		for i := range f.Env {
+			if f.Env[i] != u.Env[i] {
+				diff = append(diff, f.Env[i].Name)
+			}
+		}
+		f.Env, u.Env = nil, nil
+		if !reflect.DeepEqual(f, u) || len(diff) > 2 {
+			t.Errorf("%s: the pair differs beyond RETIRE_KEEPALIVE and UPSTREAM_IDLE_TIMEOUT: %v", name, diff)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"slices"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -86,9 +87,28 @@ func TestBuiltinV2V3PassWithAtMostInfos(t *testing.T) {
 			}
 		})
 	}
-	// v3's downstream pools its connections to an upstream that holds for only 5 s (issue 18).
-	res := Run(readScenario(t, "v3-graceful-retry"), Options{})
-	if !slices.Contains(rulesOn(res, "Deployment", "downstream"), RulePooledClientWindow) {
-		t.Errorf("v3: want %s on the downstream: %+v", RulePooledClientWindow, res.Findings)
+}
+
+// Dir is what a drill calls on the directory it runs: the same findings as reading the files.
+func TestDirMatchesFiles(t *testing.T) {
+	sub, err := fs.Sub(k8s.FS, "v1-no-graceful")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Dir(sub, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Run(readScenario(t, "v1-no-graceful"), Options{})
+	if len(res.Findings) != len(want.Findings) || !res.Fails(Warning) {
+		t.Fatalf("Dir: %d findings, files: %d", len(res.Findings), len(want.Findings))
+	}
+	for i, f := range res.Findings {
+		if f.Rule != want.Findings[i].Rule || f.Object.Line < 1 {
+			t.Errorf("finding %d: %s at line %d, want %s", i, f.Rule, f.Object.Line, want.Findings[i].Rule)
+		}
+	}
+	if _, err := Dir(fstest.MapFS{"bad.yaml": {Data: []byte("kind: [")}}, Options{}); err == nil {
+		t.Error("a directory with a broken file gave no error")
 	}
 }

@@ -77,9 +77,9 @@ func (s Source) String() string {
 type Object struct {
 	Source Source
 	Object runtime.Object
-	// UnknownFields are field paths the object's type does not have (spec.replcas), kept as
-	// warnings: the reader decoded the object without them.
-	UnknownFields []string
+	// Warnings are what the reader let through, such as unknown fields (a field the object's
+	// type does not have, decoded without it).
+	Warnings []string
 }
 
 // Ref names the object a finding is about.
@@ -190,8 +190,8 @@ func (r Result) Fails(threshold Severity) bool {
 	return false
 }
 
-// Run checks objs with every rule and returns the findings, sorted by source then object, then
-// rule and container. Suppressed findings are counted, not returned.
+// Run checks objs with every rule and returns the findings grouped by object in the order read,
+// then by severity, rule and container. Suppressed findings are counted, not returned.
 func Run(objs []Object, opts Options) Result {
 	opts = opts.withDefaults()
 	s := index(objs)
@@ -227,16 +227,17 @@ func Run(objs []Object, opts Options) Result {
 		}
 		res.Findings = append(res.Findings, f)
 	}
+	// Objects in the order they were read; within one, the worst first.
+	order := map[Ref]int{}
+	for i, o := range objs {
+		if ref, ok := refOf(o); ok {
+			order[ref] = i
+		}
+	}
 	sort.SliceStable(res.Findings, func(i, j int) bool {
 		a, b := res.Findings[i], res.Findings[j]
-		if a.Object.File != b.Object.File {
-			return a.Object.File < b.Object.File
-		}
-		if a.Object.Line != b.Object.Line {
-			return a.Object.Line < b.Object.Line
-		}
-		if a.Object.String() != b.Object.String() {
-			return a.Object.String() < b.Object.String()
+		if oa, ob := order[a.Object], order[b.Object]; oa != ob {
+			return oa < ob
 		}
 		if a.Severity != b.Severity {
 			return a.Severity > b.Severity
@@ -252,10 +253,10 @@ func Run(objs []Object, opts Options) Result {
 	return res
 }
 
-// unknownFields turns the fields the reader dropped into warnings: a typo such as
+// unknownFields turns the reader's warnings into findings: a typo such as
 // `terminationGracePeriodSecond` silently leaves the default in place.
 func unknownFields(o Object) []Finding {
-	if len(o.UnknownFields) == 0 {
+	if len(o.Warnings) == 0 {
 		return nil
 	}
 	ref, ok := refOf(o)
@@ -263,11 +264,11 @@ func unknownFields(o Object) []Finding {
 		return nil
 	}
 	var out []Finding
-	for _, p := range o.UnknownFields {
+	for _, w := range o.Warnings {
 		out = append(out, Finding{
 			Rule: RuleUnknownField, Severity: Warning, Object: ref,
-			Message: fmt.Sprintf("unknown field %s is ignored, so the setting it was meant to be does not apply; check its spelling and the API version", p),
-			Fix:     fmt.Sprintf("# correct the name of %s, or remove it\n", p),
+			Message: w + ": it is ignored, so the setting it was meant to be does not apply (check its spelling and the API version)",
+			Fix:     "# correct the field's name or path, or remove it\n",
 		})
 	}
 	return out

@@ -130,27 +130,32 @@ func index(objs []Object) *set {
 		w.set = s
 		s.workloads = append(s.workloads, w)
 	}
+	// Selectors are parsed once: a chart of hundreds of objects matches each against each.
+	svcSel := make([]labels.Selector, len(svcs))
+	for i, sv := range svcs {
+		if len(sv.Service.Spec.Selector) > 0 { // without one its endpoints are hand-made
+			svcSel[i] = labels.SelectorFromValidatedSet(sv.Service.Spec.Selector)
+		}
+	}
+	pdbSel := make([]labels.Selector, len(pdbs))
+	for i, p := range pdbs {
+		if p.PDB.Spec.Selector == nil {
+			continue
+		}
+		if sel, err := metav1.LabelSelectorAsSelector(p.PDB.Spec.Selector); err == nil && !sel.Empty() {
+			pdbSel[i] = sel
+		}
+	}
 	for _, w := range s.workloads {
 		ns := namespaceOfRef(w.Ref)
 		podLabels := labels.Set(w.Template.Labels)
-		for _, sv := range svcs {
-			sel := sv.Service.Spec.Selector
-			if len(sel) == 0 || namespaceOf(sv.Service) != ns {
-				continue // a Service without selector has hand-made endpoints
-			}
-			if labels.SelectorFromSet(sel).Matches(podLabels) {
+		for i, sv := range svcs {
+			if svcSel[i] != nil && namespaceOf(sv.Service) == ns && svcSel[i].Matches(podLabels) {
 				w.Services = append(w.Services, sv)
 			}
 		}
-		for _, p := range pdbs {
-			if namespaceOf(p.PDB) != ns || p.PDB.Spec.Selector == nil {
-				continue
-			}
-			sel, err := metav1.LabelSelectorAsSelector(p.PDB.Spec.Selector)
-			if err != nil || sel.Empty() {
-				continue
-			}
-			if sel.Matches(podLabels) {
+		for i, p := range pdbs {
+			if pdbSel[i] != nil && namespaceOf(p.PDB) == ns && pdbSel[i].Matches(podLabels) {
 				w.PDBs = append(w.PDBs, p)
 			}
 		}

@@ -310,19 +310,19 @@ func awsDereg(a map[string]string) time.Duration {
 }
 
 // budget is the preStop length that passes: --propagation, or a load balancer's declared
-// deregistration time when longer, and a note saying which.
+// deregistration time when longer, and a noun phrase saying which.
 func (w *Workload) budget(o Options) (time.Duration, string) {
+	prop := fmt.Sprintf("the propagation budget of %s", seconds(o.Propagation))
 	lb, ok := w.cloudLoadBalancer()
-	if !ok {
-		return o.Propagation, fmt.Sprintf("the propagation budget (%s; kube-proxy alone took %s on average on the lab)", seconds(o.Propagation), kubeProxyMean)
+	switch {
+	case !ok:
+		return o.Propagation, fmt.Sprintf("%s (kube-proxy alone took %s on average on the lab)", prop, kubeProxyMean)
+	case lb.dereg > o.Propagation:
+		return lb.dereg, fmt.Sprintf("the %s deregistration time declared for %s", seconds(lb.dereg), lb.what)
+	case lb.dereg > 0:
+		return o.Propagation, fmt.Sprintf("%s (%s deregisters in %s)", prop, lb.what, seconds(lb.dereg))
 	}
-	if lb.dereg > o.Propagation {
-		return lb.dereg, fmt.Sprintf("%s, whose deregistration time is the budget (%s declared)", lb.what, seconds(lb.dereg))
-	}
-	if lb.dereg > 0 {
-		return o.Propagation, fmt.Sprintf("the propagation budget (%s); %s deregisters in %s", seconds(o.Propagation), lb.what, seconds(lb.dereg))
-	}
-	return o.Propagation, fmt.Sprintf("the propagation budget (%s), but %s is in front: the budget is its deregistration time, not declared here (%s)", seconds(o.Propagation), lb.what, lb.fallback)
+	return o.Propagation, fmt.Sprintf("%s, though with %s in front the budget is its deregistration time, not declared here (%s)", prop, lb.what, lb.fallback)
 }
 
 // 1. no-prestop
@@ -366,7 +366,7 @@ func prestopShort(w *Workload, o Options) []Finding {
 				fmt.Sprintf("the preStop hook's length is unknown (%s), so it cannot be held against %s", how, why), fix))
 		case d < budget:
 			out = append(out, w.finding(RulePrestopShort, Warning, c.Name,
-				fmt.Sprintf("the preStop delay (%s) ends before %s runs out: requests routed to the pod in the remaining %s arrive after SIGTERM and fail unless the program keeps serving", seconds(d), why, seconds(budget-d)),
+				fmt.Sprintf("the preStop delay (%s) is shorter than %s: requests routed to the pod in the remaining %s arrive after SIGTERM and fail unless the program keeps serving", seconds(d), why, seconds(budget-d)),
 				w.containerFix(c.Name, sleepFix(o, ceilSeconds(budget)))))
 		}
 	}
@@ -751,8 +751,8 @@ func publishNotReady(w *Workload, o Options) []Finding {
 	}
 	var out []Finding
 	for _, s := range w.Services {
-		if !s.Service.Spec.PublishNotReadyAddresses {
-			continue
+		if !s.Service.Spec.PublishNotReadyAddresses || s.Service.Spec.ClusterIP == corev1.ClusterIPNone {
+			continue // a headless Service publishes peers for discovery, not for traffic
 		}
 		out = append(out, Finding{Rule: RulePublishNotReady, Severity: Warning, Object: s.Ref,
 			Message: fmt.Sprintf("publishNotReadyAddresses routes to pods of %s that failed readiness and to terminating ones: leaving the Service through readiness does nothing, requests reach pods that are shutting down", w.Ref),
@@ -761,20 +761,19 @@ func publishNotReady(w *Workload, o Options) []Finding {
 	return out
 }
 
-// The gracelab downstream's pooled client closes idle connections after this long
-// (internal/downstream/client.go).
-const pooledIdleTimeout = 30 * time.Second
+// The gracelab downstream's default UPSTREAM_IDLE_TIMEOUT (downstream.DefaultIdleConnTimeout,
+// issue 18): a pooled connection idle this long is closed by the client.
+const pooledIdleTimeout = 3 * time.Second
 
-// 11. pooled-client-window: a gracelab downstream (CLIENT=pooled, UPSTREAM_URL) whose upstream's
-// preStop window is shorter than the pool's idle timeout. Other programs' pooling is not
-// visible in a manifest.
+// 11. pooled-client-window (issue 18): a gracelab downstream (CLIENT=pooled, UPSTREAM_URL)
+// keeps keep-alive connections to an upstream whose pods close them only as they exit, unless
+// the upstream retires them during its preStop window (RETIRE_KEEPALIVE, on by default) and the
+// pool's idle timeout (UPSTREAM_IDLE_TIMEOUT) ends before that window does. Other programs'
+// pooling is not visible in a manifest.
 func pooledClientWindow(w *Workload, o Options) []Finding {
 	var out []Finding
 	for _, c := range w.longRunning() {
-		env := map[string]string{}
-		for _, e := range c.Env {
-			env[e.Name] = e.Value
-		}
+		env := envOf(c)
 		if env["CLIENT"] != "pooled" || env["UPSTREAM_URL"] == "" {
 			continue
 		}
@@ -782,25 +781,52 @@ func pooledClientWindow(w *Workload, o Options) []Finding {
 		if err != nil {
 			continue
 		}
+		idle := pooledIdleTimeout
+		if d, err := time.ParseDuration(env["UPSTREAM_IDLE_TIMEOUT"]); err == nil {
+			idle = d
+		}
+		// Go's transport resends an idempotent request that met a closed reused connection,
+		// never a POST.
+		sev, what := Info, "a request"
+		switch env["UPSTREAM_METHOD"] {
+		case "POST":
+			sev, what = Warning, "a POST (never resent)"
+		case "":
+			what = "a POST forwarded from a caller (never resent)"
+		}
 		host, _, _ := strings.Cut(u.Hostname(), ".")
 		for _, up := range w.set.workloads {
 			if !slicesContainsService(up.Services, host) || namespaceOfRef(up.Ref) != namespaceOfRef(w.Ref) {
 				continue
 			}
 			for _, uc := range up.servingContainers() {
-				_, d, known := up.prestop(uc)
-				if known && d >= pooledIdleTimeout {
+				_, window, known := up.prestop(uc)
+				retire := envOf(uc)["RETIRE_KEEPALIVE"] != "false"
+				var why string
+				switch {
+				case !retire:
+					why = fmt.Sprintf("%s keeps its keep-alive connections open through its preStop window (RETIRE_KEEPALIVE=false) and closes them as it exits", up.Ref)
+				case !known:
+					why = fmt.Sprintf("the preStop window of %s is of unknown length, so the pool's idle timeout (%s) cannot be held against it", up.Ref, seconds(idle))
+				case idle >= window:
+					why = fmt.Sprintf("the pool's idle timeout (%s) is not shorter than the preStop window of %s (%s): a connection idle through the window is closed by the exiting pod", seconds(idle), up.Ref, seconds(window))
+				default:
 					continue
 				}
-				window := seconds(d)
-				if !known {
-					window = "of unknown length"
-				}
-				out = append(out, w.finding(RulePooledClientWindow, Info, c.Name,
-					fmt.Sprintf("keeps pooled keep-alive connections to %s (CLIENT=pooled, idle timeout %s) while its pods' preStop window is %s: a connection idle through the window is closed by the exiting server, and a POST sent on it just then fails (never resent; about 1 request in 12,000 in issue 18's runs)", host, seconds(pooledIdleTimeout), window),
-					"# on the upstream: a preStop longer than the client's idle timeout (and a grace period to match),\n# or responses with \"Connection: close\" from the first sign of termination\nlifecycle:\n  preStop:\n    sleep:\n      seconds: 35\n"))
+				out = append(out, w.finding(RulePooledClientWindow, sev, c.Name,
+					fmt.Sprintf("keeps pooled keep-alive connections to %s (CLIENT=pooled), and %s; %s sent on such a connection as it closes fails (issue 18: about 1 request in 12,000 with pooled POSTs on v2)", host, why, what),
+					"# an idle timeout below the upstream's preStop window, and retirement on the upstream\n"+
+						"env:\n  - name: UPSTREAM_IDLE_TIMEOUT\n    value: \"3s\"\n# upstream container: RETIRE_KEEPALIVE \"true\" (the default)\n"))
 			}
 		}
 	}
 	return out
+}
+
+func envOf(c *corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	return env
 }

@@ -221,7 +221,7 @@ func TestPrestopShortAndUnknown(t *testing.T) {
 		{name: "exec sh -c sleep 10", objs: objects(execHook("/bin/sh", "-c", "sleep 10"), service(nil)), want: 0},
 		{name: "http declared 2s", objs: objects(httpHook("2s"), service(nil)), want: 1},
 		{name: "http declared 5", objs: objects(httpHook("5"), service(nil)), want: 0},
-		{name: "ALB deregistration 30 s", objs: objects(sleep(10), service(nil), albIngress), want: 1, in: "deregistration time is the budget (30 s declared)"},
+		{name: "ALB deregistration 30 s", objs: objects(sleep(10), service(nil), albIngress), want: 1, in: "shorter than the 30 s deregistration time declared for the AWS load balancer of Ingress web"},
 		{name: "ALB, sleep 30", objs: objects(sleep(30), service(nil), albIngress), want: 0},
 		{name: "no Service", objs: objects(sleep(1)), want: 0},
 	})
@@ -460,31 +460,56 @@ func TestPublishNotReady(t *testing.T) {
 		{name: "readiness and publishNotReady", objs: objects(deployment(nil), pub), want: 1},
 		{name: "no readiness probe", objs: objects(withContainer(func(c *corev1.Container) { c.ReadinessProbe = nil }), pub), want: 0},
 		{name: "not published", objs: objects(deployment(nil), service(nil)), want: 0},
+		{name: "headless, for peer discovery", objs: objects(deployment(nil), service(func(s *corev1.Service) {
+			s.Spec.PublishNotReadyAddresses, s.Spec.ClusterIP = true, corev1.ClusterIPNone
+		})), want: 0},
 	})
 }
 
 func TestPooledClientWindow(t *testing.T) {
-	client := func(mode string) *appsv1.Deployment {
+	client := func(env ...string) *appsv1.Deployment {
 		d := deployment(func(d *appsv1.Deployment) {
 			d.Name = "front"
 			d.Spec.Template.Labels = map[string]string{"app": "front"}
 		})
-		d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "CLIENT", Value: mode}, {Name: "UPSTREAM_URL", Value: "http://web:80"}}
+		c := &d.Spec.Template.Spec.Containers[0]
+		c.Env = []corev1.EnvVar{{Name: "UPSTREAM_URL", Value: "http://web:80"}}
+		for i := 0; i < len(env); i += 2 {
+			c.Env = append(c.Env, corev1.EnvVar{Name: env[i], Value: env[i+1]})
+		}
 		return d
 	}
-	long := withContainer(func(c *corev1.Container) { c.Lifecycle.PreStop.Sleep.Seconds = 35 })
-	long.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr(int64(60))
-	runCases(t, RulePooledClientWindow, []ruleCase{
-		{name: "pooled, 5 s window", objs: objects(client("pooled"), deployment(nil), service(nil)), want: 1, in: "window is 5 s"},
-		{name: "per-request", objs: objects(client("per-request"), deployment(nil), service(nil)), want: 0},
-		{name: "pooled, 35 s window", objs: objects(client("pooled"), long, service(nil)), want: 0},
-		{name: "upstream not in the set", objs: objects(client("pooled")), want: 0},
+	upstream := func(retire string) *appsv1.Deployment { // preStop 5 s
+		return withContainer(func(c *corev1.Container) {
+			if retire != "" {
+				c.Env = []corev1.EnvVar{{Name: "RETIRE_KEEPALIVE", Value: retire}}
+			}
+		})
+	}
+	httpUpstream := withContainer(func(c *corev1.Container) {
+		c.Lifecycle.PreStop = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/prestop", Port: intstr.FromString("http")}}
 	})
+	post := []string{"CLIENT", "pooled", "UPSTREAM_METHOD", "POST"}
+	runCases(t, RulePooledClientWindow, []ruleCase{
+		{name: "idle 30 s >= window 5 s", objs: objects(client(append(post, "UPSTREAM_IDLE_TIMEOUT", "30s")...), upstream(""), service(nil)), want: 1, in: "idle timeout (30 s) is not shorter than the preStop window of Deployment web (5 s)"},
+		{name: "not retired (unfixed)", objs: objects(client(post...), upstream("false"), service(nil)), want: 1, in: "RETIRE_KEEPALIVE=false"},
+		{name: "window of unknown length", objs: objects(client(post...), httpUpstream, service(nil)), want: 1, in: "unknown length"},
+		{name: "fixed: default idle 3 s < 5 s, retired", objs: objects(client(post...), upstream("true"), service(nil)), want: 0},
+		{name: "per-request client", objs: objects(client("CLIENT", "per-request", "UPSTREAM_IDLE_TIMEOUT", "30s"), upstream("false"), service(nil)), want: 0},
+		{name: "upstream not in the set", objs: objects(client(post...)), want: 0},
+	})
+	// POST is never resent: a warning; GET is resent by Go's transport: an info.
+	if f := fired(t, objects(client(post...), upstream("false"), service(nil)), Options{}, RulePooledClientWindow); f[0].Severity != Warning {
+		t.Errorf("POST: %v, want warning", f[0].Severity)
+	}
+	if f := fired(t, objects(client("CLIENT", "pooled", "UPSTREAM_METHOD", "GET"), upstream("false"), service(nil)), Options{}, RulePooledClientWindow); f[0].Severity != Info {
+		t.Errorf("GET: %v, want info", f[0].Severity)
+	}
 }
 
 func TestUnknownFields(t *testing.T) {
 	objs := objects(deployment(nil), service(nil), pdb(nil))
-	objs[0].UnknownFields = []string{"spec.template.spec.terminationGracePeriodSecond"}
+	objs[0].Warnings = []string{`unknown field "spec.template.spec.terminationGracePeriodSecond"`}
 	f := fired(t, objs, Options{}, RuleUnknownField)
 	if len(f) != 1 || f[0].Severity != Warning || !strings.Contains(f[0].Message, "terminationGracePeriodSecond") {
 		t.Fatalf("want one warning naming the field: %+v", f)

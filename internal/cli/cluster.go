@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,10 +73,7 @@ built-in manifest directory (k8s/v2-graceful/), which works without the source t
 			if err != nil {
 				return usageError("-f: %v", err)
 			}
-			signals := make(chan os.Signal, 2)
-			signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(signals)
-			return runClusterUp(sc, o, streams, signals)
+			return runClusterUp(sc, o, streams)
 		},
 	}
 	f := cmd.Flags()
@@ -104,7 +98,7 @@ func checkPortFree(port int) error {
 
 // runClusterUp starts the cluster, serves the control endpoint and prints events until the
 // first signal, then tears down. A second signal returns at once.
-func runClusterUp(sc experiment.Scenario, o *clusterUpOptions, streams Streams, signals <-chan os.Signal) error {
+func runClusterUp(sc experiment.Scenario, o *clusterUpOptions, streams Streams) error {
 	if err := checkPortFree(o.port); err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
@@ -113,31 +107,23 @@ func runClusterUp(sc experiment.Scenario, o *clusterUpOptions, streams Streams, 
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("manifests %s: %w", sc.Manifests, err)}
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hard := make(chan struct{})
+	in, stop := watchInterrupts(streams)
+	defer stop()
+	ctx := in.ctx
 	go func() {
-		select {
-		case <-signals:
-		case <-ctx.Done():
+		<-ctx.Done()
+		if !in.interrupted() {
 			return
 		}
 		fmt.Fprintln(streams.ErrOut, "stopping: tearing the cluster down (Ctrl-C again to exit at once)")
-		cancel()
-		select {
-		case <-signals:
-			close(hard)
-		case <-time.After(2 * time.Minute):
-		}
 	}()
 
 	fmt.Fprintf(streams.Out, "Starting the embedded cluster from %s ...\n", sc.Manifests)
 	upDone := make(chan error, 1)
 	go func() { upDone <- c.Up(ctx) }()
-	select {
-	case err = <-upDone:
-	case <-hard:
-		return &ExitError{Code: ExitFailed, Err: errors.New("interrupted twice: exiting at once")}
+	err, hard := await(in, upDone)
+	if hard != nil {
+		return hard
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -151,16 +137,15 @@ func runClusterUp(sc experiment.Scenario, o *clusterUpOptions, streams Streams, 
 		defer dcancel()
 		done := make(chan error, 1)
 		go func() { done <- c.Down(dctx) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				return &ExitError{Code: ExitFailed, Err: fmt.Errorf("tearing the cluster down: %w", err)}
-			}
-			fmt.Fprintln(streams.Out, "The embedded cluster is down.")
-			return nil
-		case <-hard:
-			return &ExitError{Code: ExitFailed, Err: errors.New("interrupted twice: exiting at once")}
+		err, hard := await(in, done)
+		if hard != nil {
+			return hard
 		}
+		if err != nil {
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("tearing the cluster down: %w", err)}
+		}
+		fmt.Fprintln(streams.Out, "The embedded cluster is down.")
+		return nil
 	}
 	ctlAddr, err := c.ServeControl(ctx)
 	if err != nil {

@@ -144,7 +144,7 @@ func TestIntegrationDemo(t *testing.T) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Schema != 1 || doc.Cluster != "embedded" || doc.Host["cores"] == nil || doc.Settings["restart_at"] != "2s" || len(doc.Scenarios) != 3 {
+	if doc.Schema != 2 || doc.Cluster != "embedded" || doc.Host["cores"] == nil || doc.Settings["restart_at"] != "2s" || len(doc.Scenarios) != 3 {
 		t.Fatalf("report header: schema %d cluster %q host %v settings %v scenarios %d", doc.Schema, doc.Cluster, doc.Host, doc.Settings, len(doc.Scenarios))
 	}
 	errorsOf := map[string]float64{}
@@ -237,11 +237,13 @@ type lineWaiter struct {
 	mu    sync.Mutex
 	lines []string
 	added chan struct{}
+	eof   chan struct{} // closed once r is read to its end
 }
 
 func newLineWaiter(r io.Reader) *lineWaiter {
-	w := &lineWaiter{added: make(chan struct{}, 1)}
+	w := &lineWaiter{added: make(chan struct{}, 1), eof: make(chan struct{})}
 	go func() {
+		defer close(w.eof)
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			w.mu.Lock()

@@ -33,7 +33,8 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--method", "PUT"}, `method "PUT" is not supported`},
 		{[]string{"--endpoint-lag", "0s"}, "--endpoint-lag must be positive"},
 		{[]string{"--port", "70000"}, "--port 70000 is out of range"},
-		{[]string{"--timeout", "0s"}, "--timeout must be positive"},
+		{[]string{"--timeout", "0s"}, "--timeout 0 would wait forever"},
+		{[]string{"--max-in-flight", "5"}, "--max-in-flight is for the open model"},
 		{[]string{"--timeout", "2m"}, "timeout 2m0s is longer than 1m0s"},
 		{[]string{"--settle-tail", "-1s"}, "--settle-tail must not be negative"},
 		{[]string{"--out", withReport}, "already holds a report"},
@@ -153,5 +154,24 @@ func TestVersionFlag(t *testing.T) {
 	code, stdout, stderr := runMain("--version")
 	if code != ExitOK || !strings.HasPrefix(stdout, "gracelab version ") || stderr != "" {
 		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// A scenario that fails before measuring anything prints its failure, not an empty table.
+func TestDemoFailedScenarioErrorFirst(t *testing.T) {
+	manifests := filepath.Join(t.TempDir(), "empty")
+	if err := os.Mkdir(manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "r")
+	code, stdout, stderr := runMain("demo", "--quiet", "--manifests", manifests, "--port", "0", "--out", out)
+	if code != ExitFailed || !strings.HasPrefix(stderr, "gracelab: scenario empty failed: setting up the cluster: ") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 starting with the scenario's failure", code, stderr)
+	}
+	if strings.Contains(stdout, "requests") {
+		t.Errorf("printed a table for a scenario that measured nothing:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
+		t.Errorf("the report of the failed run was not written: %v", err)
 	}
 }

@@ -193,7 +193,7 @@ func TestIntegrationLoadProgressBar(t *testing.T) {
 	url, _, _ := countingServer(t, 200, `{"status":"ok"}`)
 	cfg := load.Config{URL: url, VUs: 2, Think: 10 * time.Millisecond, Duration: 700 * time.Millisecond, Timeout: time.Second}
 	var stdout, stderr bytes.Buffer
-	err := runLoad(cfg, loadOutput{maxErrorRate: -1, progress: true}, Streams{Out: &stdout, ErrOut: &stderr}, nil)
+	err := runLoad(cfg, loadOutput{maxErrorRate: -1, progress: true}, Streams{Out: &stdout, ErrOut: &stderr, Signals: make(chan os.Signal)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestIntegrationLoadInterrupt(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	errc := make(chan error, 1)
 	go func() {
-		errc <- runLoad(cfg, loadOutput{maxErrorRate: -1}, Streams{Out: &stdout, ErrOut: &stderr}, signals)
+		errc <- runLoad(cfg, loadOutput{maxErrorRate: -1}, Streams{Out: &stdout, ErrOut: &stderr, Signals: signals})
 	}()
 	waitFor("2 connections", func() bool { return accepted.Load() >= 2 })
 	signals <- os.Interrupt
@@ -244,7 +244,7 @@ func TestIntegrationLoadInterrupt(t *testing.T) {
 	stdout.Reset()
 	cfg.Timeout = 10 * time.Second // long, so exiting at once is told apart from waiting
 	go func() {
-		errc <- runLoad(cfg, loadOutput{maxErrorRate: -1}, Streams{Out: &stdout, ErrOut: io.Discard}, signals)
+		errc <- runLoad(cfg, loadOutput{maxErrorRate: -1}, Streams{Out: &stdout, ErrOut: io.Discard, Signals: signals})
 	}()
 	waitFor("2 more connections", func() bool { return accepted.Load() >= before+2 })
 	start := time.Now()
@@ -279,8 +279,10 @@ func TestIntegrationLoadSignals(t *testing.T) {
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestIntegrationLoadSignals$")
 		args := []string{"load", "--url", url, "--vus", "2", "--duration", "0", "--timeout", timeout}
 		cmd.Env = append(os.Environ(), "GRACELAB_LOAD_CHILD_ARGS="+strings.Join(args, "\x1f"))
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
+		var out bytes.Buffer
+		errPipe, errWriter := io.Pipe()
+		errOut := newLineWaiter(errPipe)
+		cmd.Stdout, cmd.Stderr = &out, errWriter
 		before := accepted.Load()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -289,17 +291,22 @@ func TestIntegrationLoadSignals(t *testing.T) {
 			if time.Now().After(deadline) {
 				_ = cmd.Process.Kill()
 				_ = cmd.Wait()
-				t.Fatalf("child sent nothing; stderr %q", errOut.String())
+				t.Fatalf("child sent nothing; stderr %q", errOut.text())
 			}
 		}
 		start := time.Now()
-		for _, s := range signals {
+		for i, s := range signals {
 			if err := cmd.Process.Signal(s); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(20 * time.Millisecond)
+			if i < len(signals)-1 {
+				// Two signals sent at once may arrive as one: wait until the first was seen.
+				errOut.wait(t, regexp.MustCompile("^stopping"), 10*time.Second)
+			}
 		}
 		err := cmd.Wait()
+		errWriter.Close()
+		<-errOut.eof
 		waited = time.Since(start)
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -307,7 +314,7 @@ func TestIntegrationLoadSignals(t *testing.T) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		return code, out.String(), errOut.String(), waited
+		return code, out.String(), errOut.text() + "\n", waited
 	}
 
 	code, stdout, stderr, _ := child("700ms", syscall.SIGTERM)

@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
 
 	"github.com/spf13/cobra"
 
@@ -57,12 +55,21 @@ the one namespace labelled as gracelab's that holds the Deployment.`,
 					return err
 				}
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			in, stop := watchInterrupts(streams)
 			defer stop()
-			if o.cluster {
-				return runKubeRestart(ctx, args[1], o, streams)
+			done := make(chan error, 1)
+			go func() {
+				if o.cluster {
+					done <- runKubeRestart(in.ctx, args[1], o, streams)
+				} else {
+					done <- runRestart(in.ctx, args[1], streams)
+				}
+			}()
+			err, hard := await(in, done)
+			if hard != nil {
+				return hard
 			}
-			return runRestart(ctx, args[1], streams)
+			return err
 		},
 	}
 	o.kubeFlags.register(cmd, "restart on a real Kubernetes cluster (the kubeconfig's current context) instead of the embedded one",

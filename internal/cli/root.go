@@ -13,11 +13,13 @@ import (
 	"github.com/gracelab/gracelab/internal/report"
 )
 
-// Streams are the IO a command may use; tests pass buffers.
+// Streams are the IO a command may use; tests pass buffers, and a channel of signals.
 type Streams struct {
 	In     io.Reader
 	Out    io.Writer
 	ErrOut io.Writer
+	// Signals replaces this process's SIGINT and SIGTERM when set (see watchInterrupts).
+	Signals <-chan os.Signal
 }
 
 // StdStreams returns the process's standard streams.
@@ -66,6 +68,10 @@ client retries), drives load through them, restarts the upstream mid-load and co
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &ExitError{Code: ExitBadArgs, Err: err}
 	})
+	// Runnable, so cobra checks the root's arguments with its Args (an unknown command is a
+	// usage error) instead of printing the help.
+	root.Args = cobra.NoArgs
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.AddCommand(
 		// Each command registers here.
 		newLoadCommand(streams),
@@ -74,8 +80,30 @@ client retries), drives load through them, restarts the upstream mid-load and co
 		newClusterCommand(streams),
 		newRestartCommand(streams),
 		newReportCommand(streams),
+		newCheckCommand(streams),
 	)
+	usageArgs(root)
 	return root
+}
+
+// usageArgs makes every argument error of cmd and its subcommands a usage error (exit 2),
+// cobra's own (unknown command, wrong count) included.
+func usageArgs(cmd *cobra.Command) {
+	check := cmd.Args
+	if check == nil {
+		check = cobra.ArbitraryArgs
+	}
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		err := check(c, args)
+		var exitErr *ExitError
+		if err == nil || errors.As(err, &exitErr) {
+			return err
+		}
+		return &ExitError{Code: ExitBadArgs, Err: err}
+	}
+	for _, sub := range cmd.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // Main runs the command line and returns the process exit code.
@@ -93,20 +121,5 @@ func Main(args []string, streams Streams) int {
 	if errors.As(err, &exitErr) {
 		return exitErr.Code
 	}
-	// cobra's own argument errors (unknown command, wrong arg count) are usage errors too.
-	if isCobraUsageError(err) {
-		return ExitBadArgs
-	}
 	return ExitFailed
-}
-
-// isCobraUsageError recognises the argument errors cobra raises itself, which carry no type.
-func isCobraUsageError(err error) bool {
-	msg := err.Error()
-	for _, prefix := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument"} {
-		if len(msg) >= len(prefix) && msg[:len(prefix)] == prefix {
-			return true
-		}
-	}
-	return false
 }

@@ -10,27 +10,28 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gracelab/gracelab/internal/neterr"
 )
 
-// Kind is the machine-readable reason an upstream call failed: the error body's "kind".
+// Kind is the machine-readable reason an upstream call failed: the error body's "kind". The
+// transport kinds are neterr's classes, shared with the load generator.
 type Kind string
 
 const (
-	KindRefused Kind = "refused"  // connection refused: nothing listens, the request never left
-	KindReset   Kind = "reset"    // connection reset by the peer
-	KindEOF     Kind = "eof"      // connection closed before a full answer
-	KindTimeout Kind = "timeout"  // UPSTREAM_TIMEOUT or REQUEST_DEADLINE ran out
-	KindHTTP5xx Kind = "http_5xx" // the upstream answered 5xx
-	KindHTTP4xx Kind = "http_4xx" // the upstream answered 4xx
-	KindBadBody Kind = "bad_body" // a 2xx whose body is not a JSON object, or is too large
-	KindOther   Kind = "other"    // anything else (DNS failure, redirect, cancelled caller)
+	KindRefused Kind = Kind(neterr.Refused) // connection refused: nothing listens, the request never left
+	KindReset   Kind = Kind(neterr.Reset)   // connection reset by the peer
+	KindEOF     Kind = Kind(neterr.EOF)     // connection closed before a full answer
+	KindTimeout Kind = Kind(neterr.Timeout) // UPSTREAM_TIMEOUT or REQUEST_DEADLINE ran out
+	KindHTTP5xx Kind = "http_5xx"           // the upstream answered 5xx
+	KindHTTP4xx Kind = "http_4xx"           // the upstream answered 4xx
+	KindBadBody Kind = "bad_body"           // a 2xx whose body is not a JSON object, or is too large
+	KindOther   Kind = Kind(neterr.Other)   // anything else (DNS failure, redirect, cancelled caller)
 )
 
 // MaxUpstreamBody bounds how much of an upstream answer is read.
@@ -44,6 +45,7 @@ type failure struct {
 	kind   Kind
 	status int  // upstream HTTP status for http_* kinds
 	sent   bool // the request may have reached the upstream (a connection was obtained)
+	reused bool // the connection was a pooled one, used before
 	err    error
 }
 
@@ -67,22 +69,7 @@ func (f *failure) retryable(method string) bool {
 }
 
 // classify maps a transport error to a Kind.
-func classify(err error) Kind {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return KindRefused
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return KindReset
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return KindTimeout
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		// net/http's unexported errServerClosedIdle: the server closed a pooled connection.
-		strings.Contains(err.Error(), "server closed idle connection"):
-		return KindEOF
-	}
-	return KindOther
-}
+func classify(err error) Kind { return Kind(neterr.Classify(err)) }
 
 // caller calls the upstream with the retry policy.
 type caller struct {
@@ -114,19 +101,21 @@ func newCaller(cfg Config, logger *slog.Logger, reg prometheus.Registerer) *call
 	}
 	reg.MustRegister(c.attempts, c.retries)
 	if cfg.Client == Pooled {
-		c.pooled = newClient(false)
+		c.pooled = newClient(false, cfg.IdleConnTimeout)
 	}
 	return c
 }
 
-func newClient(perRequest bool) *http.Client {
+// newClient builds the upstream client. idle bounds how long a pooled connection waits unused:
+// shorter than the upstream's own limits, so this side is the one that closes it.
+func newClient(perRequest bool, idle time.Duration) *http.Client {
 	tr := &http.Transport{
 		Proxy:                  nil, // in-cluster traffic: never through an environment proxy
 		DialContext:            (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
 		DisableKeepAlives:      perRequest,
 		MaxIdleConns:           256,
 		MaxIdleConnsPerHost:    256, // the default 2 would churn connections under 15 clients
-		IdleConnTimeout:        30 * time.Second,
+		IdleConnTimeout:        idle,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
@@ -189,8 +178,11 @@ func (c *caller) call(ctx context.Context, method string) outcome {
 func (c *caller) attempt(ctx context.Context, method string) (json.RawMessage, *failure) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.UpstreamTimeout) // the parent's deadline may come first
 	defer cancel()
-	var sent atomic.Bool
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { sent.Store(true) }}
+	var sent, reused atomic.Bool
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		sent.Store(true)
+		reused.Store(info.Reused)
+	}}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, c.target, http.NoBody)
 	if err != nil {
 		return nil, &failure{kind: KindOther, err: err}
@@ -198,12 +190,12 @@ func (c *caller) attempt(ctx context.Context, method string) (json.RawMessage, *
 	req.Header.Set("Accept", "application/json")
 	client := c.pooled
 	if client == nil {
-		client = newClient(true)
+		client = newClient(true, c.cfg.IdleConnTimeout)
 		defer client.CloseIdleConnections()
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, &failure{kind: classify(err), sent: sent.Load(), err: err}
+		return nil, &failure{kind: classify(err), sent: sent.Load(), reused: reused.Load(), err: err}
 	}
 	defer resp.Body.Close()
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxUpstreamBody+1))
@@ -216,7 +208,7 @@ func (c *caller) attempt(ctx context.Context, method string) (json.RawMessage, *
 		return nil, &failure{kind: KindOther, status: code, sent: true, err: fmt.Errorf("upstream answered %d", code)}
 	}
 	if readErr != nil {
-		return nil, &failure{kind: classify(readErr), sent: true, err: fmt.Errorf("reading the upstream answer: %w", readErr)}
+		return nil, &failure{kind: classify(readErr), sent: true, reused: reused.Load(), err: fmt.Errorf("reading the upstream answer: %w", readErr)}
 	}
 	if len(body) > MaxUpstreamBody {
 		return nil, &failure{kind: KindBadBody, sent: true, err: fmt.Errorf("upstream answer larger than %d bytes", MaxUpstreamBody)}

@@ -2,12 +2,14 @@ package downstream
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/service"
 )
 
 // DefaultPort is where the downstream listens unless PORT says otherwise.
@@ -25,9 +27,11 @@ const (
 
 // Config is the downstream's whole configuration, read from the environment.
 type Config struct {
-	Serve           lifecycle.Config
+	Serve           service.Config
 	UpstreamURL     *url.URL      // UPSTREAM_URL; /api/data is appended
+	UpstreamMethod  string        // UPSTREAM_METHOD: GET or POST for every call; empty forwards the caller's
 	Client          ClientMode    // CLIENT
+	IdleConnTimeout time.Duration // UPSTREAM_IDLE_TIMEOUT: a pooled connection idle this long is closed
 	RetryAttempts   int           // RETRY_ATTEMPTS: attempts in all; 1 means no retry
 	RetryBackoff    time.Duration // RETRY_BACKOFF: the first wait; each next one doubles
 	RetryMaxBackoff time.Duration // RETRY_MAX_BACKOFF: hard cap of any wait, jitter included
@@ -42,30 +46,44 @@ const (
 	DefaultRetryMaxBackoff = 2 * time.Second
 	DefaultUpstreamTimeout = 5 * time.Second
 	DefaultRequestDeadline = 9 * time.Second
+	// DefaultIdleConnTimeout closes a pooled connection before the upstream can: below the
+	// upstream's IdleTimeout, and below its PRESTOP_DELAY, so a connection left idle through a
+	// pod's retirement window is closed by this side, never raced by the pod's exit.
+	DefaultIdleConnTimeout = 3 * time.Second
 	MaxRetryAttempts       = 10
 )
 
-// ParseConfig reads the lifecycle's variables plus UPSTREAM_URL, CLIENT, RETRY_ATTEMPTS,
-// RETRY_BACKOFF, RETRY_MAX_BACKOFF, UPSTREAM_TIMEOUT and REQUEST_DEADLINE.
+// ParseConfig reads the chassis's variables plus UPSTREAM_URL, UPSTREAM_METHOD, CLIENT,
+// UPSTREAM_IDLE_TIMEOUT, RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF, UPSTREAM_TIMEOUT and
+// REQUEST_DEADLINE.
 func ParseConfig(getenv func(string) string) (Config, error) {
-	var c Config
-	var err error
-	if c.Serve, err = lifecycle.ParseConfig(getenv, DefaultPort); err != nil {
+	serve, env, err := service.ParseConfig(getenv, DefaultPort)
+	c := Config{Serve: serve}
+	if err != nil {
 		return c, err
 	}
-	env := lifecycle.Env(getenv)
 	raw := getenv("UPSTREAM_URL")
 	if raw == "" {
 		raw = DefaultUpstreamURL
 	}
 	if c.UpstreamURL, err = parseUpstreamURL(raw); err != nil {
-		return c, &lifecycle.EnvError{Name: "UPSTREAM_URL", Value: raw, Want: "an http:// or https:// URL with a host and no query, such as http://upstream:7000"}
+		return c, &service.EnvError{Name: "UPSTREAM_URL", Value: raw, Want: "an http:// or https:// URL with a host and no query, such as http://upstream:7000"}
+	}
+	if c.UpstreamMethod, err = env.OneOf("UPSTREAM_METHOD", "", http.MethodGet, http.MethodPost); err != nil {
+		return c, err
 	}
 	mode, err := env.OneOf("CLIENT", string(Pooled), string(Pooled), string(PerRequest))
 	if err != nil {
 		return c, err
 	}
 	c.Client = ClientMode(mode)
+	if c.IdleConnTimeout, err = env.Duration("UPSTREAM_IDLE_TIMEOUT", DefaultIdleConnTimeout, time.Millisecond); err != nil {
+		return c, err
+	}
+	if err := env.Ordered("UPSTREAM_IDLE_TIMEOUT", c.IdleConnTimeout, "the upstream's idle timeout", service.IdleTimeout, true,
+		", so the pool closes an idle connection before the upstream does"); err != nil {
+		return c, err
+	}
 	if c.RetryAttempts, err = env.Int("RETRY_ATTEMPTS", 1, 1, MaxRetryAttempts); err != nil {
 		return c, err
 	}
@@ -75,14 +93,8 @@ func ParseConfig(getenv func(string) string) (Config, error) {
 	if c.RetryMaxBackoff, err = env.Duration("RETRY_MAX_BACKOFF", DefaultRetryMaxBackoff, time.Millisecond); err != nil {
 		return c, err
 	}
-	if c.RetryMaxBackoff < c.RetryBackoff {
-		// Name the variable that was set; blaming a default would confuse.
-		if getenv("RETRY_MAX_BACKOFF") == "" {
-			return c, &lifecycle.EnvError{Name: "RETRY_BACKOFF", Value: getenv("RETRY_BACKOFF"),
-				Want: fmt.Sprintf("a duration not above RETRY_MAX_BACKOFF (%v)", c.RetryMaxBackoff)}
-		}
-		return c, &lifecycle.EnvError{Name: "RETRY_MAX_BACKOFF", Value: getenv("RETRY_MAX_BACKOFF"),
-			Want: fmt.Sprintf("a duration not below RETRY_BACKOFF (%v)", c.RetryBackoff)}
+	if err := env.Ordered("RETRY_BACKOFF", c.RetryBackoff, "RETRY_MAX_BACKOFF", c.RetryMaxBackoff, false, ""); err != nil {
+		return c, err
 	}
 	if c.UpstreamTimeout, err = env.Duration("UPSTREAM_TIMEOUT", DefaultUpstreamTimeout, time.Millisecond); err != nil {
 		return c, err
@@ -91,13 +103,9 @@ func ParseConfig(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	// A request still running when the drain gives up would be cut: keep it inside the drain.
-	if c.Serve.Mode == lifecycle.Graceful && c.RequestDeadline >= c.Serve.DrainTimeout {
-		if getenv("REQUEST_DEADLINE") == "" {
-			return c, &lifecycle.EnvError{Name: "DRAIN_TIMEOUT", Value: getenv("DRAIN_TIMEOUT"),
-				Want: fmt.Sprintf("a duration above REQUEST_DEADLINE (%v), so a draining pod can finish every call", c.RequestDeadline)}
-		}
-		return c, &lifecycle.EnvError{Name: "REQUEST_DEADLINE", Value: getenv("REQUEST_DEADLINE"),
-			Want: fmt.Sprintf("a duration below DRAIN_TIMEOUT (%v), so a draining pod can finish every call", c.Serve.DrainTimeout)}
+	if c.Serve.Mode == lifecycle.Graceful {
+		return c, env.Ordered("REQUEST_DEADLINE", c.RequestDeadline, "DRAIN_TIMEOUT", c.Serve.DrainTimeout, true,
+			", so a draining pod can finish every call")
 	}
 	return c, nil
 }

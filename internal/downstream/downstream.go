@@ -7,7 +7,6 @@ package downstream
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/service"
 )
 
 // Status values of the answer's "status" field.
@@ -42,19 +41,22 @@ type Failure struct {
 	Error          string `json:"error"`
 	Kind           Kind   `json:"kind"`
 	UpstreamStatus int    `json:"upstream_status,omitempty"` // for http_* kinds
-	ElapsedMS      int64  `json:"elapsed_ms"`
-	Retries        int    `json:"retries"`
+	// ReusedConnection says the failed attempt went out on a pooled connection used before: the
+	// keep-alive race of docs/keepalive.md when the upstream pod was shutting down.
+	ReusedConnection bool  `json:"reused_connection"`
+	ElapsedMS        int64 `json:"elapsed_ms"`
+	Retries          int   `json:"retries"`
 }
 
-// New builds the downstream server: GET and POST / on top of the lifecycle's routes.
-func New(cfg Config, logger *slog.Logger) *lifecycle.Server {
+// New builds the downstream server: GET and POST / on top of the chassis's routes.
+func New(cfg Config, logger *slog.Logger) *service.Server {
 	s, _ := newServer(cfg, logger)
 	return s
 }
 
-func newServer(cfg Config, logger *slog.Logger) (*lifecycle.Server, *caller) {
-	s := lifecycle.NewServer(cfg.Serve, logger)
-	h := &handler{caller: newCaller(cfg, logger, s.Registry), log: logger}
+func newServer(cfg Config, logger *slog.Logger) (*service.Server, *caller) {
+	s := service.NewServer(cfg.Serve, logger)
+	h := &handler{caller: newCaller(cfg, logger, s.Registry), log: logger, method: cfg.UpstreamMethod}
 	s.Engine.GET("/", h.serve)
 	s.Engine.POST("/", h.serve)
 	return s, h.caller
@@ -62,26 +64,28 @@ func newServer(cfg Config, logger *slog.Logger) (*lifecycle.Server, *caller) {
 
 // Main runs the downstream process: exit 2 on a bad variable, else the lifecycle's exit code.
 func Main(getenv func(string) string, stderr io.Writer) int {
-	cfg, err := ParseConfig(getenv)
-	if err != nil {
-		fmt.Fprintf(stderr, "downstream: %v\n", err)
-		return 2
-	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "downstream")
-	logger.Info("upstream client", "upstream_url", cfg.UpstreamURL.String(), "client", string(cfg.Client),
-		"retry_attempts", cfg.RetryAttempts, "upstream_timeout", cfg.UpstreamTimeout.String(),
-		"request_deadline", cfg.RequestDeadline.String())
-	return New(cfg, logger).ListenAndRun()
+	return service.Main("downstream", getenv, stderr, ParseConfig, func(cfg Config, logger *slog.Logger) *service.Server {
+		logger.Info("upstream client", "upstream_url", cfg.UpstreamURL.String(), "client", string(cfg.Client),
+			"upstream_method", cfg.UpstreamMethod, "idle_conn_timeout", cfg.IdleConnTimeout.String(),
+			"retry_attempts", cfg.RetryAttempts, "upstream_timeout", cfg.UpstreamTimeout.String(),
+			"request_deadline", cfg.RequestDeadline.String())
+		return New(cfg, logger)
+	})
 }
 
 type handler struct {
 	caller *caller
 	log    *slog.Logger
+	method string // UPSTREAM_METHOD; empty forwards the caller's method
 }
 
 func (h *handler) serve(c *gin.Context) {
 	start := time.Now()
-	out := h.caller.call(c.Request.Context(), c.Request.Method)
+	method := h.method
+	if method == "" {
+		method = c.Request.Method
+	}
+	out := h.caller.call(c.Request.Context(), method)
 	elapsed := time.Since(start).Milliseconds()
 	if out.fail == nil {
 		c.JSON(http.StatusOK, Success{Source: "downstream", Status: StatusOK, Upstream: out.body,
@@ -95,8 +99,8 @@ func (h *handler) serve(c *gin.Context) {
 	case out.fail.status != 0, out.fail.kind == KindBadBody:
 		status = StatusUpstreamError // the upstream answered, but not usefully
 	}
-	h.log.Warn("upstream call failed", "method", c.Request.Method, "kind", string(out.fail.kind),
+	h.log.Warn("upstream call failed", "method", method, "kind", string(out.fail.kind), "reused_connection", out.fail.reused,
 		"error", out.fail.Error(), "attempts", out.attempts, "elapsed_ms", elapsed)
 	c.JSON(code, Failure{Source: "downstream", Status: status, Error: out.fail.Error(), Kind: out.fail.kind,
-		UpstreamStatus: out.fail.status, ElapsedMS: elapsed, Retries: out.attempts - 1})
+		UpstreamStatus: out.fail.status, ReusedConnection: out.fail.reused, ElapsedMS: elapsed, Retries: out.attempts - 1})
 }

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/service"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -167,6 +167,7 @@ type answer struct {
 	Error          string         `json:"error"`
 	Kind           Kind           `json:"kind"`
 	UpstreamStatus int            `json:"upstream_status"`
+	Reused         *bool          `json:"reused_connection"`
 	ElapsedMS      *int64         `json:"elapsed_ms"`
 	Retries        *int           `json:"retries"`
 }
@@ -570,7 +571,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tc := range invalid {
 		_, err := ParseConfig(envOf(tc.env))
-		var envErr *lifecycle.EnvError
+		var envErr *service.EnvError
 		if !errors.As(err, &envErr) || envErr.Name != tc.blame {
 			t.Errorf("%v: want an error naming %s, got %v", tc.env, tc.blame, err)
 			continue
@@ -588,5 +589,25 @@ func TestMainRefusesBadConfigWithOneLine(t *testing.T) {
 	}
 	if out := stderr.String(); strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "downstream: UPSTREAM_URL=") {
 		t.Fatalf("want one line naming UPSTREAM_URL, got %q", out)
+	}
+}
+
+// The 5xx body says whether the failed attempt used a reused pooled connection; UPSTREAM_METHOD
+// makes every call a POST, which Go's transport never resends on its own.
+func TestFailureBodySaysWhetherTheConnectionWasReused(t *testing.T) {
+	for client, wantReused := range map[ClientMode]bool{Pooled: true, PerRequest: false} {
+		t.Run(string(client), func(t *testing.T) {
+			up := newUpstream(t, "ok", "eof")
+			url, _ := startDownstream(t, up.URL, map[string]string{"CLIENT": string(client), "UPSTREAM_METHOD": "POST"})
+			expect(t, call(t, url, http.MethodGet), 200, StatusOK, "", 0)
+			a := call(t, url, http.MethodGet)
+			expect(t, a, 502, StatusUpstreamUnreachable, KindEOF, 0)
+			if a.Reused == nil || *a.Reused != wantReused {
+				t.Fatalf("reused_connection = %v, want %v", a.Reused, wantReused)
+			}
+			if up.method(0) != http.MethodPost || up.method(1) != http.MethodPost {
+				t.Fatalf("upstream saw %s, %s; want POST both times", up.method(0), up.method(1))
+			}
+		})
 	}
 }

@@ -393,7 +393,7 @@ func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
 	}
 	if d.load != nil {
 		d.awaitLoad(limit)
-		d.out.Result = d.load.Result()
+		d.out.Result = report.FromLoad(d.load.Result())
 		if d.out.Result == nil {
 			d.fail("the load did not finish within %s of being stopped", limit)
 		}

@@ -337,7 +337,7 @@ func TestRunLoadErrorsAreResultsNotFailures(t *testing.T) {
 	if s.Failure != "" {
 		t.Fatalf("errors seen by the load made the run fail: %s", s.Failure)
 	}
-	if s.Errors == 0 || s.ErrorsByKind[load.HTTP5xx] == 0 || s.UpstreamKinds["eof"] == 0 {
+	if s.Errors == 0 || s.ErrorsByKind[string(load.HTTP5xx)] == 0 || s.UpstreamKinds["eof"] == 0 {
 		t.Fatalf("want 5xx errors with upstream kind eof, got errors=%d by kind %v kinds %v", s.Errors, s.ErrorsByKind, s.UpstreamKinds)
 	}
 	// A request sent just before the restart may be answered after it, so the first failure's
@@ -512,37 +512,6 @@ func TestWithRestartEventKeepsTheClustersOwn(t *testing.T) {
 	}
 	if got := withRestartEvent(own[1:], time.Time{}, "upstream"); len(got) != 1 {
 		t.Fatalf("no restart happened, yet an event was added: %+v", got)
-	}
-}
-
-func TestProgressPrinterPlainLines(t *testing.T) {
-	var buf bytes.Buffer
-	pp := NewProgressPrinter(&buf, false)
-	pp.Update(Progress{Scenario: "v1", Index: 1, Total: 3, Phase: PhaseStarting})
-	pp.Update(Progress{Scenario: "v1", Index: 1, Total: 3, Phase: PhaseLoad, Elapsed: 100 * time.Millisecond, Planned: 30 * time.Second, Requests: 4})
-	pp.Update(Progress{Scenario: "v1", Index: 1, Total: 3, Phase: PhaseLoad, Elapsed: 600 * time.Millisecond, Planned: 30 * time.Second, Requests: 40})
-	pp.Update(Progress{Scenario: "v1", Index: 1, Total: 3, Phase: PhaseFailed, Elapsed: 2 * time.Second, Planned: 30 * time.Second, Requests: 90, Errors: 3, Detail: "the cluster did not come up: boom"})
-	want := "[1/3] v1: starting cluster\n" +
-		"[1/3] v1: load, 0.1s of 30s, 4 requests, 0 errors\n" +
-		"[1/3] v1: failed, 2.0s of 30s, 90 requests, 3 errors: the cluster did not come up: boom\n"
-	if got := buf.String(); got != want {
-		t.Fatalf("got\n%s\nwant\n%s", got, want)
-	}
-}
-
-func TestProgressPrinterBar(t *testing.T) {
-	var buf bytes.Buffer
-	pp := NewProgressPrinter(&buf, true)
-	pp.Update(Progress{Scenario: "v2", Index: 2, Total: 3, Phase: PhaseStarting})
-	pp.Update(Progress{Scenario: "v2", Index: 2, Total: 3, Phase: PhaseLoad, Elapsed: time.Second, Planned: 10 * time.Second, Requests: 100})
-	time.Sleep(150 * time.Millisecond) // past the bar's render throttle
-	pp.Update(Progress{Scenario: "v2", Index: 2, Total: 3, Phase: PhaseRollout, Elapsed: 5 * time.Second, Planned: 10 * time.Second, Requests: 500})
-	pp.Update(Progress{Scenario: "v2", Index: 2, Total: 3, Phase: PhaseDone, Elapsed: 10 * time.Second, Planned: 10 * time.Second, Requests: 1000})
-	out := buf.String()
-	for _, want := range []string{"[2/3] v2: starting cluster", "50%", "rolling out: 500 requests", "[2/3] v2: done, 10.0s of 10s, 1000 requests, 0 errors"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("bar output lacks %q:\n%q", want, out)
-		}
 	}
 }
 

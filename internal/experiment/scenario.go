@@ -15,6 +15,9 @@ var titles = map[string]string{
 	"v1": "v1 no protection",
 	"v2": "v2 graceful",
 	"v3": "v3 graceful + retry",
+	// The pooled-POST race (docs/keepalive.md): unfixed, then fixed.
+	"v2race":   "v2 pooled POST, unfixed",
+	"v2pooled": "v2 pooled POST, fixed",
 }
 
 // Catalog lists the scenarios of a manifest tree: every top-level directory is one, named by

@@ -65,7 +65,7 @@ func LoadJob(o LoadJobOptions) (*batchv1.Job, error) {
 		return nil, err
 	}
 	for _, c := range cfgs[1:] {
-		if c != cfgs[0] {
+		if c.VUs != cfgs[0].VUs {
 			return nil, fmt.Errorf("%d VUs do not split evenly over %d load pods: use a multiple of %d VUs", o.Load.VUs, o.Pods, o.Pods)
 		}
 	}

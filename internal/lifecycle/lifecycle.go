@@ -1,16 +1,25 @@
-// Package lifecycle owns how a gracelab service lives and dies on a pod: the HTTP server both
-// services share (hardened limits, /health, /prestop, /metrics, request metrics), the common
-// environment variables (HOST, PORT, SHUTDOWN, SHUTDOWN_DELAY, DRAIN_TIMEOUT, PRESTOP_DELAY) and
-// the staged shutdown, shaped like kube-apiserver's named lifecycle signals.
+// Package lifecycle owns how a gracelab service dies on a pod: the staged shutdown, shaped like
+// kube-apiserver's named lifecycle signals, and the retirement of keep-alive connections. It
+// drives an *http.Server it is given; the routes, metrics and environment live in
+// internal/service.
 //
-// Timeline of a graceful shutdown (SHUTDOWN=graceful):
+// Timeline of a graceful shutdown (SHUTDOWN=graceful, RETIRE_KEEPALIVE=true):
 //
-//	T0                  first SIGTERM or SIGINT: ShutdownInitiated. /health answers 503 and every
-//	                    response carries "Connection: close"; requests are still served.
-//	T0+SHUTDOWN_DELAY   NotAcceptingNewRequests: the listener is closed (http.Server.Shutdown),
-//	                    idle keep-alive connections are closed, in-flight requests go on.
-//	T0+SHUTDOWN_DELAY+d InFlightDrained: the last in-flight response has been written to its
-//	                    socket (d <= DRAIN_TIMEOUT). Exited follows at once and Run returns 0.
+//	first sign          the first preStop call (PreStop) or the first SIGTERM/SIGINT: every
+//	                    response from now on carries "Connection: close", so each pooled
+//	                    connection is retired after its next request while the pod still serves.
+//	T0                  first SIGTERM or SIGINT: ShutdownInitiated. /health answers 503.
+//	T0+SHUTDOWN_DELAY   NotAcceptingNewRequests: the listener is closed. Open connections stay:
+//	                    in-flight requests go on, idle keep-alive connections may still send one
+//	                    more request (answered with "Connection: close"), and a connection
+//	                    accepted but not yet read gets NewConnGrace to send its request.
+//	T0+SHUTDOWN_DELAY+d InFlightDrained: no request in progress and no fresh connection left
+//	                    (d <= DRAIN_TIMEOUT). Only now are idle keep-alive connections closed;
+//	                    Exited follows at once and Run returns 0.
+//
+// With RETIRE_KEEPALIVE=false (the unfixed comparison of docs/keepalive.md) "Connection: close"
+// starts only at T0, and idle keep-alive connections are closed at T0+SHUTDOWN_DELAY, racing
+// any request a pooled client is sending on them at that moment.
 //
 // A second signal at any point after T0, or DRAIN_TIMEOUT running out, ends at once: a log line
 // says why, Exited fires and Run returns 1. With SHUTDOWN=immediate no signal handler is
@@ -55,50 +64,6 @@ var Phases = []Phase{Running, ShutdownInitiated, NotAcceptingNewRequests, InFlig
 type Transition struct {
 	Phase Phase
 	At    time.Time
-}
-
-// Config is the part of a service's configuration that the lifecycle owns.
-type Config struct {
-	Host          string        // HOST: bind address; empty means all interfaces
-	Port          int           // PORT: 0 lets the OS choose (the actual address is logged)
-	Mode          Mode          // SHUTDOWN
-	ShutdownDelay time.Duration // SHUTDOWN_DELAY: keep serving (readiness 503) after SIGTERM
-	DrainTimeout  time.Duration // DRAIN_TIMEOUT: longest wait for in-flight requests
-	PrestopDelay  time.Duration // PRESTOP_DELAY: how long GET /prestop sleeps
-}
-
-// Default values of the lifecycle's variables.
-const (
-	DefaultDrainTimeout = 15 * time.Second
-	DefaultPrestopDelay = 5 * time.Second
-)
-
-// ParseConfig reads HOST, PORT, SHUTDOWN, SHUTDOWN_DELAY, DRAIN_TIMEOUT and PRESTOP_DELAY.
-func ParseConfig(getenv func(string) string, defaultPort int) (Config, error) {
-	env := Env(getenv)
-	var c Config
-	var err error
-	if c.Host, err = env.Host("HOST"); err != nil {
-		return c, err
-	}
-	if c.Port, err = env.Int("PORT", defaultPort, 0, 65535); err != nil {
-		return c, err
-	}
-	mode, err := env.OneOf("SHUTDOWN", string(Graceful), string(Graceful), string(Immediate))
-	if err != nil {
-		return c, err
-	}
-	c.Mode = Mode(mode)
-	if c.ShutdownDelay, err = env.Duration("SHUTDOWN_DELAY", 0, 0); err != nil {
-		return c, err
-	}
-	if c.DrainTimeout, err = env.Duration("DRAIN_TIMEOUT", DefaultDrainTimeout, time.Millisecond); err != nil {
-		return c, err
-	}
-	if c.PrestopDelay, err = env.Duration("PRESTOP_DELAY", DefaultPrestopDelay, 0); err != nil {
-		return c, err
-	}
-	return c, nil
 }
 
 // Notify returns the channel Run listens on for shutdown signals. In Immediate mode it installs

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"time"
 )
@@ -42,7 +43,10 @@ const (
 // MaxInFlight take defaults (GET, closed, 10s, new, rate × timeout capped at 10000).
 type Config struct {
 	URL         string
-	Method      string        // GET or POST
+	Method      string        // any HTTP method
+	Header      http.Header   // added to every request; Host sets the Host header
+	Body        []byte        // sent with every request; a POST without Body sends "{}"
+	Expect      Expect        // what an ok answer is; zero: 2xx and the JSON status check
 	Model       Model         // closed or open
 	VUs         int           // closed model
 	Think       time.Duration // closed model, pause after each response
@@ -89,10 +93,8 @@ func (c Config) Validate() error {
 	if u.Host == "" || u.Hostname() == "" {
 		return fmt.Errorf("url %q has no host: give one, for example http://127.0.0.1:8000/", c.URL)
 	}
-	switch c.Method {
-	case "", "GET", "POST":
-	default:
-		return fmt.Errorf("method %q is not supported: use GET or POST", c.Method)
+	if err := c.validateRequest(); err != nil {
+		return err
 	}
 	switch c.Connections {
 	case "", ConnectionsNew, ConnectionsReuse:
@@ -143,24 +145,37 @@ func (c Config) Validate() error {
 
 // configJSON is Config as it appears in the report: durations as Go duration strings.
 type configJSON struct {
-	URL         string  `json:"url"`
-	Method      string  `json:"method"`
-	Model       Model   `json:"model"`
-	VUs         int     `json:"vus,omitempty"`
-	Think       string  `json:"think,omitempty"`
-	Rate        float64 `json:"rate,omitempty"`
-	MaxInFlight int     `json:"max_in_flight,omitempty"`
-	Duration    string  `json:"duration"`
-	Timeout     string  `json:"timeout"`
-	Connections string  `json:"connections"`
+	URL         string            `json:"url"`
+	Method      string            `json:"method"`
+	Header      map[string]string `json:"header,omitempty"` // credentials redacted
+	BodyBytes   int               `json:"body_bytes,omitempty"`
+	Expect      *expectJSON       `json:"expect,omitempty"`
+	Model       Model             `json:"model"`
+	VUs         int               `json:"vus,omitempty"`
+	Think       string            `json:"think,omitempty"`
+	Rate        float64           `json:"rate,omitempty"`
+	MaxInFlight int               `json:"max_in_flight,omitempty"`
+	Duration    string            `json:"duration"`
+	Timeout     string            `json:"timeout"`
+	Connections string            `json:"connections"`
+}
+
+type expectJSON struct {
+	Status           string `json:"status,omitempty"`
+	Body             string `json:"body,omitempty"`
+	IgnoreJSONStatus bool   `json:"ignore_json_status,omitempty"`
 }
 
 // MarshalJSON writes durations as strings ("100ms") and leaves out the other model's fields.
+// The body is written as its length and credentials in headers as <redacted>.
 func (c Config) MarshalJSON() ([]byte, error) {
 	j := configJSON{
 		URL: c.URL, Method: c.Method, Model: c.Model, VUs: c.VUs, Rate: c.Rate,
 		MaxInFlight: c.MaxInFlight, Duration: c.Duration.String(), Timeout: c.Timeout.String(),
-		Connections: c.Connections,
+		Connections: c.Connections, Header: headerForReport(c.Header), BodyBytes: len(c.Body),
+	}
+	if c.Expect != (Expect{}) {
+		j.Expect = &expectJSON{Status: c.Expect.Status, Body: c.Expect.Body, IgnoreJSONStatus: c.Expect.IgnoreJSONStatus}
 	}
 	if c.Model != Open {
 		j.Think = c.Think.String()
@@ -187,6 +202,15 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	var err error
 	out := Config{URL: j.URL, Method: j.Method, Model: j.Model, VUs: j.VUs, Rate: j.Rate,
 		MaxInFlight: j.MaxInFlight, Connections: j.Connections}
+	if j.Expect != nil {
+		out.Expect = Expect{Status: j.Expect.Status, Body: j.Expect.Body, IgnoreJSONStatus: j.Expect.IgnoreJSONStatus}
+	}
+	for k, v := range j.Header { // as reported: credentials stay redacted
+		if out.Header == nil {
+			out.Header = http.Header{}
+		}
+		out.Header.Set(k, v)
+	}
 	if out.Think, err = parse("think", j.Think); err != nil {
 		return err
 	}

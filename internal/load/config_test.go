@@ -3,6 +3,8 @@ package load
 import (
 	"encoding/json"
 	"math"
+	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +31,10 @@ func TestValidate(t *testing.T) {
 		{"ftp", func(c *Config) { c.URL = "ftp://host/" }, good, "must start with http://"},
 		{"no host", func(c *Config) { c.URL = "http:///x" }, good, "has no host"},
 		{"port only", func(c *Config) { c.URL = "http://:8000/" }, good, "has no host"},
-		{"method", func(c *Config) { c.Method = "PUT" }, good, "use GET or POST"},
+		{"method", func(c *Config) { c.Method = "GET /x" }, good, `method "GET /x" is not a valid HTTP method`},
+		{"header", func(c *Config) { c.Header = http.Header{"Bad Name": {"x"}} }, good, `"Bad Name" is not a valid header name`},
+		{"expect status", func(c *Config) { c.Expect.Status = "2xx,20" }, good, `expect-status "2xx,20": "20" is not a status code`},
+		{"expect body", func(c *Config) { c.Expect.Body = "(" }, good, `expect-body "(" is not a regular expression: missing closing )`},
 		{"connections", func(c *Config) { c.Connections = "pooled" }, good, "use new or reuse"},
 		{"negative duration", func(c *Config) { c.Duration = -time.Second }, good, "duration -1s is negative"},
 		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, good, "timeout -1s is negative"},
@@ -87,6 +92,8 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 	for _, c := range []Config{
 		{URL: "http://h/", Method: "GET", Model: Closed, VUs: 15, Think: 100 * time.Millisecond, Duration: 30 * time.Second, Timeout: 10 * time.Second, Connections: "new"},
 		{URL: "http://h/", Method: "POST", Model: Open, Rate: 12.5, MaxInFlight: 7, Duration: time.Minute, Timeout: time.Second, Connections: "reuse"},
+		{URL: "http://h/", Method: "PATCH", Model: Open, Rate: 1, Duration: time.Minute, Timeout: time.Second, Connections: "reuse",
+			Header: http.Header{"X-Team": {"a"}}, Expect: Expect{Status: "200,204", Body: "^ok$", IgnoreJSONStatus: true}},
 	} {
 		b, err := json.Marshal(c)
 		if err != nil {
@@ -96,7 +103,7 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(b, &back); err != nil {
 			t.Fatalf("%s: %v", b, err)
 		}
-		if back != c {
+		if !reflect.DeepEqual(back, c) {
 			t.Errorf("round trip of %s: %+v, want %+v", b, back, c)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 // Run is one load run in progress.
 type Run struct {
 	cfg     Config
+	judge   judge
 	client  *http.Client
 	rec     *recorder
 	start   time.Time
@@ -61,7 +62,7 @@ func start(cfg Config, at time.Time, onClose func(int, *second)) (*Run, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &Run{cfg: cfg, client: newClient(cfg), stopCh: make(chan struct{}), done: make(chan struct{})}
+	r := &Run{cfg: cfg, judge: newJudge(cfg), client: newClient(cfg), stopCh: make(chan struct{}), done: make(chan struct{})}
 	if wait := time.Until(at); wait > 0 {
 		time.Sleep(wait) // the common start of several load pods, not synchronisation
 	}
@@ -166,16 +167,26 @@ func newClient(cfg Config) *http.Client {
 func (r *Run) newRequest(ctx context.Context) (*http.Request, error) {
 	var req *http.Request
 	var err error
-	if r.cfg.Method == "POST" {
+	switch {
+	case r.cfg.Body != nil:
+		req, err = http.NewRequestWithContext(ctx, r.cfg.Method, r.cfg.URL, bytes.NewReader(r.cfg.Body))
+	case r.cfg.Method == "POST":
 		req, err = http.NewRequestWithContext(ctx, "POST", r.cfg.URL, bytes.NewReader(postBody))
 		if req != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-	} else {
+	default:
 		req, err = http.NewRequestWithContext(ctx, r.cfg.Method, r.cfg.URL, nil)
 	}
 	if req != nil {
 		req.Header.Set("User-Agent", "gracelab-load")
+		for k, vs := range r.cfg.Header {
+			if k == "Host" {
+				req.Host = vs[0]
+				continue
+			}
+			req.Header[k] = vs
+		}
 	}
 	return req, err
 }
@@ -184,7 +195,7 @@ func (r *Run) newRequest(ctx context.Context) (*http.Request, error) {
 func (r *Run) send() answer {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
 	defer cancel()
-	return exchange(ctx, r.client, r.newRequest)
+	return exchange(ctx, r.client, r.newRequest, r.judge.judgeResponse)
 }
 
 func (r *Run) count(a answer) {

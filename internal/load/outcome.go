@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
-	"syscall"
+	"net/http/httptrace"
+	"sync/atomic"
+
+	"github.com/gracelab/gracelab/internal/neterr"
 )
 
 // Outcome is the single class every request ends in.
@@ -22,20 +23,23 @@ const (
 	BodyNotOK Outcome = "body_not_ok" // 2xx whose JSON body says status other than "ok"
 	HTTP5xx   Outcome = "http_5xx"
 	HTTP4xx   Outcome = "http_4xx"
-	Refused   Outcome = "refused" // connection refused: nothing listens there
-	Reset     Outcome = "reset"   // connection reset or broken pipe
-	EOF       Outcome = "eof"     // connection closed before the whole response arrived
-	Timeout   Outcome = "timeout" // no full answer within the per-request timeout
-	Dropped   Outcome = "dropped" // open model: not sent, the in-flight cap was reached at its slot
-	Lost      Outcome = "lost"    // sent by a load pod that died before reporting the outcome
-	Other     Outcome = "other"   // anything else (DNS failure, 3xx, TLS error, ...)
+	Refused   Outcome = Outcome(neterr.Refused) // connection refused: nothing listens there
+	Reset     Outcome = Outcome(neterr.Reset)   // connection reset or broken pipe
+	EOF       Outcome = Outcome(neterr.EOF)     // connection closed before the whole response arrived
+	Timeout   Outcome = Outcome(neterr.Timeout) // no full answer within the per-request timeout
+	Dropped   Outcome = "dropped"               // open model: not sent, the in-flight cap was reached at its slot
+	// Unexpected: an answer outside Config.Expect (a status it does not list, other than 4xx
+	// and 5xx, or a body that does not match).
+	Unexpected Outcome = "unexpected"
+	Lost       Outcome = "lost"                // sent by a load pod that died before reporting the outcome
+	Other      Outcome = Outcome(neterr.Other) // anything else (DNS failure, 3xx, TLS error, ...)
 )
 
 // ErrorClasses lists every error outcome in report order.
-var ErrorClasses = []Outcome{BodyNotOK, HTTP5xx, HTTP4xx, Refused, Reset, EOF, Timeout, Dropped, Lost, Other}
+var ErrorClasses = []Outcome{BodyNotOK, HTTP5xx, HTTP4xx, Refused, Reset, EOF, Timeout, Dropped, Unexpected, Lost, Other}
 
 // outcome indexes for fixed-size counters: 0 is OK, then ErrorClasses in order.
-const numOutcomes = 11
+const numOutcomes = 12
 
 func outcomeIndex(o Outcome) int {
 	if o == OK {
@@ -59,23 +63,15 @@ type answer struct {
 	kind    string // the downstream's reason for a 5xx, from its JSON body
 	retries int64  // the body's retries field
 	err     string // what went wrong, for disruption reports; empty when OK
+	// reused: the load generator's own connection was a keep-alive one used before, and the
+	// request failed on it (a transport error). upstreamReused: the downstream's 5xx body says
+	// its failed attempt went out on a reused connection. Both are the race of docs/keepalive.md.
+	reused, upstreamReused bool
 }
 
-// classifyError maps a transport error (from Do or from reading the body) to its class.
-func classifyError(err error) Outcome {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return Timeout
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return Refused
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return Reset
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return EOF
-	}
-	return Other
-}
+// classifyError maps a transport error (from Do or from reading the body) to its class, the
+// same one the downstream gives for its own calls.
+func classifyError(err error) Outcome { return Outcome(neterr.Classify(err)) }
 
 // readBody keeps the first maxBody bytes and discards the rest.
 func readBody(r io.Reader) ([]byte, error) {
@@ -95,6 +91,7 @@ type bodyFields struct {
 	kind      string
 	retries   int64
 	errText   string
+	reused    bool // reused_connection
 }
 
 // knownFields are the body fields the report reads, kept raw so a field of an unexpected type
@@ -106,6 +103,7 @@ type knownFields struct {
 	Error   json.RawMessage `json:"error"`
 	Message json.RawMessage `json:"message"`
 	Detail  json.RawMessage `json:"detail"`
+	Reused  json.RawMessage `json:"reused_connection"`
 }
 
 // parseBody reads the known fields leniently: a field of an unexpected type is ignored,
@@ -135,6 +133,9 @@ func parseBody(b []byte) bodyFields {
 		if json.Unmarshal(k.Retries, &n) == nil && n > 0 && n < math.MaxInt32 {
 			f.retries = int64(n)
 		}
+	}
+	if k.Reused != nil {
+		_ = json.Unmarshal(k.Reused, &f.reused) // a non-boolean is not a yes
 	}
 	for _, raw := range []json.RawMessage{k.Error, k.Message, k.Detail} {
 		if raw != nil && json.Unmarshal(raw, &f.errText) == nil && f.errText != "" {
@@ -170,6 +171,7 @@ func classifyResponse(code int, status string, body []byte) answer {
 	case code >= 500 && code < 600:
 		a.outcome = HTTP5xx
 		a.kind = clip(f.kind, 64)
+		a.upstreamReused = f.reused
 		a.err = httpErrText(status, f)
 	case code >= 400 && code < 500:
 		a.outcome = HTTP4xx
@@ -200,20 +202,22 @@ func clip(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// exchange sends one request and classifies what came back.
-func exchange(ctx context.Context, client *http.Client, newReq func(context.Context) (*http.Request, error)) answer {
+// exchange sends one request and classifies what came back, a complete response with judge.
+func exchange(ctx context.Context, client *http.Client, newReq func(context.Context) (*http.Request, error), judge func(code int, status string, body []byte) answer) answer {
+	var reused atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused.Store(i.Reused) }})
 	req, err := newReq(ctx)
 	if err != nil {
 		return answer{outcome: Other, err: err.Error()}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return answer{outcome: classifyError(err), err: err.Error()}
+		return answer{outcome: classifyError(err), err: err.Error(), reused: reused.Load()}
 	}
 	body, err := readBody(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return answer{outcome: classifyError(err), err: fmt.Sprintf("%s, then reading the body: %v", resp.Status, err)}
+		return answer{outcome: classifyError(err), err: fmt.Sprintf("%s, then reading the body: %v", resp.Status, err), reused: reused.Load()}
 	}
-	return classifyResponse(resp.StatusCode, resp.Status, body)
+	return judge(resp.StatusCode, resp.Status, body)
 }

@@ -1,14 +1,18 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestClassifyResponse(t *testing.T) {
@@ -53,35 +57,31 @@ func TestClassifyResponse(t *testing.T) {
 	}
 }
 
-type timeoutErr struct{}
-
-func (timeoutErr) Error() string   { return "i/o timeout" }
-func (timeoutErr) Timeout() bool   { return true }
-func (timeoutErr) Temporary() bool { return true }
-
-func TestClassifyError(t *testing.T) {
-	op := func(err error) error {
-		return fmt.Errorf("Get \"http://x/\": %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)})
-	}
-	cases := []struct {
-		err  error
-		want Outcome
-	}{
-		{op(syscall.ECONNREFUSED), Refused},
-		{op(syscall.ECONNRESET), Reset},
-		{op(syscall.EPIPE), Reset},
-		{fmt.Errorf("get: %w", io.EOF), EOF},
-		{fmt.Errorf("body: %w", io.ErrUnexpectedEOF), EOF},
-		{fmt.Errorf("get: %w", context.DeadlineExceeded), Timeout},
-		{op(timeoutErr{}), Timeout},
-		{errors.New("tls: handshake failure"), Other},
-		{&net.DNSError{Err: "no such host", Name: "nowhere.invalid"}, Other},
-	}
-	for _, tc := range cases {
-		if got := classifyError(tc.err); got != tc.want {
-			t.Errorf("%v: got %s, want %s", tc.err, got, tc.want)
+func TestTransportOutcomesAreNeterrClasses(t *testing.T) {
+	// The downstream names its upstream failures with the same words: one vocabulary.
+	for _, o := range []Outcome{Refused, Reset, EOF, Timeout, Other} {
+		if got := classifyError(errorOf(o)); got != o {
+			t.Errorf("%s: classified as %s", o, got)
 		}
 	}
+}
+
+// errorOf returns a transport error of class o.
+func errorOf(o Outcome) error {
+	op := func(err error) error {
+		return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+	}
+	switch o {
+	case Refused:
+		return op(syscall.ECONNREFUSED)
+	case Reset:
+		return op(syscall.ECONNRESET)
+	case EOF:
+		return fmt.Errorf("get: %w", io.EOF)
+	case Timeout:
+		return fmt.Errorf("get: %w", context.DeadlineExceeded)
+	}
+	return errors.New("tls: handshake failure")
 }
 
 func TestOutcomeIndex(t *testing.T) {
@@ -115,4 +115,51 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 	n := copy(p, r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+func TestUpstreamReusedConnectionIsRead(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"kind":"eof","reused_connection":true}`:   true,
+		`{"kind":"eof","reused_connection":false}`:  false,
+		`{"kind":"eof","reused_connection":"true"}`: false, // not a boolean
+		`{"kind":"eof"}`: false,
+	} {
+		if a := classifyResponse(502, "502 Bad Gateway", []byte(body)); a.upstreamReused != want {
+			t.Errorf("%s: upstreamReused %v, want %v", body, a.upstreamReused, want)
+		}
+	}
+}
+
+// A POST on a pooled connection the server closes unanswered fails as eof, marked reused; the
+// first request on the same connection was not reused.
+func TestExchangeMarksFailuresOnReusedConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if req, err := http.ReadRequest(r); err == nil {
+			_, _ = io.Copy(io.Discard, req.Body)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+		_, _ = http.ReadRequest(r) // read, then closed unanswered
+	}()
+	client := newClient(Config{Connections: ConnectionsReuse, VUs: 1, Timeout: 5 * time.Second})
+	defer client.CloseIdleConnections()
+	newReq := func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, "POST", "http://"+ln.Addr().String()+"/", strings.NewReader("{}"))
+	}
+	if a := exchange(context.Background(), client, newReq, newJudge(Config{}).judgeResponse); a.outcome != OK || a.reused {
+		t.Fatalf("first POST: %+v", a)
+	}
+	if a := exchange(context.Background(), client, newReq, newJudge(Config{}).judgeResponse); a.outcome != EOF || !a.reused {
+		t.Fatalf("POST on the closed pooled connection: %+v, want eof on a reused connection", a)
+	}
 }

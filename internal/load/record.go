@@ -37,7 +37,9 @@ type recorder struct {
 	late    int64
 	counts  [numOutcomes]int64
 	kinds   map[string]int64
-	retries int64
+	// reusedConn counts failures on reused keep-alive connections.
+	reusedConn ReusedConnFailures
+	retries    int64
 
 	live     map[int]*second // seconds that may still get outcomes
 	sealed   int             // seconds below this get no new requests
@@ -122,6 +124,12 @@ func (r *recorder) finish(idx int, sent, end time.Time, latency, lag time.Durati
 	r.counts[o]++
 	if a.outcome == HTTP5xx && a.kind != "" {
 		r.kinds[a.kind]++
+	}
+	if a.reused && a.outcome != OK {
+		r.reusedConn.Own++
+	}
+	if a.upstreamReused {
+		r.reusedConn.Upstream++
 	}
 	r.retries += a.retries
 	if latency >= 0 {
@@ -275,7 +283,7 @@ func (r *recorder) result(cfg Config, sendEnd, end time.Time) *Result {
 
 	res := &Result{
 		Start: r.start, SendEnd: sendEnd, End: end, Config: cfg,
-		OK: r.counts[0], ErrorsByKind: byKind(r.counts), UpstreamKinds: r.kinds, Retries: r.retries,
+		OK: r.counts[0], ErrorsByKind: byKind(r.counts), UpstreamKinds: r.kinds, Retries: r.retries, ReusedConn: r.reusedConn,
 		Timeline: timeline, Disruptions: []Disruption{},
 	}
 	for _, n := range r.counts {

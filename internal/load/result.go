@@ -26,6 +26,8 @@ type Result struct {
 	// UpstreamKinds counts, over 5xx answers, the `kind` their JSON body gave.
 	UpstreamKinds map[string]int64 `json:"upstream_kinds"`
 	Retries       int64            `json:"retries"` // sum of the bodies' `retries`
+	// ReusedConn counts failures on keep-alive connections used before (docs/keepalive.md).
+	ReusedConn ReusedConnFailures `json:"failed_on_reused_connection,omitzero"`
 
 	Latency Latency `json:"latency_ms"` // every sent request, failed ones included
 	// SendLag is how late requests were sent against their schedule (open model only).
@@ -89,4 +91,11 @@ func (r *Result) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// ReusedConnFailures counts failed requests whose failing attempt went out on a pooled
+// keep-alive connection that had carried requests before: the race with a server closing it.
+type ReusedConnFailures struct {
+	Own      int64 `json:"own,omitempty"`      // the load generator's connection (a transport error)
+	Upstream int64 `json:"upstream,omitempty"` // the downstream's, per its 5xx body's reused_connection
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -286,15 +287,17 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 
 func (c *Cluster) waitListening(ctx context.Context) error {
 	c.mu.Lock()
-	var addrs, names []string
+	var addrs []string
+	var pods []*pod
 	for _, p := range c.pods {
 		for _, cp := range p.container.Ports {
 			addrs = append(addrs, p.addr(cp.ContainerPort))
-			names = append(names, p.name)
+			pods = append(pods, p)
 		}
 	}
 	c.mu.Unlock()
 	for i, a := range addrs {
+		p := pods[i]
 		for {
 			var d net.Dialer
 			conn, err := d.DialContext(ctx, "tcp", a)
@@ -303,13 +306,20 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 				break
 			}
 			if ctx.Err() != nil {
-				return fmt.Errorf("the embedded cluster was not ready after %s: pod %s does not accept connections on %s", c.opts.ReadyTimeout, names[i], a)
+				return fmt.Errorf("the embedded cluster was not ready after %s: pod %s does not accept connections on %s", c.opts.ReadyTimeout, p.name, a)
 			}
 			c.mu.Lock()
 			upErr := c.upErr
+			pid := 0
+			if p.running && p.inst != nil {
+				pid = p.inst.cmd.Process.Pid
+			}
 			c.mu.Unlock()
 			if upErr != nil {
 				return upErr
+			}
+			if elsewhere := listeningAddrs(pid); len(elsewhere) > 0 {
+				return fmt.Errorf("pod %s listens on %s, not at its address %s: %s", p.name, strings.Join(elsewhere, ", "), a, listenRemedy)
 			}
 			select {
 			case <-ctx.Done():
@@ -318,6 +328,21 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// listenRemedy is what a team whose program does not listen at its pod's address must do.
+const listenRemedy = "make the program listen at the address it is given (env HOST and PORT, or $(POD_IP) from fieldRef status.podIP) instead of a fixed port on all interfaces or on 127.0.0.1, or run pods in sandboxes"
+
+// portTaken matches the error a program prints when its port is taken, with the port.
+var portTaken = regexp.MustCompile(`:(\d+): bind: address already in use`)
+
+// startupExitError says why a pod's container exited during Up; a port already taken (by
+// another replica, or a Service listening on the same port) gets the remedy.
+func startupExitError(p *pod, detail string) error {
+	if m := portTaken.FindStringSubmatch(p.tail.lastLine()); m != nil {
+		return fmt.Errorf("pod %s could not listen on port %s: it is taken (another replica, or a Service listening on the same port): %s", p.name, m[1], listenRemedy)
+	}
+	return fmt.Errorf("pod %s exited during start-up with %s%s", p.name, detail, logOnly(p))
 }
 
 // allReadyLocked: every Deployment settled with all pods ready, every proxy in sync.

@@ -3,7 +3,6 @@
 package localkube
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -14,36 +13,6 @@ import (
 const healthProbe = `httpGet: {path: /health, port: http}
 periodSeconds: 1
 `
-
-// restartAndSettle restarts name and waits for the rollout and the old pods to be gone.
-func restartAndSettle(t *testing.T, c *Cluster, name string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := c.Restart(ctx, name); err != nil {
-		t.Fatalf("Restart: %v", err)
-	}
-	if err := c.WaitSettled(ctx, name); err != nil {
-		t.Fatalf("WaitSettled: %v", err)
-	}
-}
-
-func indexOf(evs []cluster.Event, from int, match func(cluster.Event) bool) int {
-	for i := max(from, 0); i < len(evs); i++ {
-		if match(evs[i]) {
-			return i
-		}
-	}
-	return -1
-}
-
-func kindIs(k cluster.EventKind) func(cluster.Event) bool {
-	return func(e cluster.Event) bool { return e.Kind == k }
-}
-
-func podKind(pod string, k cluster.EventKind) func(cluster.Event) bool {
-	return func(e cluster.Event) bool { return e.Kind == k && e.Pod == pod }
-}
 
 // rolloutRevisions returns the old and new revision of the last restart of deployment d.
 func rolloutRevisions(t *testing.T, evs []cluster.Event, d string) (restartIdx int, oldRev, newRev string) {
@@ -109,7 +78,8 @@ func checkRolloutInvariants(t *testing.T, evs []cluster.Event, d string, replica
 	}
 }
 
-func TestRollingRestartSurgesBeforeDeleting(t *testing.T) {
+func TestIntegrationRollingRestartSurgesBeforeDeleting(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "web", replicas: 2, readiness: healthProbe, env: map[string]string{"POD_TERM": "graceful"},
 		strategy: "type: RollingUpdate\nrollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"}
@@ -138,7 +108,8 @@ func TestRollingRestartSurgesBeforeDeleting(t *testing.T) {
 	}
 }
 
-func TestDefaultStrategyWithTwoReplicasSurgesOneKeepsAll(t *testing.T) {
+func TestIntegrationDefaultStrategyWithTwoReplicasSurgesOneKeepsAll(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	// No strategy block: 25%/25% of 2 replicas is surge 1 (rounded up), unavailable 0 (down).
 	a := app{name: "web", replicas: 2, readiness: healthProbe, env: map[string]string{"POD_TERM": "graceful"}}
@@ -154,7 +125,8 @@ func TestDefaultStrategyWithTwoReplicasSurgesOneKeepsAll(t *testing.T) {
 	}
 }
 
-func TestPercentStrategyFourReplicas(t *testing.T) {
+func TestIntegrationPercentStrategyFourReplicas(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	// 4 replicas, maxSurge 50% -> 2, maxUnavailable 25% -> 1.
 	a := app{name: "web", replicas: 4, readiness: healthProbe, env: map[string]string{"POD_TERM": "graceful"},
@@ -167,7 +139,8 @@ func TestPercentStrategyFourReplicas(t *testing.T) {
 	}
 }
 
-func TestTerminatingPodsDoNotBlockTheNextSurge(t *testing.T) {
+func TestIntegrationTerminatingPodsDoNotBlockTheNextSurge(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	// A long preStop keeps old pods terminating; the next new pod must still be created
 	// before the first old pod has exited, because terminating pods are not counted.
@@ -190,7 +163,8 @@ func TestTerminatingPodsDoNotBlockTheNextSurge(t *testing.T) {
 	checkRolloutInvariants(t, evs, "web", 2, 1, 0)
 }
 
-func TestRecreateStopsAllOldPodsFirst(t *testing.T) {
+func TestIntegrationRecreateStopsAllOldPodsFirst(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "web", replicas: 2, env: map[string]string{"POD_TERM": "graceful"}, strategy: "type: Recreate\n"}
 	c := startCluster(t, Options{}, a)
@@ -212,7 +186,8 @@ func TestRecreateStopsAllOldPodsFirst(t *testing.T) {
 	}
 }
 
-func TestMinReadySecondsDelaysScaleDown(t *testing.T) {
+func TestIntegrationMinReadySecondsDelaysScaleDown(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "web", replicas: 1, minReady: 2, env: map[string]string{"POD_TERM": "graceful"},
 		strategy: "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"}
@@ -230,7 +205,8 @@ func TestMinReadySecondsDelaysScaleDown(t *testing.T) {
 	}
 }
 
-func TestEventsIsACopy(t *testing.T) {
+func TestIntegrationEventsIsACopy(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	c := startCluster(t, Options{}, app{name: "web", replicas: 1})
 	evs := c.Events()

@@ -376,7 +376,11 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 		return
 	}
 	p.ip, p.portMap = ip, portMap
-	p.env = c.podEnvLocked(p)
+	p.env = c.podEnvLocked(p, &p.container)
+	for i := range rs.template.Spec.InitContainers {
+		ic := &rs.template.Spec.InitContainers[i]
+		p.inits = append(p.inits, initRun{name: ic.Name, args: d.spec.initArgs[i], env: c.podEnvLocked(p, ic)})
+	}
 	c.record(cluster.PodCreated, nil, p, "ip "+ip)
 	c.podWG.Add(1)
 	go c.runPod(p)

@@ -3,113 +3,23 @@
 package localkube
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"sync"
-	"syscall"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 )
 
-// outcome of one request sent through a Service proxy.
-type outcome struct {
-	start, end time.Time
-	pod        string // who answered, when someone did
-	err        error
-}
-
-func (o outcome) kind() string {
-	switch {
-	case o.err == nil:
-		return "ok"
-	case errors.Is(o.err, syscall.ECONNRESET):
-		return "reset"
-	case errors.Is(o.err, os.ErrDeadlineExceeded):
-		return "timeout"
-	case errors.Is(o.err, io.EOF), errors.Is(o.err, io.ErrUnexpectedEOF):
-		return "eof"
-	}
-	return "other: " + o.err.Error()
-}
-
-// getOnce sends GET / on a fresh connection with a deadline and returns who answered.
-func getOnce(addr string, timeout time.Duration) outcome {
-	o := outcome{start: time.Now()}
-	defer func() { o.end = time.Now() }()
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		o.err = err
-		o.end = time.Now()
-		return o
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
-		o.err = err
-		o.end = time.Now()
-		return o
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		o.err = err
-		o.end = time.Now()
-		return o
-	}
-	b, err := io.ReadAll(resp.Body)
-	o.pod, o.err, o.end = string(b), err, time.Now()
-	return o
-}
-
-// hammer sends requests from n workers until stop is closed (and at most for 30s).
-func hammer(addr string, n int, timeout time.Duration, stop <-chan struct{}) []outcome {
-	var mu sync.Mutex
-	var out []outcome
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(30 * time.Second)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				o := getOnce(addr, timeout)
-				mu.Lock()
-				out = append(out, o)
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-func eventOf(t *testing.T, evs []cluster.Event, pod string, k cluster.EventKind) cluster.Event {
-	t.Helper()
-	i := indexOf(evs, 0, podKind(pod, k))
-	if i < 0 {
-		dumpEvents(t, evs)
-		t.Fatalf("no %s event for %s", k, pod)
-	}
-	return evs[i]
-}
-
 // TestDyingPodFailureModes reproduces the three ways v1 loses requests, through the proxy of a
 // real cluster: a pod with no preStop dies on SIGTERM; until its network is torn down new
 // connections sent to it are reset at once, after that they hang unanswered until the caller's
 // timeout, and only EndpointLag after the deletion does the proxy stop sending them there.
-func TestDyingPodFailureModes(t *testing.T) {
+func TestIntegrationDyingPodFailureModes(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	lag, linger := 2500*time.Millisecond, 800*time.Millisecond
 	// One replica, maxSurge 0: the only pod is deleted first, so every new connection in the
@@ -119,16 +29,22 @@ func TestDyingPodFailureModes(t *testing.T) {
 	old := firstPod(t, c).Name
 	addr, _ := c.ServiceAddr("v1", 8080)
 
-	stop := make(chan struct{})
-	done := make(chan []outcome)
-	go func() { done <- hammer(addr, 4, 400*time.Millisecond, stop) }()
-	time.Sleep(200 * time.Millisecond)
+	l := hammer(addr, 4, 400*time.Millisecond)
+	l.waitFor(t, "an answer from the old pod", func(os []outcome) bool { return slices.ContainsFunc(os, func(o outcome) bool { return o.pod == old }) })
 	restartAndSettle(t, c, "v1")
-	// The rollout is complete before the proxy has caught up: keep going until it has.
-	waitEvent(t, c, 10*time.Second, podKind(old, cluster.EndpointRemoved))
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	outs := <-done
+	// The rollout is complete before the proxy has caught up: keep going until it has, and
+	// until requests sent after that have been answered.
+	removedAt := waitEvent(t, c, 10*time.Second, podKind(old, cluster.EndpointRemoved)).Time
+	l.waitFor(t, "requests sent after the endpoint was removed", func(os []outcome) bool {
+		n := 0
+		for _, o := range os {
+			if o.start.After(removedAt) {
+				n++
+			}
+		}
+		return n >= 4
+	})
+	outs := l.finish()
 
 	evs := c.Events()
 	term := eventOf(t, evs, old, cluster.PodTerminating)
@@ -148,8 +64,9 @@ func TestDyingPodFailureModes(t *testing.T) {
 		counts[k]++
 		switch k {
 		case "reset":
-			// Refused by the kernel: the process was dead and its network still there.
-			if o.end.Before(sigterm.Time) || o.start.After(netGone.Time.Add(slack)) {
+			// Refused by the kernel: the process was dead and its network still there; or, once
+			// the proxy has dropped the old pod, reset by the proxy until the new one reaches it.
+			if o.end.Before(sigterm.Time) || (o.start.After(netGone.Time.Add(slack)) && o.start.Before(removed.Time)) {
 				t.Errorf("reset outside [SIGTERM, network removed]: %s..%s", o.start.Format("05.000"), o.end.Format("05.000"))
 			}
 		case "timeout":
@@ -171,7 +88,8 @@ func TestDyingPodFailureModes(t *testing.T) {
 
 // TestEndpointLag: a terminating pod that keeps serving (preStop) still receives new
 // connections until the lag has passed, and none after.
-func TestEndpointLag(t *testing.T) {
+func TestIntegrationEndpointLag(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	lag := 1500 * time.Millisecond
 	a := app{name: "v2", replicas: 1, readiness: healthProbe, env: map[string]string{"POD_TERM": "graceful"},
@@ -179,12 +97,9 @@ func TestEndpointLag(t *testing.T) {
 	c := startCluster(t, Options{EndpointLag: lag}, a)
 	old := firstPod(t, c).Name
 	addr, _ := c.ServiceAddr("v2", 8080)
-	stop := make(chan struct{})
-	done := make(chan []outcome)
-	go func() { done <- hammer(addr, 3, 2*time.Second, stop) }()
+	l := hammer(addr, 3, 2*time.Second)
 	restartAndSettle(t, c, "v2")
-	close(stop)
-	outs := <-done
+	outs := l.finish()
 	evs := c.Events()
 	term := eventOf(t, evs, old, cluster.PodTerminating)
 	removed := eventOf(t, evs, old, cluster.EndpointRemoved)
@@ -211,22 +126,31 @@ func TestEndpointLag(t *testing.T) {
 
 // TestInFlightRequestSeesEOF: a request in flight on a pod that dies on SIGTERM is cut: the
 // caller gets the partial response and an unexpected EOF, never a clean success.
-func TestInFlightRequestSeesEOF(t *testing.T) {
+func TestIntegrationInFlightRequestSeesEOF(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "v1", replicas: 1, strategy: "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"}
 	c := startCluster(t, Options{}, a)
 	addr, _ := c.ServiceAddr("v1", 8080)
 	errc := make(chan error, 1)
+	inFlight := make(chan struct{}) // the pod has sent the first half of its answer
 	go func() {
 		client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 		resp, err := client.Get("http://" + addr + "/slow?ms=10000")
 		if err == nil {
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
+			defer resp.Body.Close()
+			if _, err = io.ReadFull(resp.Body, make([]byte, 5)); err == nil {
+				close(inFlight)
+				_, err = io.ReadAll(resp.Body)
+			}
 		}
 		errc <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-inFlight:
+	case err := <-errc:
+		t.Fatalf("the slow request ended before the restart: %v", err)
+	}
 	restartAndSettle(t, c, "v1")
 	select {
 	case err := <-errc:
@@ -240,7 +164,8 @@ func TestInFlightRequestSeesEOF(t *testing.T) {
 
 // TestEventOrder checks the order Kubernetes produces for a deletion, v1-style (no preStop,
 // dies on SIGTERM) and v2-style (preStop longer than the lag, graceful exit).
-func TestEventOrder(t *testing.T) {
+func TestIntegrationEventOrder(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	v1 := app{name: "v1", replicas: 1, strategy: "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"}
 	v2 := app{name: "v2", replicas: 1, readiness: healthProbe, env: map[string]string{"POD_TERM": "graceful"},

@@ -41,6 +41,7 @@ func (c *Cluster) runPod(p *pod) {
 		t.Stop()
 	}
 	var backoff time.Duration
+	next := 0 // the next init container to run to completion; len(p.inits): the main one
 	for p.ip != "" {
 		if backoff > 0 {
 			t := time.NewTimer(backoff)
@@ -54,7 +55,13 @@ func (c *Cluster) runPod(p *pod) {
 		if c.stopping(p) {
 			break
 		}
-		inst, err := c.startContainer(p)
+		var inst *container
+		var err error
+		if next < len(p.inits) {
+			inst, err = c.startContainer(p, p.inits[next].name, p.inits[next].args, p.inits[next].env)
+		} else {
+			inst, err = c.startContainer(p, "", p.d.spec.args, p.env)
+		}
 		if err != nil {
 			c.mu.Lock()
 			p.lastExit = "failed to start: " + err.Error()
@@ -68,7 +75,17 @@ func (c *Cluster) runPod(p *pod) {
 			backoff = nextBackoff(backoff)
 			continue
 		}
-		if c.supervise(p, inst) {
+		var done bool
+		if inst.init != "" {
+			var completed bool
+			if completed, done = c.awaitInit(p, inst); completed {
+				next++
+				continue
+			}
+		} else {
+			done = c.supervise(p, inst)
+		}
+		if done {
 			break
 		}
 		c.mu.Lock()
@@ -106,12 +123,30 @@ func (c *Cluster) stopping(p *pod) bool {
 	}
 }
 
-// startContainer spawns the pod's process and records pod_started.
-func (c *Cluster) startContainer(p *pod) (*container, error) {
-	cmd := exec.Command(c.opts.Executable, p.d.spec.args...)
-	cmd.Env = p.env
+// awaitInit waits for an init container to exit: completed when it exits with 0, done when
+// the pod is deleted or the cluster goes down meanwhile (the process is stopped first).
+func (c *Cluster) awaitInit(p *pod, inst *container) (completed, done bool) {
+	select {
+	case <-inst.exited:
+		return inst.cmd.ProcessState.Success(), false
+	case <-p.deleteCh:
+		c.mu.Lock()
+		deadline := p.deletedAt.Add(p.grace)
+		c.mu.Unlock()
+		c.stopProcess(p, inst, deadline, "", "init container "+inst.init, "grace period over")
+	case <-c.downCh:
+		c.shutDown(p, inst)
+	}
+	return false, true
+}
+
+// startContainer spawns one of the pod's processes (its main container, or the init
+// container named init) and records pod_started.
+func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*container, error) {
+	cmd := exec.Command(c.opts.Executable, args...)
+	cmd.Env = env
 	cmd.WaitDelay = time.Second
-	inst := &container{cmd: cmd, exited: make(chan struct{})}
+	inst := &container{cmd: cmd, exited: make(chan struct{}), init: init}
 	if p.logPath != "" {
 		f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -135,6 +170,9 @@ func (c *Cluster) startContainer(p *pod) (*container, error) {
 	p.running = true
 	p.lastExit = ""
 	detail := "pid " + strconv.Itoa(cmd.Process.Pid)
+	if init != "" {
+		detail += ", init container " + init
+	}
 	if p.restarts > 0 {
 		detail += ", restart " + strconv.Itoa(p.restarts)
 	}
@@ -160,10 +198,15 @@ func (c *Cluster) waitContainer(p *pod, inst *container) {
 	} else if t := p.tail.lastLine(); t != "" && !p.terminating {
 		detail += ": " + t
 	}
+	completed := false
+	if inst.init != "" {
+		completed = inst.cmd.ProcessState.Success()
+		detail = "init container " + inst.init + ": " + detail
+	}
 	c.record(cluster.PodExited, nil, p, detail)
 	c.setReadyLocked(p, false, "container exited")
-	if c.state == stateStarting && !p.terminating {
-		c.upErr = fmt.Errorf("pod %s exited during start-up with %s%s", p.name, detail, logOnly(p))
+	if c.state == stateStarting && !p.terminating && !completed {
+		c.upErr = startupExitError(p, detail)
 	}
 	c.kickLocked()
 	c.notifyLocked()
@@ -197,56 +240,50 @@ func (c *Cluster) setReadyLocked(p *pod, ready bool, why string) {
 	c.notifyLocked()
 }
 
-// supervise runs probes while the container runs and returns true when the pod is done
-// (deleted or the cluster is going down), false when the container should restart.
+// supervise runs the container's hooks and probes while it runs, in the kubelet's order:
+// postStart, then the startup probe, and once it has succeeded the readiness and liveness
+// probes. It returns true when the pod is done (deleted or the cluster is going down), false
+// when the container should restart (it exited, or postStart, startup or liveness failed).
 func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-
-	if rp := p.container.ReadinessProbe; rp != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.probeLoop(ctx, p, inst, rp, func(ok bool, msg string) {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				if p.inst != inst || !p.running {
-					return
-				}
-				if !ok {
-					p.lastProbe = msg
-				}
-				c.setReadyLocked(p, ok, "readiness probe: "+msg)
-			})
-		}()
-	} else {
-		c.mu.Lock()
-		if p.running && p.inst == inst {
-			c.setReadyLocked(p, true, "no readiness probe: ready once started")
+	// failed carries why the kubelet restarts the container; the first reason wins.
+	failed := make(chan string, 1)
+	fail := func(why string) {
+		select {
+		case failed <- why:
+		default:
 		}
-		c.mu.Unlock()
 	}
-	livenessFailed := make(chan string, 1)
+	// Liveness stops once a pod is being deleted; readiness goes on.
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
-	if lp := p.container.LivenessProbe; lp != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if h := p.container.Lifecycle; h != nil && h.PostStart != nil {
+			if err := c.runHook(ctx, p, *h.PostStart); err != nil {
+				if ctx.Err() == nil {
+					fail("postStart hook failed: " + err.Error())
+				}
+				return
+			}
+		}
+		if sp := p.container.StartupProbe; sp != nil && !c.awaitStartup(ctx, p, inst, sp, fail) {
+			return
+		}
+		c.watchReadiness(ctx, p, inst, &wg)
+		if lp := p.container.LivenessProbe; lp != nil {
 			c.probeLoop(lctx, p, inst, lp, func(ok bool, msg string) {
 				if !ok {
-					select {
-					case livenessFailed <- msg:
-					default:
-					}
+					fail("liveness probe failed: " + msg)
 					lcancel()
 				}
 			})
-		}()
-	}
+		}
+	}()
 
 	select {
 	case <-inst.exited:
@@ -255,14 +292,15 @@ func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 		c.mu.Unlock()
 		return done
 	case <-p.deleteCh:
-		lcancel() // liveness stops once a pod is being deleted
+		lcancel()
 		c.mu.Lock()
 		deadline := p.deletedAt.Add(p.grace)
 		c.mu.Unlock()
 		c.kill(p, inst, deadline, "")
 		return true
-	case msg := <-livenessFailed:
-		c.kill(p, inst, time.Now().Add(p.grace), "liveness probe failed: "+msg)
+	case why := <-failed:
+		lcancel()
+		c.kill(p, inst, time.Now().Add(p.grace), why)
 		c.mu.Lock()
 		done = p.terminating
 		c.mu.Unlock()
@@ -271,6 +309,56 @@ func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 		c.shutDown(p, inst)
 		return true
 	}
+}
+
+// awaitStartup runs the startup probe until its first success (true) or until it has failed
+// failureThreshold times in a row (false, after fail) or ctx ends (false).
+func (c *Cluster) awaitStartup(ctx context.Context, p *pod, inst *container, sp *corev1.Probe, fail func(string)) bool {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	started := false
+	c.probeLoop(sctx, p, inst, sp, func(ok bool, msg string) {
+		if ok {
+			started = true
+		} else {
+			fail("startup probe failed: " + msg)
+		}
+		stop()
+	})
+	return started
+}
+
+// watchReadiness marks the pod ready once started when it has no readiness probe, else runs
+// the readiness probe in its own goroutine.
+func (c *Cluster) watchReadiness(ctx context.Context, p *pod, inst *container, wg *sync.WaitGroup) {
+	rp := p.container.ReadinessProbe
+	if rp == nil {
+		c.mu.Lock()
+		if p.running && p.inst == inst {
+			why := "no readiness probe: ready once started"
+			if p.container.StartupProbe != nil {
+				why = "no readiness probe: ready once the startup probe succeeded"
+			}
+			c.setReadyLocked(p, true, why)
+		}
+		c.mu.Unlock()
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.probeLoop(ctx, p, inst, rp, func(ok bool, msg string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if p.inst != inst || !p.running {
+				return
+			}
+			if !ok {
+				p.lastProbe = msg
+			}
+			c.setReadyLocked(p, ok, "readiness probe: "+msg)
+		})
+	}()
 }
 
 // kill runs preStop, then stops the process with SIGKILL due at the deadline (never sooner

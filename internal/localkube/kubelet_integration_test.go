@@ -18,31 +18,8 @@ import (
 	"github.com/gracelab/gracelab/internal/cluster"
 )
 
-// waitEvent polls the cluster's events until match holds for one of them (bounded).
-func waitEvent(t *testing.T, c *Cluster, within time.Duration, match func(cluster.Event) bool) cluster.Event {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		evs := c.Events()
-		if i := indexOf(evs, 0, match); i >= 0 {
-			return evs[i]
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no matching event within %s", within)
-	return cluster.Event{}
-}
-
-func firstPod(t *testing.T, c *Cluster) PodInfo {
-	t.Helper()
-	pods := c.Pods()
-	if len(pods) == 0 {
-		t.Fatal("no pods")
-	}
-	return pods[0]
-}
-
-func TestReadinessProbeTimingAndThresholds(t *testing.T) {
+func TestIntegrationReadinessProbeTimingAndThresholds(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	// Probes at start+1s, +2s, ...: two successes needed, so ready at >= 2s. /health fails
 	// from 6s on (after Up, even on a loaded machine): two failures needed, so not ready at
@@ -71,7 +48,8 @@ func TestReadinessProbeTimingAndThresholds(t *testing.T) {
 	}
 }
 
-func TestLivenessFailureRestartsTheContainer(t *testing.T) {
+func TestIntegrationLivenessFailureRestartsTheContainer(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	// Liveness fails from 4s on (well after Up, even on a loaded machine), twice in a row.
 	a := app{name: "web", replicas: 1, env: map[string]string{"POD_LIVE_FAIL_AFTER": "4s", "POD_TERM": "graceful"},
@@ -109,7 +87,8 @@ func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 	}
 }
 
-func TestGracePeriodEndsWithSIGKILL(t *testing.T) {
+func TestIntegrationGracePeriodEndsWithSIGKILL(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "stubborn", replicas: 1, grace: 3, env: map[string]string{"POD_TERM": "ignore"},
 		strategy: "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"}
@@ -133,7 +112,8 @@ func TestGracePeriodEndsWithSIGKILL(t *testing.T) {
 	assertGone(t, old.PID)
 }
 
-func TestPreStopLongerThanGraceStillGetsTwoSeconds(t *testing.T) {
+func TestIntegrationPreStopLongerThanGraceStillGetsTwoSeconds(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	// The kubelet cuts preStop at the grace period and then still allows 2s after SIGTERM.
 	a := app{name: "slowstop", replicas: 1, grace: 1, env: map[string]string{"POD_TERM": "ignore"},
@@ -160,7 +140,8 @@ func TestPreStopLongerThanGraceStillGetsTwoSeconds(t *testing.T) {
 	}
 }
 
-func TestPreStopHandlersRunBeforeSIGTERM(t *testing.T) {
+func TestIntegrationPreStopHandlersRunBeforeSIGTERM(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	graceful := map[string]string{"POD_TERM": "graceful"}
 	surge := "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"
@@ -203,7 +184,8 @@ func TestPreStopHandlersRunBeforeSIGTERM(t *testing.T) {
 	}
 }
 
-func TestUpFailsClearlyWhenAPodExits(t *testing.T) {
+func TestIntegrationUpFailsClearlyWhenAPodExits(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "crash", replicas: 1, env: map[string]string{"POD_EXIT": "3"}}
 	for _, logDir := range []string{"", t.TempDir()} {
@@ -237,7 +219,8 @@ func TestUpFailsClearlyWhenAPodExits(t *testing.T) {
 	}
 }
 
-func TestUpTimesOutNamingTheProbeFailure(t *testing.T) {
+func TestIntegrationUpTimesOutNamingTheProbeFailure(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "never", replicas: 1, env: map[string]string{"POD_READY_AFTER": "1h"}, readiness: healthProbe}
 	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages, ReadyTimeout: 3 * time.Second})
@@ -256,7 +239,8 @@ func TestUpTimesOutNamingTheProbeFailure(t *testing.T) {
 	assertGone(t, c.allPIDs()...)
 }
 
-func TestUpCancelledLeavesNothingRunning(t *testing.T) {
+func TestIntegrationUpCancelledLeavesNothingRunning(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	a := app{name: "never", replicas: 2, env: map[string]string{"POD_READY_AFTER": "1h", "POD_TERM": "ignore"}, readiness: healthProbe}
 	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages})
@@ -266,12 +250,7 @@ func TestUpCancelledLeavesNothingRunning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		// Cancel once both processes run, as Ctrl-C would.
-		for range 500 {
-			if len(c.allPIDs()) == 2 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		eventually(5*time.Second, func() bool { return len(c.allPIDs()) == 2 })
 		cancel()
 	}()
 	err = c.Up(ctx)
@@ -285,7 +264,8 @@ func TestUpCancelledLeavesNothingRunning(t *testing.T) {
 	assertGone(t, pids...)
 }
 
-func TestDownKillsPodsThatIgnoreSIGTERM(t *testing.T) {
+func TestIntegrationDownKillsPodsThatIgnoreSIGTERM(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	c := startCluster(t, Options{}, app{name: "stubborn", replicas: 2, env: map[string]string{"POD_TERM": "ignore"}})
 	pids := c.allPIDs()
@@ -299,6 +279,12 @@ func TestDownKillsPodsThatIgnoreSIGTERM(t *testing.T) {
 	}
 	if n := countKind(evs, cluster.PodDeleted); n != 2 {
 		t.Errorf("want 2 pod_deleted at Down, got %d", n)
+	}
+	// Down does not wait out the 30s grace period: SIGKILL follows SIGTERM after downGrace.
+	kill := evs[indexOf(evs, 0, kindIs(cluster.SIGKILLSent))]
+	term := eventOf(t, evs, kill.Pod, cluster.SIGTERMSent)
+	if d := kill.Time.Sub(term.Time); d < downGrace || d > downGrace+5*time.Second {
+		t.Errorf("pod %s: SIGKILL %s after SIGTERM at Down, want %s", kill.Pod, d, downGrace)
 	}
 	if err := c.Down(context.Background()); err != nil {
 		t.Errorf("second Down: %v", err)
@@ -318,7 +304,8 @@ func countKind(evs []cluster.Event, k cluster.EventKind) int {
 	return n
 }
 
-func TestServiceNamesInEnvResolveToTheServiceProxy(t *testing.T) {
+func TestIntegrationServiceNamesInEnvResolveToTheServiceProxy(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	front := app{name: "front", replicas: 1, serviceType: "LoadBalancer", env: map[string]string{
 		"BACK_URL":  "http://back:8080/api?x=1",
@@ -385,7 +372,8 @@ func TestServiceNamesInEnvResolveToTheServiceProxy(t *testing.T) {
 
 // TestMappedPortsMode runs the non-Linux addressing on Linux: every pod and Service on
 // 127.0.0.1 with ports chosen by the OS, and the env, probes and proxies following the map.
-func TestMappedPortsMode(t *testing.T) {
+func TestIntegrationMappedPortsMode(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	front := app{name: "front", replicas: 1, serviceType: "LoadBalancer", readiness: healthProbe,
 		env: map[string]string{"BACK_URL": "http://back:8080/x", "POD_TERM": "graceful"}, strategy: "rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n"}
@@ -449,7 +437,8 @@ var testClient = &http.Client{Timeout: 10 * time.Second}
 // TestWildcardListenerFallsBackToMappedPorts: a program on *:PORT blocks PORT on every
 // 127.x.y.z, so a cluster whose manifests use PORT maps its ports and says so, instead of
 // failing with "address in use".
-func TestWildcardListenerFallsBackToMappedPorts(t *testing.T) {
+func TestIntegrationWildcardListenerFallsBackToMappedPorts(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	// A port the OS chose, held on all interfaces: no other test uses it.
 	squatter, err := net.Listen("tcp", ":0")
@@ -491,7 +480,8 @@ func TestWildcardListenerFallsBackToMappedPorts(t *testing.T) {
 }
 
 // TestFreePortsKeepPodAddresses: without a squatter, pods get their own addresses.
-func TestFreePortsKeepPodAddresses(t *testing.T) {
+func TestIntegrationFreePortsKeepPodAddresses(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	c := startCluster(t, Options{}, app{name: "front", replicas: 1, readiness: healthProbe})
 	if c.addrs.mapped || len(c.Warnings()) != 0 {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,56 +27,36 @@ type result struct {
 	retries int
 }
 
-// driveLoad runs n closed-loop clients (think time 100ms) against target until stop closes,
-// bounded to 90s.
-func driveLoad(target string, n int, stop <-chan struct{}) []result {
-	var mu sync.Mutex
-	var out []result
-	var wg sync.WaitGroup
+// driveLoad runs n closed-loop clients (think time 100ms) against target.
+func driveLoad(target string, n int) *load[result] {
 	client := &http.Client{Timeout: 20 * time.Second}
-	deadline := time.Now().Add(90 * time.Second)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r := result{start: time.Now()}
-				resp, err := client.Get(target + "/")
-				if err != nil {
-					r.kind = "transport: " + err.Error()
-				} else {
-					var body struct {
-						Status  string `json:"status"`
-						Kind    string `json:"kind"`
-						Retries int    `json:"retries"`
-					}
-					b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-					resp.Body.Close()
-					r.status = resp.StatusCode
-					if err := json.Unmarshal(b, &body); err != nil {
-						r.kind = "bad body: " + string(b)
-					} else {
-						r.kind, r.retries = body.Kind, body.Retries
-						if resp.StatusCode == http.StatusOK && body.Status != "ok" {
-							r.kind = "body not ok: " + body.Status
-						}
-					}
-				}
-				r.latency = time.Since(r.start)
-				mu.Lock()
-				out = append(out, r)
-				mu.Unlock()
-				time.Sleep(100 * time.Millisecond)
+	return startLoad(n, 100*time.Millisecond, func() result {
+		r := result{start: time.Now()}
+		resp, err := client.Get(target + "/")
+		if err != nil {
+			r.kind = "transport: " + err.Error()
+			r.latency = time.Since(r.start)
+			return r
+		}
+		var body struct {
+			Status  string `json:"status"`
+			Kind    string `json:"kind"`
+			Retries int    `json:"retries"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		r.status = resp.StatusCode
+		if err := json.Unmarshal(b, &body); err != nil {
+			r.kind = "bad body: " + string(b)
+		} else {
+			r.kind, r.retries = body.Kind, body.Retries
+			if resp.StatusCode == http.StatusOK && body.Status != "ok" {
+				r.kind = "body not ok: " + body.Status
 			}
-		}()
-	}
-	wg.Wait()
-	return out
+		}
+		r.latency = time.Since(r.start)
+		return r
+	})
 }
 
 func (r result) failed() bool {
@@ -85,8 +64,9 @@ func (r result) failed() bool {
 }
 
 // drill runs one scenario's manifests on the embedded cluster with the real gracelab binary:
-// load, a rolling restart of upstream after 1s, and load until the rollout has settled, the
-// proxy has dropped every old pod and one upstream timeout (5s) more has passed.
+// load, a rolling restart of upstream once the load has its first answers, and load until the
+// rollout has settled, the proxy has dropped every old pod and every request sent by then has
+// its answer.
 func drill(t *testing.T, scenario string) ([]result, []cluster.Event) {
 	t.Helper()
 	bin := gracelabBinary(t)
@@ -116,24 +96,21 @@ func drill(t *testing.T, scenario string) ([]result, []cluster.Event) {
 			old = append(old, p.Name)
 		}
 	}
-	stop := make(chan struct{})
-	done := make(chan []result)
-	go func() { done <- driveLoad(c.Target(), 15, stop) }()
-	time.Sleep(time.Second)
+	l := driveLoad(c.Target(), 15)
+	l.waitFor(t, "15 answers before the restart", func(rs []result) bool { return len(rs) >= 15 })
 	if err := c.Restart(ctx, "upstream"); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitSettled(ctx, "upstream"); err != nil {
-		close(stop)
-		<-done
+		l.finish()
 		t.Fatalf("WaitSettled: %v", err)
 	}
 	for _, p := range old {
 		waitEvent(t, c, 30*time.Second, podKind(p, cluster.EndpointRemoved))
 	}
-	time.Sleep(6 * time.Second)
-	close(stop)
-	return <-done, c.Events()
+	// Requests still in flight (say waiting out the downstream's 5s upstream timeout on a
+	// torn-down pod) complete before finish returns.
+	return l.finish(), c.Events()
 }
 
 func summarize(rs []result) (errs int, kinds map[string]int, maxLatency time.Duration) {

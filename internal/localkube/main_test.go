@@ -1,5 +1,3 @@
-//go:build linux
-
 package localkube
 
 import (
@@ -12,10 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +18,6 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
-
-	"github.com/gracelab/gracelab/internal/cluster"
 )
 
 // The test binary doubles as the pods' program: run with "testpod" as its first argument it
@@ -49,10 +42,13 @@ func TestMain(m *testing.M) {
 
 // runTestPod: env HOST, PORT; POD_TERM=die|ignore|graceful (default die: Go's default
 // SIGTERM disposition); POD_READY_AFTER, POD_LIVE_FAIL_AFTER, POD_HEALTH_FAIL_AFTER (durations
-// after start); POD_EXIT (exit with this code at once, after printing to stderr).
+// after start); POD_EXIT (exit with this code after POD_EXIT_AFTER, printing to stderr);
+// POD_BIND=all|localhost (listen on all interfaces or 127.0.0.1 instead of HOST).
 func runTestPod() int {
 	start := time.Now()
 	if c := os.Getenv("POD_EXIT"); c != "" {
+		d, _ := time.ParseDuration(os.Getenv("POD_EXIT_AFTER"))
+		time.Sleep(d)
 		fmt.Fprintln(os.Stderr, "testpod: exiting on purpose")
 		n, _ := strconv.Atoi(c)
 		return n
@@ -115,7 +111,14 @@ func runTestPod() int {
 			srv.Shutdown(ctx)
 		}()
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("HOST"), os.Getenv("PORT")))
+	host := os.Getenv("HOST")
+	switch os.Getenv("POD_BIND") { // a program that ignores HOST
+	case "all":
+		host = ""
+	case "localhost":
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, os.Getenv("PORT")))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testpod:", err)
 		return 2
@@ -139,7 +142,8 @@ func runClusterChild() int {
 		return 1
 	}
 	json.NewEncoder(os.Stdout).Encode(c.Pods())
-	time.Sleep(time.Minute) // bounded: the test kills us long before
+	// Wait to be killed; should the test die first, its end of stdin closes and we go.
+	io.Copy(io.Discard, os.Stdin)
 	c.Down(context.Background())
 	return 0
 }
@@ -156,7 +160,10 @@ type app struct {
 	env         map[string]string
 	readiness   string // YAML of a probe under readinessProbe:
 	liveness    string
-	preStop     string // YAML under preStop:
+	startup     string
+	inits       []map[string]string // one init container (image test/app) per entry, with this env
+	postStart   string              // YAML under postStart:
+	preStop     string              // YAML under preStop:
 	serviceType string
 	port        int
 }
@@ -188,6 +195,15 @@ spec:
 	if a.grace > 0 {
 		fmt.Fprintf(&b, "      terminationGracePeriodSeconds: %d\n", a.grace)
 	}
+	if len(a.inits) > 0 {
+		b.WriteString("      initContainers:\n")
+		for i, env := range a.inits {
+			fmt.Fprintf(&b, "      - name: init-%d\n        image: test/app:v1\n        env:\n", i)
+			for _, k := range sortedKeys(env) {
+				fmt.Fprintf(&b, "        - {name: %s, value: %q}\n", k, env[k])
+			}
+		}
+	}
 	fmt.Fprintf(&b, `      containers:
       - name: app
         image: test/app:v1
@@ -206,8 +222,17 @@ spec:
 	if a.liveness != "" {
 		b.WriteString("        livenessProbe:\n" + indent(a.liveness, 10))
 	}
+	if a.startup != "" {
+		b.WriteString("        startupProbe:\n" + indent(a.startup, 10))
+	}
+	if a.preStop != "" || a.postStart != "" {
+		b.WriteString("        lifecycle:\n")
+	}
+	if a.postStart != "" {
+		b.WriteString("          postStart:\n" + indent(a.postStart, 12))
+	}
 	if a.preStop != "" {
-		b.WriteString("        lifecycle:\n          preStop:\n" + indent(a.preStop, 12))
+		b.WriteString("          preStop:\n" + indent(a.preStop, 12))
 	}
 	st := a.serviceType
 	if st == "" {
@@ -244,138 +269,6 @@ func manifests(files map[string]string) fstest.MapFS {
 	return fs
 }
 
-// startCluster builds and starts a cluster of test pods; Down runs at cleanup and the test
-// fails if any pod process survives it.
-func startCluster(t *testing.T, opts Options, apps ...app) *Cluster {
-	t.Helper()
-	files := map[string]string{}
-	for _, a := range apps {
-		files[a.name+".yaml"] = a.yaml()
-	}
-	if opts.Manifests == nil {
-		opts.Manifests = manifests(files)
-	}
-	if opts.Executable == "" {
-		opts.Executable = os.Args[0]
-	}
-	if opts.Images == nil {
-		opts.Images = testImages
-	}
-	if opts.EndpointLag == 0 {
-		opts.EndpointLag = 300 * time.Millisecond
-	}
-	if opts.ReadyTimeout == 0 {
-		opts.ReadyTimeout = 30 * time.Second
-	}
-	if opts.LogDir == "" {
-		opts.LogDir = t.TempDir()
-	}
-	c, err := New(opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := c.Up(ctx); err != nil {
-		t.Fatalf("Up: %v", err)
-	}
-	// A pod without a readiness probe is ready once its process has started, which on a
-	// loaded machine can be well before it listens. Tests about what comes later wait.
-	for _, p := range c.Pods() {
-		waitListening(t, net.JoinHostPort(p.IP, "8080"))
-	}
-	var pids []int
-	t.Cleanup(func() {
-		for _, p := range c.Pods() {
-			pids = append(pids, p.PID)
-		}
-		if err := c.Down(context.Background()); err != nil {
-			t.Errorf("Down: %v", err)
-		}
-		assertGone(t, c.allPIDs()...)
-		if t.Failed() {
-			dumpEvents(t, c.Events())
-		}
-	})
-	return c
-}
-
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not accept connections: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// allPIDs lists every pod process the cluster ever started.
-func (c *Cluster) allPIDs() []int {
-	var pids []int
-	for _, e := range c.Events() {
-		if e.Kind == cluster.PodStarted {
-			if s, ok := strings.CutPrefix(e.Detail, "pid "); ok {
-				s, _, _ = strings.Cut(s, ",")
-				n, _ := strconv.Atoi(s)
-				pids = append(pids, n)
-			}
-		}
-	}
-	return pids
-}
-
-// assertGone fails unless every pid is gone (or a zombie of someone else) within 10s.
-func assertGone(t *testing.T, pids ...int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range pids {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				t.Errorf("pod process %d is still running", pid)
-				syscall.Kill(pid, syscall.SIGKILL)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
-func alive(pid int) bool {
-	if pid <= 0 || !processAlive(pid) {
-		return false
-	}
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return runtime.GOOS != "linux"
-	}
-	// A zombie has exited; only its parent has yet to reap it.
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
-}
-
-func dumpEvents(t *testing.T, evs []cluster.Event) {
-	t.Helper()
-	if len(evs) == 0 {
-		return
-	}
-	t0 := evs[0].Time
-	var b strings.Builder
-	for _, e := range evs {
-		fmt.Fprintf(&b, "%8.3fs %-20s %-28s %s\n", e.Time.Sub(t0).Seconds(), e.Kind, e.Pod, e.Detail)
-	}
-	t.Logf("events:\n%s", b.String())
-}
-
 // buildDir holds binaries built for integration tests, removed after the run.
 var (
 	buildDir  string
@@ -383,24 +276,3 @@ var (
 	buildErr  error
 	buildPath string
 )
-
-// gracelabBinary builds ./cmd/gracelab once per test run.
-func gracelabBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "localkube-it-")
-		if buildErr != nil {
-			return
-		}
-		buildPath = filepath.Join(buildDir, "gracelab")
-		cmd := exec.Command("go", "build", "-o", buildPath, "../../cmd/gracelab")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/gracelab: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
-}

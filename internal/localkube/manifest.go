@@ -30,7 +30,8 @@ type deploySpec struct {
 	minReady       time.Duration
 	selector       labels.Selector
 	template       corev1.PodTemplateSpec
-	args           []string // from Options.Images
+	args           []string   // from Options.Images
+	initArgs       [][]string // one per init container
 }
 
 // serviceSpec is a validated Service.
@@ -171,8 +172,18 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 	if len(ps.Containers) != 1 {
 		return nil, fmt.Errorf("the pod template has %d containers; the embedded cluster runs exactly one per pod", len(ps.Containers))
 	}
-	if len(ps.InitContainers) > 0 || len(ps.EphemeralContainers) > 0 {
-		return nil, errors.New("init and ephemeral containers are not supported by the embedded cluster")
+	if len(ps.EphemeralContainers) > 0 {
+		return nil, errors.New("ephemeral containers are not supported by the embedded cluster")
+	}
+	for _, ic := range ps.InitContainers {
+		if ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return nil, fmt.Errorf("init container %q: restartPolicy Always (a sidecar) is not supported by the embedded cluster; run it as a separate Deployment or drop it", ic.Name)
+		}
+		args, err := validateContainer(ic, images)
+		if err != nil {
+			return nil, fmt.Errorf("init container %q: %w", ic.Name, err)
+		}
+		spec.initArgs = append(spec.initArgs, args)
 	}
 	if ps.RestartPolicy != "" && ps.RestartPolicy != corev1.RestartPolicyAlways {
 		return nil, fmt.Errorf("spec.template.spec.restartPolicy must be Always for a Deployment (got %s)", ps.RestartPolicy)
@@ -181,31 +192,11 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 		return nil, errors.New("terminationGracePeriodSeconds must not be negative")
 	}
 	c := ps.Containers[0]
-	if c.Image == "" {
-		return nil, fmt.Errorf("container %q: image is required", c.Name)
-	}
-	args, ok := images[imageRepository(c.Image)]
-	if !ok {
-		return nil, fmt.Errorf("container %q: image %q is not mapped to a command (known: %s)", c.Name, c.Image, strings.Join(sortedKeys(images), ", "))
+	args, err := validateContainer(c, images)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", c.Name, err)
 	}
 	spec.args = args
-	if len(c.Command) > 0 || len(c.Args) > 0 {
-		return nil, fmt.Errorf("container %q: command/args cannot be honoured: the embedded cluster runs the command mapped to image %q", c.Name, imageRepository(c.Image))
-	}
-	if len(c.EnvFrom) > 0 {
-		return nil, fmt.Errorf("container %q: envFrom is not supported by the embedded cluster (no ConfigMaps or Secrets)", c.Name)
-	}
-	for _, e := range c.Env {
-		if e.ValueFrom == nil {
-			continue
-		}
-		if e.ValueFrom.FieldRef == nil {
-			return nil, fmt.Errorf("container %q: env %s: only valueFrom.fieldRef is supported by the embedded cluster", c.Name, e.Name)
-		}
-		if _, ok := fieldRefs[e.ValueFrom.FieldRef.FieldPath]; !ok {
-			return nil, fmt.Errorf("container %q: env %s: fieldRef %q is not supported (supported: %s)", c.Name, e.Name, e.ValueFrom.FieldRef.FieldPath, strings.Join(sortedKeys(fieldRefs), ", "))
-		}
-	}
 	names := map[string]bool{}
 	for _, p := range c.Ports {
 		if p.ContainerPort < 1 || p.ContainerPort > 65535 {
@@ -225,7 +216,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 		what     string
 		p        *corev1.Probe
 		liveness bool
-	}{{"readinessProbe", c.ReadinessProbe, false}, {"livenessProbe", c.LivenessProbe, true}} {
+	}{{"readinessProbe", c.ReadinessProbe, false}, {"livenessProbe", c.LivenessProbe, true}, {"startupProbe", c.StartupProbe, true}} {
 		if pr.p == nil {
 			continue
 		}
@@ -233,21 +224,51 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 			return nil, fmt.Errorf("container %q: %s: %w", c.Name, pr.what, err)
 		}
 	}
-	if c.StartupProbe != nil {
-		return nil, fmt.Errorf("container %q: startupProbe is not supported by the embedded cluster", c.Name)
-	}
 	if lc := c.Lifecycle; lc != nil {
-		if lc.PostStart != nil {
-			return nil, fmt.Errorf("container %q: lifecycle.postStart is not supported by the embedded cluster", c.Name)
-		}
-		if lc.PreStop != nil {
-			if err := validateHandler(*lc.PreStop, c); err != nil {
-				return nil, fmt.Errorf("container %q: lifecycle.preStop: %w", c.Name, err)
+		for _, h := range []struct {
+			what string
+			h    *corev1.LifecycleHandler
+		}{{"postStart", lc.PostStart}, {"preStop", lc.PreStop}} {
+			if h.h == nil {
+				continue
+			}
+			if err := validateHandler(*h.h, c); err != nil {
+				return nil, fmt.Errorf("container %q: lifecycle.%s: %w", c.Name, h.what, err)
 			}
 		}
 	}
 	spec.template = *d.Spec.Template.DeepCopy()
 	return spec, nil
+}
+
+// validateContainer checks what the embedded cluster needs of one container (main or init)
+// and returns the program arguments its image maps to.
+func validateContainer(c corev1.Container, images map[string][]string) ([]string, error) {
+	if c.Image == "" {
+		return nil, errors.New("image is required")
+	}
+	args, ok := images[imageRepository(c.Image)]
+	if !ok {
+		return nil, fmt.Errorf("image %q is not mapped to a command (known: %s)", c.Image, strings.Join(sortedKeys(images), ", "))
+	}
+	if len(c.Command) > 0 || len(c.Args) > 0 {
+		return nil, fmt.Errorf("command/args cannot be honoured: the embedded cluster runs the command mapped to image %q", imageRepository(c.Image))
+	}
+	if len(c.EnvFrom) > 0 {
+		return nil, errors.New("envFrom is not supported by the embedded cluster (no ConfigMaps or Secrets)")
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			continue
+		}
+		if e.ValueFrom.FieldRef == nil {
+			return nil, fmt.Errorf("env %s: only valueFrom.fieldRef is supported by the embedded cluster", e.Name)
+		}
+		if _, ok := fieldRefs[e.ValueFrom.FieldRef.FieldPath]; !ok {
+			return nil, fmt.Errorf("env %s: fieldRef %q is not supported (supported: %s)", e.Name, e.ValueFrom.FieldRef.FieldPath, strings.Join(sortedKeys(fieldRefs), ", "))
+		}
+	}
+	return args, nil
 }
 
 func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
@@ -277,7 +298,7 @@ func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
 		}
 	}
 	if liveness && p.SuccessThreshold > 1 {
-		return errors.New("successThreshold must be 1 for a liveness probe")
+		return errors.New("successThreshold must be 1 for a liveness or startup probe")
 	}
 	return nil
 }

@@ -1,5 +1,3 @@
-//go:build linux
-
 package localkube
 
 import (
@@ -177,7 +175,10 @@ func TestNewRejectsBadManifests(t *testing.T) {
 		{"grpc probe", strings.Replace(goodDeployment, "ports: [", "readinessProbe: {grpc: {port: 8080}}\n        ports: [", 1), "grpc probes are not supported"},
 		{"probe port name unknown", strings.Replace(goodDeployment, "ports: [", "readinessProbe: {httpGet: {path: /, port: web}}\n        ports: [", 1), `no container port named "web"`},
 		{"liveness success threshold", strings.Replace(goodDeployment, "ports: [", "livenessProbe: {tcpSocket: {port: 8080}, successThreshold: 2}\n        ports: [", 1), "successThreshold must be 1"},
-		{"postStart", strings.Replace(goodDeployment, "ports: [", "lifecycle: {postStart: {exec: {command: [echo]}}}\n        ports: [", 1), "postStart is not supported"},
+		{"postStart tcpSocket", strings.Replace(goodDeployment, "ports: [", "lifecycle: {postStart: {tcpSocket: {port: 8080}}}\n        ports: [", 1), "lifecycle.postStart: tcpSocket is not a valid lifecycle hook"},
+		{"sidecar init container", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: side, image: test/app:v1, restartPolicy: Always}\n      containers:\n", 1), `init container "side": restartPolicy Always (a sidecar) is not supported`},
+		{"unmapped init image", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: migrate, image: acme/migrate:1}\n      containers:\n", 1), `init container "migrate": image "acme/migrate:1" is not mapped`},
+		{"startup success threshold", strings.Replace(goodDeployment, "ports: [", "startupProbe: {tcpSocket: {port: 8080}, successThreshold: 2}\n        ports: [", 1), "startupProbe: successThreshold must be 1"},
 		{"envFrom", strings.Replace(goodDeployment, "ports: [", "envFrom: [{configMapRef: {name: x}}]\n        ports: [", 1), "envFrom is not supported"},
 		{"service named targetPort missing", goodDeployment + strings.Replace(svc, "targetPort: http", "targetPort: metrics", 1), `no container port named "metrics"`},
 		{"headless service", goodDeployment + strings.Replace(svc, "spec:\n", "spec:\n  clusterIP: None\n", 1), "headless Services"},

@@ -14,10 +14,16 @@ import (
 
 // TestPodsDieWithTheirParent starts a cluster in a child process, SIGKILLs that process (no
 // Down, no cleanup code runs) and checks that the kernel killed the pods with it (Pdeathsig).
-func TestPodsDieWithTheirParent(t *testing.T) {
+func TestIntegrationPodsDieWithTheirParent(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	cmd := exec.Command(os.Args[0], "clusterchild", "testdata/basic")
 	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe() // held open: the child waits on it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

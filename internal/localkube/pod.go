@@ -25,7 +25,8 @@ type pod struct {
 	grace     time.Duration
 	ip        string
 	portMap   map[int32]int32 // container port -> host port, mapped mode only
-	env       []string
+	env       []string        // the main container's environment
+	inits     []initRun       // init containers, run to completion in order before it
 	created   time.Time
 	deleteCh  chan struct{} // closed when deletion starts
 	net       *podNet
@@ -50,8 +51,16 @@ type podNet struct {
 	removed atomic.Bool // the pod's network is torn down: connections to it go nowhere
 }
 
+// initRun is an init container: its name, program arguments and environment.
+type initRun struct {
+	name string
+	args []string
+	env  []string
+}
+
 // container is one run of the pod's process.
 type container struct {
+	init    string // the init container's name, "" for the pod's main container
 	cmd     *exec.Cmd
 	started time.Time
 	exited  chan struct{} // closed after the exit is recorded
@@ -96,11 +105,11 @@ var fieldRefs = map[string]func(p *pod) string{
 // HOSTNAME, the manifest's env with Service names rewritten as cluster DNS would resolve
 // them, then HOST (the pod's address) and PORT (its first container port, unless the manifest
 // sets PORT; mapped to the host port off Linux).
-func (c *Cluster) podEnvLocked(p *pod) []string {
+func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.name}
 	lookup := c.serviceResolverLocked(p.d.spec.namespace)
 	portSet := ""
-	for _, e := range p.container.Env {
+	for _, e := range ct.Env {
 		v := e.Value
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
 			v = fieldRefs[e.ValueFrom.FieldRef.FieldPath](p)
@@ -122,8 +131,8 @@ func (c *Cluster) podEnvLocked(p *pod) []string {
 			}
 		}
 		env = append(env, "PORT="+portSet)
-	case len(p.container.Ports) > 0:
-		cp := p.container.Ports[0].ContainerPort
+	case len(ct.Ports) > 0:
+		cp := ct.Ports[0].ContainerPort
 		if hp, ok := p.portMap[cp]; ok {
 			cp = hp
 		}

@@ -221,13 +221,21 @@ func TestProxyPassesABackendEOFMidResponse(t *testing.T) {
 
 func TestProxyPassesABackendResetMidResponse(t *testing.T) {
 	tp := newTestProxy(t)
+	partialRead := make(chan struct{}) // the client has the partial answer: now reset
 	tp.route(route{pod: "a", net: &podNet{}, addrs: []string{backend(t, func(c net.Conn) {
 		io.WriteString(c, "partial")
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-partialRead:
+		case <-time.After(5 * time.Second):
+		}
 		c.(*net.TCPConn).SetLinger(0) // close with RST
 	})}})
 	c := dial(t, tp.addr)
 	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, len("partial"))); err != nil {
+		t.Fatalf("reading the partial answer: %v", err)
+	}
+	close(partialRead)
 	_, err := io.ReadAll(c)
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("backend reset surfaced as %v, want a reset (never a clean end)", err)

@@ -12,7 +12,8 @@ import (
 // TestPodStartDelay: a new pod's process starts PodStartDelay after the pod is created, as a
 // real kubelet's sandbox and container creation take (docs/fidelity.md), so a rollout without
 // readiness probes still replaces its pods one step at a time.
-func TestPodStartDelay(t *testing.T) {
+func TestIntegrationPodStartDelay(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	const delay = 1500 * time.Millisecond
 	c := startCluster(t, Options{PodStartDelay: delay}, app{name: "v1", replicas: 2})
@@ -51,7 +52,8 @@ func TestPodStartDelay(t *testing.T) {
 }
 
 // TestPodStartDelayNegativeMeansNone: a negative delay starts the process at once.
-func TestPodStartDelayNegativeMeansNone(t *testing.T) {
+func TestIntegrationPodStartDelayNegativeMeansNone(t *testing.T) {
+	integration(t)
 	t.Parallel()
 	c := startCluster(t, Options{PodStartDelay: -1}, app{name: "v1", replicas: 1})
 	evs := c.Events()

@@ -8,7 +8,6 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -19,17 +18,29 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/load"
 )
 
 // Chart sizes in pixels; the PNG is exactly this size (96 dpi), the SVG the same in CSS pixels.
 const (
 	ChartWidth        = 1200
-	ChartHeight       = 760
 	CombinedRowHeight = 260 // per scenario in the combined chart, plus the legend strip
-	legendHeight      = 70
+	RolloutsHeight    = 480
+	trafficHeight     = 300
+	latencyHeight     = 210
+	laneHeight        = 30 // per pod in the pods panel
+	lanesExtra        = 40 // the pods panel's axis and padding
+	legendHeight      = 96
 	chartDPI          = 96
 )
+
+// TimelineHeight is a scenario chart's height in pixels with lanes pods in its pods panel.
+func TimelineHeight(lanes int) int {
+	h := trafficHeight + latencyHeight + legendHeight
+	if lanes > 0 {
+		h += lanes*laneHeight + lanesExtra
+	}
+	return h
+}
 
 // Format is a chart's file format.
 type Format string
@@ -42,92 +53,188 @@ const (
 // px converts pixels to vg lengths at chartDPI.
 func px(n float64) vg.Length { return vg.Length(n) * vg.Inch / chartDPI }
 
-// classColors give each error class one colour in every chart.
-var classColors = map[load.Outcome]color.RGBA{
-	load.HTTP5xx:   {R: 214, G: 39, B: 40, A: 255},
-	load.EOF:       {R: 255, G: 127, B: 14, A: 255},
-	load.Reset:     {R: 148, G: 103, B: 189, A: 255},
-	load.Refused:   {R: 140, G: 86, B: 75, A: 255},
-	load.Timeout:   {R: 227, G: 119, B: 194, A: 255},
-	load.HTTP4xx:   {R: 188, G: 189, B: 34, A: 255},
-	load.BodyNotOK: {R: 23, G: 190, B: 207, A: 255},
-	load.Dropped:   {R: 127, G: 127, B: 127, A: 255},
-	load.Other:     {R: 60, G: 60, B: 60, A: 255},
+func rgb(r, g, b uint8) color.RGBA { return color.RGBA{R: r, G: g, B: b, A: 255} }
+
+// A failure cause is what an error bar is coloured by: for a 5xx, what went wrong behind the
+// downstream (the upstream kind); otherwise the load's own class at the downstream.
+type cause struct {
+	key   string // "upstream:refused", "class:timeout"
+	text  string // legend text
+	color color.RGBA
 }
 
-// eventStyle is how one kind of cluster event is drawn.
-type eventStyle struct {
-	short string // label text on the chart
-	name  string // legend text
+var causes = []cause{
+	{"upstream:refused", "5xx: upstream refused", rgb(140, 86, 75)},
+	{"upstream:reset", "5xx: upstream reset", rgb(148, 103, 189)},
+	{"upstream:eof", "5xx: upstream EOF", rgb(255, 127, 14)},
+	{"upstream:timeout", "5xx: upstream timeout", rgb(227, 119, 194)},
+	{"upstream:other", "5xx: other upstream failure", rgb(188, 189, 34)},
+	{"upstream:unknown", "5xx: upstream kind not recorded per second", rgb(214, 39, 40)},
+	{"class:refused", "refused at the downstream", rgb(196, 156, 148)},
+	{"class:reset", "reset at the downstream", rgb(197, 176, 213)},
+	{"class:eof", "EOF at the downstream", rgb(255, 187, 120)},
+	{"class:timeout", "timed out at the downstream", rgb(247, 182, 210)},
+	{"class:http_4xx", "4xx", rgb(219, 219, 141)},
+	{"class:body_not_ok", "2xx with a body not ok", rgb(23, 190, 207)},
+	{"class:dropped", "dropped (in-flight cap)", rgb(127, 127, 127)},
+	{"class:unexpected", "outside --expect-status/--expect-body", rgb(31, 119, 180)},
+	{"class:lost", "lost with a load pod", rgb(90, 90, 90)},
+	{"class:other", "other failure", rgb(60, 60, 60)},
+}
+
+// causeCounts splits one second's errors by cause. A 5xx's kind comes from the second's own
+// upstream kinds (schema 2); an older timeline cannot split, unless the whole run saw one kind.
+func causeCounts(sec Second, runKinds map[string]int64) map[string]float64 {
+	out := map[string]float64{}
+	for _, c := range ErrorClasses {
+		n := sec.ErrorsByKind[c]
+		if n <= 0 {
+			continue
+		}
+		if c != classHTTP5xx {
+			out["class:"+c] += float64(n)
+			continue
+		}
+		kinds := sec.UpstreamKinds
+		if kinds == nil {
+			if only := onlyKind(runKinds); only != "" {
+				kinds = map[string]int64{only: n}
+			}
+		}
+		left := n
+		for k, m := range kinds {
+			out[upstreamCause(k)] += float64(m)
+			left -= m
+		}
+		if left > 0 {
+			out["upstream:unknown"] += float64(left)
+		}
+	}
+	return out
+}
+
+func upstreamCause(kind string) string {
+	switch kind {
+	case kindRefused, kindReset, kindEOF, kindTimeout:
+		return "upstream:" + kind
+	}
+	return "upstream:other"
+}
+
+// onlyKind is the one upstream kind of a run, or "" when it had none or several.
+func onlyKind(kinds map[string]int64) string {
+	only := ""
+	for k, n := range kinds {
+		if n > 0 {
+			if only != "" {
+				return ""
+			}
+			only = k
+		}
+	}
+	return only
+}
+
+// runKinds is the upstream kinds of one scenario's run, for a legend: "; run: reset 68, eof 8".
+func runKinds(scenarios []Scenario) string {
+	var with []Scenario
+	for _, s := range scenarios {
+		if s.Result != nil && len(s.UpstreamKinds) > 0 && fmtCounts(s.UpstreamKinds) != "" {
+			with = append(with, s)
+		}
+	}
+	if len(with) != 1 {
+		return ""
+	}
+	return "; run: " + fmtCounts(with[0].UpstreamKinds)
+}
+
+// markStyle is how one kind of cluster-wide event is drawn across the panels.
+type markStyle struct {
+	label string
 	color color.RGBA
 	dash  []vg.Length
 }
 
-// chartEvents are the event kinds drawn as vertical lines, in legend order.
-var chartEvents = []cluster.EventKind{
-	cluster.RestartTriggered, cluster.PodReady, cluster.PodTerminating, cluster.PreStopStarted,
-	cluster.PreStopFinished, cluster.SIGTERMSent, cluster.SIGKILLSent, cluster.PodExited,
-	cluster.PodNetworkRemoved, cluster.EndpointRemoved, cluster.EndpointNotReady,
-	cluster.PodDeleted, cluster.RolloutComplete,
+var dashed = []vg.Length{vg.Points(4), vg.Points(2)}
+
+// markEvents are the events drawn as vertical lines: the disruptions and what happens to
+// the cluster as a whole. Pod events go into the pods panel.
+var markEvents = map[cluster.EventKind]markStyle{
+	cluster.RestartTriggered: {"restart", rgb(0, 0, 0), nil},
+	cluster.Scaled:           {"scaled", rgb(0, 0, 0), dashed},
+	cluster.NodeCordoned:     {"cordoned", rgb(80, 80, 80), dashed},
+	cluster.NodeUncordoned:   {"uncordoned", rgb(80, 80, 80), []vg.Length{vg.Points(1), vg.Points(2)}},
 }
 
-var eventStyles = map[cluster.EventKind]eventStyle{
-	cluster.RestartTriggered:  {"restart", "restart triggered", color.RGBA{0, 0, 0, 255}, nil},
-	cluster.PodReady:          {"ready", "new pod ready", color.RGBA{44, 160, 44, 255}, nil},
-	cluster.PodTerminating:    {"terminating", "pod terminating", color.RGBA{255, 127, 14, 255}, []vg.Length{vg.Points(4), vg.Points(2)}},
-	cluster.PreStopStarted:    {"preStop", "preStop start", color.RGBA{31, 119, 180, 255}, []vg.Length{vg.Points(1), vg.Points(2)}},
-	cluster.PreStopFinished:   {"preStop end", "preStop end", color.RGBA{31, 119, 180, 255}, []vg.Length{vg.Points(4), vg.Points(2)}},
-	cluster.SIGTERMSent:       {"SIGTERM", "SIGTERM", color.RGBA{214, 39, 40, 255}, nil},
-	cluster.SIGKILLSent:       {"SIGKILL", "SIGKILL", color.RGBA{120, 0, 0, 255}, nil},
-	cluster.PodExited:         {"exit", "process exited", color.RGBA{148, 103, 189, 255}, []vg.Length{vg.Points(4), vg.Points(2)}},
-	cluster.PodNetworkRemoved: {"net gone", "pod network removed", color.RGBA{140, 86, 75, 255}, []vg.Length{vg.Points(1), vg.Points(2)}},
-	cluster.EndpointRemoved:   {"endpoint gone", "endpoint removed", color.RGBA{23, 190, 207, 255}, nil},
-	cluster.EndpointNotReady:  {"not ready", "endpoint not ready", color.RGBA{23, 190, 207, 255}, []vg.Length{vg.Points(4), vg.Points(2)}},
-	cluster.PodDeleted:        {"deleted", "pod deleted", color.RGBA{127, 127, 127, 255}, []vg.Length{vg.Points(4), vg.Points(2)}},
-	cluster.RolloutComplete:   {"rolled out", "rollout complete", color.RGBA{0, 0, 0, 255}, []vg.Length{vg.Points(6), vg.Points(3)}},
-}
-
-func isChartKind(k cluster.EventKind) bool {
-	_, ok := eventStyles[k]
-	return ok
-}
-
-// chartEvent is an event placed on the time axis.
-type chartEvent struct {
-	x     float64 // seconds from the load's start
-	kind  cluster.EventKind
+// chartMark is a vertical line on the time axis.
+type chartMark struct {
+	x     float64
 	label string
+	style markStyle
 }
 
-// eventsOnAxis places a scenario's drawable events on its load's time axis, within [0, xmax].
-func eventsOnAxis(s Scenario, xmax float64) []chartEvent {
+// marksOnAxis are a scenario's cluster-wide events within [0, xmax], restarts numbered when
+// there are several.
+func marksOnAxis(s Scenario, xmax float64) []chartMark {
 	if s.Result == nil {
 		return nil
 	}
-	var out []chartEvent
+	var out []chartMark
+	restarts := 0
 	for _, e := range s.Events {
-		st, ok := eventStyles[e.Kind]
+		if e.Kind == cluster.RestartTriggered {
+			restarts++
+		}
+	}
+	n := 0
+	for _, e := range s.Events {
+		st, ok := markEvents[e.Kind]
 		if !ok {
 			continue
+		}
+		label := st.label
+		if e.Kind == cluster.RestartTriggered {
+			n++
+			if restarts > 1 {
+				label = fmt.Sprintf("restart %d", n)
+			}
+		}
+		if e.Node != "" {
+			label += " " + e.Node
 		}
 		x := e.Time.Sub(s.Start).Seconds()
 		if x < 0 || x > xmax {
 			continue
 		}
-		label := st.short
-		if e.Pod != "" {
-			label += " " + shortPod(e.Pod)
-		}
-		out = append(out, chartEvent{x: x, kind: e.Kind, label: label})
+		out = append(out, chartMark{x: x, label: label, style: st})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].x < out[j].x })
 	return out
 }
 
+// rolloutWindows are the rollouts' windows (restart to window end) on the axis.
+func rolloutWindows(s Scenario) []span {
+	if s.Result == nil {
+		return nil
+	}
+	var out []span
+	for _, ro := range s.Rollouts {
+		end := ro.WindowEnd
+		if end.IsZero() {
+			end = s.End
+		}
+		out = append(out, span{From: ro.RestartAt.Sub(s.Start).Seconds(), To: end.Sub(s.Start).Seconds()})
+	}
+	return out
+}
+
 // shortPod keeps the distinguishing tail of a pod name: upstream-7d9f8-abc12 -> abc12.
 func shortPod(name string) string {
-	if i := strings.LastIndexByte(name, '-'); i >= 0 && i < len(name)-1 {
-		return name[i+1:]
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '-' && i < len(name)-1 {
+			return name[i+1:]
+		}
 	}
 	return name
 }
@@ -144,8 +251,13 @@ func axisEnd(s Scenario) float64 {
 	return math.Max(1, math.Ceil(end))
 }
 
-// trafficPlot: requests per second as a step line, errors per second stacked by class.
-func trafficPlot(s Scenario, xmax float64, labels bool) (*plot.Plot, error) {
+var (
+	requestsColor = rgb(31, 119, 180)
+	labelFont     = font.From(plot.DefaultFont, vg.Points(9))
+)
+
+// trafficPlot: requests per second as a step line, errors per second stacked by cause.
+func trafficPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = titleOf(s)
 	p.X.Label.Text = "seconds from load start"
@@ -153,6 +265,7 @@ func trafficPlot(s Scenario, xmax float64, labels bool) (*plot.Plot, error) {
 	p.X.Min, p.X.Max = 0, xmax
 	p.Y.Min = 0
 	p.Y.Tick.Marker = plainTicks{}
+	p.Add(windows{spans: rolloutWindows(s)})
 	p.Add(plotter.NewGrid())
 	if s.Result == nil {
 		p.Title.Text += " (failed: no load ran)"
@@ -161,16 +274,20 @@ func trafficPlot(s Scenario, xmax float64, labels bool) (*plot.Plot, error) {
 	}
 	tl := s.Timeline
 	if len(tl) > 0 {
+		counts := make([]map[string]float64, len(tl))
+		for i, sec := range tl {
+			counts[i] = causeCounts(sec, s.UpstreamKinds)
+		}
 		bars := stackedBars{}
-		for _, c := range load.ErrorClasses {
+		for _, c := range causes {
 			vals := make([]float64, len(tl))
 			nonzero := false
-			for i, sec := range tl {
-				vals[i] = float64(sec.ErrorsByKind[c])
+			for i := range tl {
+				vals[i] = counts[i][c.key]
 				nonzero = nonzero || vals[i] > 0
 			}
 			if nonzero {
-				bars.layers = append(bars.layers, barLayer{x0: secondsOf(tl), vals: vals, color: classColors[c]})
+				bars.layers = append(bars.layers, barLayer{x0: secondsOf(tl), vals: vals, color: c.color})
 			}
 		}
 		p.Add(bars)
@@ -186,27 +303,37 @@ func trafficPlot(s Scenario, xmax float64, labels bool) (*plot.Plot, error) {
 			return nil, err
 		}
 		line.StepStyle = plotter.PostStep
-		line.Color = color.RGBA{R: 31, G: 119, B: 180, A: 255}
+		line.Color = requestsColor
 		line.Width = vg.Points(1.5)
 		p.Add(line)
 		ymax := 0.0
 		for _, sec := range tl {
 			ymax = math.Max(ymax, float64(sec.Requests))
 		}
-		p.Y.Max = math.Max(1, ymax*1.25) // headroom for the event labels
+		p.Y.Max = math.Max(1, ymax*1.3) // headroom for the marks' labels
 	} else {
 		p.Y.Max = 1
 	}
-	p.Add(eventLines{events: eventsOnAxis(s, xmax), labels: labels})
+	p.Add(markLines{marks: marksOnAxis(s, xmax), labels: true})
 	return p, nil
 }
 
-func secondsOf(tl []load.Second) []float64 {
+func secondsOf(tl []Second) []float64 {
 	out := make([]float64, len(tl))
 	for i, sec := range tl {
 		out[i] = float64(sec.Second)
 	}
 	return out
+}
+
+var latencySeries = []struct {
+	name  string
+	value func(Second) float64
+	color color.RGBA
+}{
+	{"latency p50", func(s Second) float64 { return s.P50 }, rgb(44, 160, 44)},
+	{"latency p99", func(s Second) float64 { return s.P99 }, rgb(255, 127, 14)},
+	{"latency max", func(s Second) float64 { return s.Max }, rgb(214, 39, 40)},
 }
 
 // latencyPlot: p50, p99 and max per second on a log scale.
@@ -215,19 +342,11 @@ func latencyPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	p.X.Label.Text = "seconds from load start"
 	p.Y.Label.Text = "latency ms (log)"
 	p.X.Min, p.X.Max = 0, xmax
+	p.Add(windows{spans: rolloutWindows(s)})
 	p.Add(plotter.NewGrid())
 	lo, hi := math.Inf(1), math.Inf(-1)
-	series := []struct {
-		name  string
-		value func(load.Second) float64
-		color color.RGBA
-	}{
-		{"p50", func(s load.Second) float64 { return s.P50 }, color.RGBA{44, 160, 44, 255}},
-		{"p99", func(s load.Second) float64 { return s.P99 }, color.RGBA{255, 127, 14, 255}},
-		{"max", func(s load.Second) float64 { return s.Max }, color.RGBA{214, 39, 40, 255}},
-	}
 	if s.Result != nil {
-		for _, ser := range series {
+		for _, ser := range latencySeries {
 			// A second without an answered request has no point (a log axis cannot show 0),
 			// and the line breaks there rather than drawing a slope nobody measured.
 			var runs []plotter.XYs
@@ -270,7 +389,7 @@ func latencyPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	p.Y.Tick.Marker = logTicks{}
 	p.Y.Min = math.Pow(10, math.Floor(math.Log10(lo)))
 	p.Y.Max = math.Pow(10, math.Ceil(math.Log10(hi*1.01)))
-	p.Add(eventLines{events: eventsOnAxis(s, xmax)})
+	p.Add(markLines{marks: marksOnAxis(s, xmax)})
 	return p, nil
 }
 
@@ -292,6 +411,7 @@ func (plainTicks) Ticks(min, max float64) []plot.Tick {
 type logTicks struct{}
 
 func (logTicks) Ticks(min, max float64) []plot.Tick {
+	wide := math.Log10(max/min) > 2.5 // then 1s only, or the labels crowd
 	var ticks []plot.Tick
 	for dec := math.Pow(10, math.Floor(math.Log10(min))); dec <= max; dec *= 10 {
 		for i := 1; i < 10; i++ {
@@ -300,7 +420,7 @@ func (logTicks) Ticks(min, max float64) []plot.Tick {
 				continue
 			}
 			t := plot.Tick{Value: v}
-			if i == 1 || i == 2 || i == 5 {
+			if i == 1 || (!wide && (i == 2 || i == 5)) {
 				t.Label = strconv.FormatFloat(v, 'f', -1, 64)
 			}
 			ticks = append(ticks, t)
@@ -339,55 +459,200 @@ func (b stackedBars) Plot(c draw.Canvas, p *plot.Plot) {
 	}
 }
 
-// eventLines draws events as vertical lines across the whole panel, optionally labelled.
-type eventLines struct {
-	events []chartEvent
+// windows shades each rollout's window, so repeated rollouts read apart.
+type windows struct{ spans []span }
+
+func (w windows) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, _ := p.Transforms(&c)
+	for i, sp := range w.spans {
+		shade := color.RGBA{R: 0, G: 0, B: 0, A: 14}
+		if i%2 == 1 {
+			shade.A = 24
+		}
+		x0, x1 := trX(math.Max(sp.From, p.X.Min)), trX(math.Min(sp.To, p.X.Max))
+		if x1 <= x0 {
+			continue
+		}
+		c.FillPolygon(shade, c.ClipPolygonXY([]vg.Point{{X: x0, Y: c.Min.Y}, {X: x1, Y: c.Min.Y}, {X: x1, Y: c.Max.Y}, {X: x0, Y: c.Max.Y}}))
+	}
+}
+
+// markLines draws cluster-wide events as vertical lines across a panel and, when labels is
+// set, their names at the panel's top: horizontal, moved down a row when they would overlap.
+type markLines struct {
+	marks  []chartMark
 	labels bool
 }
 
-func (e eventLines) Plot(c draw.Canvas, p *plot.Plot) {
+func (m markLines) Plot(c draw.Canvas, p *plot.Plot) {
 	trX, _ := p.Transforms(&c)
-	for _, ev := range e.events {
-		st := eventStyles[ev.kind]
-		x := trX(ev.x)
+	sty := draw.TextStyle{Color: rgb(30, 30, 30), Font: labelFont, XAlign: draw.XLeft, YAlign: draw.YTop, Handler: plot.DefaultTextHandler}
+	lineH := sty.Height("Xg") * 1.15
+	var rowEnds []vg.Length // the right end of the last label in each row
+	for _, mk := range m.marks {
+		x := trX(mk.x)
 		if x < c.Min.X || x > c.Max.X {
 			continue
 		}
-		c.StrokeLine2(draw.LineStyle{Color: st.color, Width: vg.Points(1), Dashes: st.dash}, x, c.Min.Y, x, c.Max.Y)
-	}
-	if !e.labels {
-		return
-	}
-	// Labels run upwards from the panel's top; events closer than one text line share one.
-	sty := draw.TextStyle{
-		Color: color.RGBA{50, 50, 50, 255}, Font: font.From(plot.DefaultFont, vg.Points(7)),
-		Rotation: math.Pi / 2, XAlign: draw.XRight, YAlign: draw.YBottom, Handler: plot.DefaultTextHandler,
-	}
-	minGap := sty.Height("Xg") * 1.1
-	type group struct {
-		x     vg.Length
-		texts []string
-	}
-	var groups []group
-	for _, ev := range e.events {
-		x := trX(ev.x)
-		if x < c.Min.X || x > c.Max.X {
+		c.StrokeLine2(draw.LineStyle{Color: mk.style.color, Width: vg.Points(1.2), Dashes: mk.style.dash}, x, c.Min.Y, x, c.Max.Y)
+		if !m.labels {
 			continue
 		}
-		if n := len(groups); n > 0 && x-groups[n-1].x < minGap {
-			g := &groups[n-1]
-			if len(g.texts) < 3 {
-				g.texts = append(g.texts, ev.label)
-			} else if len(g.texts) == 3 {
-				g.texts = append(g.texts, "…")
+		w := sty.Width(mk.label)
+		tx := x + vg.Points(2)
+		if tx+w > c.Max.X {
+			tx = x - vg.Points(2) - w
+		}
+		row := 0
+		for row < len(rowEnds) && rowEnds[row] > tx-vg.Points(3) {
+			row++
+		}
+		if row == len(rowEnds) {
+			rowEnds = append(rowEnds, 0)
+		}
+		rowEnds[row] = tx + w
+		c.FillText(sty, vg.Point{X: tx, Y: c.Max.Y - vg.Points(2) - vg.Length(row)*lineH}, mk.label)
+	}
+}
+
+// Pod lane colours and marks.
+var (
+	routedColor   = rgb(170, 222, 170)
+	deadColor     = rgb(230, 85, 85)
+	goneColor     = rgb(140, 0, 0)
+	processColor  = rgb(40, 40, 40)
+	termColor     = rgb(196, 150, 0)
+	preStopColor  = rgb(31, 119, 180)
+	podMarkRadius = vg.Points(4)
+)
+
+// podMark is one kind of pod event drawn as a glyph on its lane.
+type podMark struct {
+	name  string
+	value func(podLife) []float64
+	style draw.GlyphStyle
+}
+
+func one(v float64) []float64 {
+	if math.IsNaN(v) {
+		return nil
+	}
+	return []float64{v}
+}
+
+var podMarks = []podMark{
+	{"created", func(p podLife) []float64 { return one(p.Created) }, draw.GlyphStyle{Color: rgb(110, 110, 110), Radius: podMarkRadius, Shape: draw.RingGlyph{}}},
+	{"ready", func(p podLife) []float64 { return one(p.Ready) }, draw.GlyphStyle{Color: rgb(30, 140, 30), Radius: podMarkRadius, Shape: draw.CircleGlyph{}}},
+	{"SIGTERM", func(p podLife) []float64 { return one(p.SIGTERM) }, draw.GlyphStyle{Color: rgb(214, 39, 40), Radius: podMarkRadius, Shape: draw.TriangleGlyph{}}},
+	{"SIGKILL", func(p podLife) []float64 { return one(p.SIGKILL) }, draw.GlyphStyle{Color: goneColor, Radius: podMarkRadius, Shape: draw.PlusGlyph{}}},
+	{"exited", func(p podLife) []float64 { return one(p.Exited) }, draw.GlyphStyle{Color: rgb(0, 0, 0), Radius: podMarkRadius, Shape: draw.CrossGlyph{}}},
+	{"evicted", func(p podLife) []float64 { return one(p.Evicted) }, draw.GlyphStyle{Color: rgb(148, 103, 189), Radius: podMarkRadius, Shape: draw.BoxGlyph{}}},
+	{"container restarted", func(p podLife) []float64 { return p.Restarts }, draw.GlyphStyle{Color: preStopColor, Radius: podMarkRadius, Shape: draw.RingGlyph{}}},
+	{"deleted", func(p podLife) []float64 { return one(p.Deleted) }, draw.GlyphStyle{Color: rgb(120, 120, 120), Radius: podMarkRadius, Shape: draw.SquareGlyph{}}},
+}
+
+// podLanes draws a lane per pod: when the Service routed to it (red once its process was
+// dead, dark red once its address was gone), its process running, its grace period, its
+// preStop hook, and a glyph per event.
+type podLanes struct {
+	pods []podLife
+	xmax float64
+}
+
+func (l podLanes) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	n := len(l.pods)
+	clip := func(x float64) float64 { return math.Max(p.X.Min, math.Min(p.X.Max, x)) }
+	box := func(col color.Color, from, to, yc, half float64) {
+		if math.IsNaN(from) {
+			return
+		}
+		if math.IsNaN(to) || math.IsInf(to, 1) {
+			to = l.xmax
+		}
+		from, to = clip(from), clip(to)
+		if to <= from {
+			return
+		}
+		x0, x1, y0, y1 := trX(from), trX(to), trY(yc-half), trY(yc+half)
+		c.FillPolygon(col, []vg.Point{{X: x0, Y: y0}, {X: x1, Y: y0}, {X: x1, Y: y1}, {X: x0, Y: y1}})
+	}
+	for i, pod := range l.pods {
+		yc := float64(n-i) - 0.5
+		stop, gone := pod.stopped(), pod.NetRemoved
+		for _, r := range pod.Routed {
+			box(routedColor, r.From, r.To, yc, 0.32)
+			if !math.IsNaN(stop) && stop < r.To {
+				box(deadColor, math.Max(stop, r.From), r.To, yc, 0.32)
 			}
-			continue
+			if !math.IsNaN(gone) && gone < r.To {
+				box(goneColor, math.Max(gone, r.From), r.To, yc, 0.32)
+			}
 		}
-		groups = append(groups, group{x: x, texts: []string{ev.label}})
+		started := pod.Started
+		if math.IsNaN(started) {
+			started = pod.Ready
+		}
+		box(processColor, started, stop, yc, 0.06)
+		box(termColor, pod.Terminating, pod.Deleted, yc-0.4, 0.05)
+		box(preStopColor, pod.PreStopStart, pod.PreStopEnd, yc+0.4, 0.05)
+		for _, mk := range podMarks {
+			for _, x := range mk.value(pod) {
+				if x < p.X.Min || x > p.X.Max {
+					continue
+				}
+				y := yc
+				if mk.name == "SIGTERM" || mk.name == "SIGKILL" {
+					y += 0.22 // above the exit that often follows at once
+				}
+				c.DrawGlyph(mk.style, vg.Point{X: trX(x), Y: trY(y)})
+			}
+		}
 	}
-	for _, g := range groups {
-		c.FillText(sty, vg.Point{X: g.x - vg.Points(1), Y: c.Max.Y - vg.Points(2)}, strings.Join(g.texts, ", "))
+}
+
+// laneTicks label each lane with its pod.
+type laneTicks struct{ labels []string }
+
+func (t laneTicks) Ticks(min, max float64) []plot.Tick {
+	n := len(t.labels)
+	ticks := make([]plot.Tick, n)
+	for i, l := range t.labels {
+		ticks[i] = plot.Tick{Value: float64(n-i) - 0.5, Label: l}
 	}
+	return ticks
+}
+
+// podsPlot is the pods panel: a lane per pod of the disrupted Deployment.
+func podsPlot(s Scenario, pods []podLife, xmax float64) *plot.Plot {
+	p := plot.New()
+	p.X.Min, p.X.Max = 0, xmax
+	p.Y.Min, p.Y.Max = 0, float64(len(pods))
+	p.Y.Label.Text = "pods"
+	revs := 0
+	for _, pod := range pods {
+		revs = max(revs, pod.Rev)
+	}
+	labels := make([]string, len(pods))
+	for i, pod := range pods {
+		labels[i] = shortPod(pod.Name)
+		switch {
+		case revs == 2 && pod.Rev == 1:
+			labels[i] += " (old)"
+		case revs == 2 && pod.Rev == 2:
+			labels[i] += " (new)"
+		case pod.Rev > 0:
+			labels[i] += fmt.Sprintf(" (rev %d)", pod.Rev)
+		}
+	}
+	p.Y.Tick.Marker = laneTicks{labels: labels}
+	p.X.Tick.Label.Color = color.Transparent // the panels below carry the time axis
+	p.Y.Tick.Label.Font = labelFont
+	p.Add(windows{spans: rolloutWindows(s)})
+	p.Add(plotter.NewGrid())
+	p.Add(podLanes{pods: pods, xmax: xmax})
+	p.Add(markLines{marks: marksOnAxis(s, xmax)})
+	return p
 }
 
 // legendEntry is one swatch of the legend strip.
@@ -395,32 +660,87 @@ type legendEntry struct {
 	text  string
 	color color.Color
 	dash  []vg.Length
-	fill  bool // a filled box (error class) rather than a line
+	fill  bool             // a filled box rather than a line
+	glyph *draw.GlyphStyle // a glyph rather than a line
 }
 
 // legendFor lists what a set of scenarios' charts show.
-func legendFor(scenarios []Scenario, latency bool) []legendEntry {
-	out := []legendEntry{{text: "requests/s", color: color.RGBA{31, 119, 180, 255}}}
-	classes := errorClassesSeen(&Report{Scenarios: scenarios})
-	for _, c := range classes {
-		out = append(out, legendEntry{text: "errors: " + string(c), color: classColors[c], fill: true})
-	}
-	if latency {
-		out = append(out,
-			legendEntry{text: "p50", color: color.RGBA{44, 160, 44, 255}},
-			legendEntry{text: "p99", color: color.RGBA{255, 127, 14, 255}},
-			legendEntry{text: "max", color: color.RGBA{214, 39, 40, 255}})
-	}
-	seen := map[cluster.EventKind]bool{}
+func legendFor(scenarios []Scenario, detail bool) []legendEntry {
+	out := []legendEntry{{text: "requests/s", color: requestsColor}}
+	seen := map[string]bool{}
 	for _, s := range scenarios {
-		for _, ev := range eventsOnAxis(s, math.Inf(1)) {
-			seen[ev.kind] = true
+		if s.Result == nil {
+			continue
+		}
+		for _, sec := range s.Timeline {
+			for k, v := range causeCounts(sec, s.UpstreamKinds) {
+				seen[k] = seen[k] || v > 0
+			}
 		}
 	}
-	for _, k := range chartEvents {
-		if seen[k] {
-			st := eventStyles[k]
-			out = append(out, legendEntry{text: st.name, color: st.color, dash: st.dash})
+	for _, c := range causes {
+		if seen[c.key] {
+			text := c.text
+			if c.key == "upstream:unknown" {
+				text = "5xx (older report: kinds not split per second" + runKinds(scenarios) + ")"
+			}
+			out = append(out, legendEntry{text: text, color: c.color, fill: true})
+		}
+	}
+	marks := map[string]markStyle{}
+	for _, s := range scenarios {
+		for _, mk := range marksOnAxis(s, math.Inf(1)) {
+			marks[mk.style.label] = mk.style
+		}
+	}
+	for _, k := range []cluster.EventKind{cluster.RestartTriggered, cluster.Scaled, cluster.NodeCordoned, cluster.NodeUncordoned} {
+		if st, ok := marks[markEvents[k].label]; ok {
+			out = append(out, legendEntry{text: st.label, color: st.color, dash: st.dash})
+		}
+	}
+	if !detail {
+		return out
+	}
+	for _, ser := range latencySeries {
+		out = append(out, legendEntry{text: ser.name, color: ser.color})
+	}
+	var pods []podLife
+	for _, s := range scenarios {
+		pods = append(pods, podLives(s)...)
+	}
+	if len(pods) == 0 {
+		return out
+	}
+	var dead, gone, term, prestop bool
+	for _, pod := range pods {
+		for _, r := range pod.Routed {
+			dead = dead || pod.stopped() < r.To
+			gone = gone || pod.NetRemoved < r.To
+		}
+		term = term || !math.IsNaN(pod.Terminating)
+		prestop = prestop || !math.IsNaN(pod.PreStopStart)
+	}
+	out = append(out, legendEntry{text: "routed by the Service", color: routedColor, fill: true})
+	if dead {
+		out = append(out, legendEntry{text: "routed, process dead", color: deadColor, fill: true})
+	}
+	if gone {
+		out = append(out, legendEntry{text: "routed, address gone", color: goneColor, fill: true})
+	}
+	out = append(out, legendEntry{text: "process running", color: processColor})
+	if term {
+		out = append(out, legendEntry{text: "terminating (grace period)", color: termColor})
+	}
+	if prestop {
+		out = append(out, legendEntry{text: "preStop hook", color: preStopColor})
+	}
+	for _, mk := range podMarks {
+		for _, pod := range pods {
+			if len(mk.value(pod)) > 0 {
+				g := mk.style
+				out = append(out, legendEntry{text: mk.name, glyph: &g})
+				break
+			}
 		}
 	}
 	return out
@@ -428,7 +748,7 @@ func legendFor(scenarios []Scenario, latency bool) []legendEntry {
 
 // drawLegend lays the entries out left to right, wrapping to new lines.
 func drawLegend(c draw.Canvas, entries []legendEntry) {
-	sty := draw.TextStyle{Color: color.Black, Font: font.From(plot.DefaultFont, vg.Points(8)), Handler: plot.DefaultTextHandler, YAlign: draw.YCenter}
+	sty := draw.TextStyle{Color: color.Black, Font: labelFont, Handler: plot.DefaultTextHandler, YAlign: draw.YCenter}
 	lineH := sty.Height("Xg") * 1.6
 	swatch := vg.Points(16)
 	x, y := c.Min.X+vg.Points(8), c.Max.Y-lineH/2-vg.Points(2)
@@ -437,11 +757,14 @@ func drawLegend(c draw.Canvas, entries []legendEntry) {
 		if x+w > c.Max.X && x > c.Min.X+vg.Points(8) {
 			x, y = c.Min.X+vg.Points(8), y-lineH
 		}
-		if e.fill {
-			h := vg.Points(6)
+		switch {
+		case e.glyph != nil:
+			c.DrawGlyph(*e.glyph, vg.Point{X: x + swatch/2, Y: y})
+		case e.fill:
+			h := vg.Points(5)
 			c.FillPolygon(e.color, []vg.Point{{X: x, Y: y - h}, {X: x + swatch, Y: y - h}, {X: x + swatch, Y: y + h}, {X: x, Y: y + h}})
-		} else {
-			c.StrokeLine2(draw.LineStyle{Color: e.color, Width: vg.Points(1.5), Dashes: e.dash}, x, y, x+swatch, y)
+		default:
+			c.StrokeLine2(draw.LineStyle{Color: e.color, Width: vg.Points(2), Dashes: e.dash}, x, y, x+swatch, y)
 		}
 		c.FillText(sty, vg.Point{X: x + swatch + vg.Points(4), Y: y}, e.text)
 		x += w
@@ -460,15 +783,41 @@ func newCanvas(format Format, wpx, hpx int) (vg.CanvasWriterTo, error) {
 	return nil, fmt.Errorf("chart format %q is not supported: use png or svg", format)
 }
 
-// WriteChart renders one scenario's timeline: traffic and errors, latency, and the cluster
-// events across both, on one time axis.
+// alignLeft crops the panels' canvases so their data areas start at the same x, whatever
+// the width of each panel's y axis.
+func alignLeft(plots []*plot.Plot, cs []draw.Canvas) {
+	offs := make([]vg.Length, len(plots))
+	var most vg.Length
+	for i, p := range plots {
+		offs[i] = p.DataCanvas(cs[i]).Min.X - cs[i].Min.X
+		most = max(most, offs[i])
+	}
+	for i := range cs {
+		cs[i] = draw.Crop(cs[i], most-offs[i], 0, 0, 0)
+	}
+}
+
+// stack cuts c into rows of the given heights in pixels, top first, with a gap between.
+func stack(c draw.Canvas, heights ...float64) []draw.Canvas {
+	out := make([]draw.Canvas, len(heights))
+	top := c.Max.Y - px(6)
+	for i, h := range heights {
+		bottom := top - px(h) + px(8)
+		out[i] = draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{X: c.Min.X + px(6), Y: bottom}, Max: vg.Point{X: c.Max.X - px(16), Y: top}}}
+		top -= px(h)
+	}
+	return out
+}
+
+// WriteChart renders one scenario's timeline: traffic and errors by cause, a lane per pod of
+// the disrupted Deployment, and latency, on one time axis.
 func WriteChart(w io.Writer, s Scenario, format Format) (err error) {
 	if s.Result == nil {
 		return fmt.Errorf("scenario %s has no load results to chart", s.Scenario)
 	}
 	defer recoverPlot(&err)
 	xmax := axisEnd(s)
-	traffic, err := trafficPlot(s, xmax, true)
+	traffic, err := trafficPlot(s, xmax)
 	if err != nil {
 		return err
 	}
@@ -476,17 +825,27 @@ func WriteChart(w io.Writer, s Scenario, format Format) (err error) {
 	if err != nil {
 		return err
 	}
-	cv, err := newCanvas(format, ChartWidth, ChartHeight)
+	pods := podLives(s)
+	cv, err := newCanvas(format, ChartWidth, TimelineHeight(len(pods)))
 	if err != nil {
 		return err
 	}
 	dc := draw.New(cv)
-	plots, legend := splitLegend(dc, px(legendHeight))
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(12), PadY: vg.Points(6)}
-	canvases := plot.Align([][]*plot.Plot{{traffic}, {latency}}, tiles, plots)
-	traffic.Draw(canvases[0][0])
-	latency.Draw(canvases[1][0])
-	drawLegend(legend, legendFor([]Scenario{s}, true))
+	plots := []*plot.Plot{traffic}
+	heights := []float64{trafficHeight}
+	traffic.X.Label.Text = ""
+	if len(pods) > 0 {
+		plots = append(plots, podsPlot(s, pods, xmax))
+		heights = append(heights, float64(len(pods)*laneHeight+lanesExtra))
+	}
+	plots = append(plots, latency)
+	heights = append(heights, latencyHeight, legendHeight)
+	canvases := stack(dc, heights...)
+	alignLeft(plots, canvases[:len(plots)])
+	for i, p := range plots {
+		p.Draw(canvases[i])
+	}
+	drawLegend(canvases[len(plots)], legendFor([]Scenario{s}, true))
 	_, err = cv.WriteTo(w)
 	return err
 }
@@ -502,33 +861,33 @@ func WriteCombinedChart(w io.Writer, r *Report, format Format) (err error) {
 	for _, s := range r.Scenarios {
 		xmax = math.Max(xmax, axisEnd(s))
 	}
-	var rows [][]*plot.Plot
-	for _, s := range r.Scenarios {
-		p, err := trafficPlot(s, xmax, true)
+	var plots []*plot.Plot
+	var heights []float64
+	for i, s := range r.Scenarios {
+		p, err := trafficPlot(s, xmax)
 		if err != nil {
 			return err
 		}
+		if i < len(r.Scenarios)-1 {
+			p.X.Label.Text = "" // one axis title, under the last panel
+		}
 		ymax = math.Max(ymax, p.Y.Max)
-		rows = append(rows, []*plot.Plot{p})
+		plots = append(plots, p)
+		heights = append(heights, CombinedRowHeight)
 	}
-	for _, row := range rows {
-		row[0].Y.Max = ymax
+	for _, p := range plots {
+		p.Y.Max = ymax
 	}
-	cv, err := newCanvas(format, ChartWidth, CombinedHeight(len(rows)))
+	cv, err := newCanvas(format, ChartWidth, CombinedHeight(len(plots)))
 	if err != nil {
 		return err
 	}
-	dc := draw.New(cv)
-	plots, legend := splitLegend(dc, px(legendHeight))
-	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(12), PadY: vg.Points(6)}
-	canvases := plot.Align(rows, tiles, plots)
-	for i, row := range rows {
-		if i < len(rows)-1 {
-			row[0].X.Label.Text = "" // one axis title, under the last panel
-		}
-		row[0].Draw(canvases[i][0])
+	canvases := stack(draw.New(cv), append(heights, legendHeight)...)
+	alignLeft(plots, canvases[:len(plots)])
+	for i, p := range plots {
+		p.Draw(canvases[i])
 	}
-	drawLegend(legend, legendFor(r.Scenarios, false))
+	drawLegend(canvases[len(plots)], legendFor(r.Scenarios, false))
 	_, err = cv.WriteTo(w)
 	return err
 }
@@ -536,10 +895,75 @@ func WriteCombinedChart(w io.Writer, r *Report, format Format) (err error) {
 // CombinedHeight is the combined chart's height in pixels for n scenarios.
 func CombinedHeight(n int) int { return n*CombinedRowHeight + legendHeight }
 
-// splitLegend cuts the legend strip off the bottom of c.
-func splitLegend(c draw.Canvas, h vg.Length) (plots, legend draw.Canvas) {
-	full := c.Max.Y - c.Min.Y
-	return draw.Crop(c, 0, 0, h, 0), draw.Crop(c, 0, 0, 0, -(full - h))
+// hasRollouts reports whether any scenario ran rollouts to chart one by one.
+func hasRollouts(r *Report) bool {
+	for _, s := range r.Scenarios {
+		if len(s.Rollouts) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// scenarioColors tell scenarios apart in the rollouts chart.
+var scenarioColors = []color.RGBA{rgb(214, 39, 40), rgb(31, 119, 180), rgb(44, 160, 44), rgb(148, 103, 189), rgb(255, 127, 14), rgb(140, 86, 75)}
+
+// WriteRolloutChart renders the errors of each rollout, a group of bars per rollout with one
+// bar per scenario: a rare loss shows as one bar among many empty slots.
+func WriteRolloutChart(w io.Writer, r *Report, format Format) (err error) {
+	if !hasRollouts(r) {
+		return errors.New("no scenario ran rollouts to chart")
+	}
+	defer recoverPlot(&err)
+	p := plot.New()
+	p.Title.Text = "Errors per rollout"
+	p.X.Label.Text = "rollout"
+	p.Y.Label.Text = "failed requests"
+	p.Y.Min = 0
+	p.Y.Tick.Marker = plainTicks{}
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
+	p.Legend.TextStyle.Font = font.From(plot.DefaultFont, vg.Points(10))
+	most, n := 0, len(r.Scenarios)
+	for _, s := range r.Scenarios {
+		most = max(most, len(s.Rollouts))
+	}
+	width := px(math.Min(40, 900/float64(most*n+most)))
+	ymax := 1.0
+	for i, s := range r.Scenarios {
+		vals := make(plotter.Values, most)
+		for _, ro := range s.Rollouts {
+			if ro.Index >= 1 && ro.Index <= most {
+				vals[ro.Index-1] = float64(ro.Errors)
+				ymax = math.Max(ymax, float64(ro.Errors))
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, width)
+		if err != nil {
+			return err
+		}
+		bars.Color = scenarioColors[i%len(scenarioColors)]
+		bars.LineStyle.Width = 0
+		bars.Offset = width * vg.Length(float64(i)-float64(n-1)/2)
+		p.Add(bars)
+		p.Legend.Add(titleOf(s), bars)
+	}
+	p.Y.Max = ymax * 1.25 // room for the legend
+	labels := make([]string, most)
+	for i := range labels {
+		labels[i] = strconv.Itoa(i + 1)
+	}
+	p.NominalX(labels...)
+	p.X.Min, p.X.Max = -0.6, float64(most)-0.4 // room for the outer bars of each group
+	p.Legend.Left = true
+	p.Legend.XOffs, p.Legend.YOffs = px(8), -px(4)
+	cv, err := newCanvas(format, ChartWidth, RolloutsHeight)
+	if err != nil {
+		return err
+	}
+	p.Draw(draw.New(cv))
+	_, err = cv.WriteTo(w)
+	return err
 }
 
 // recoverPlot turns a panic inside gonum/plot (it panics on some degenerate ranges) into an

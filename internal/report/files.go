@@ -15,6 +15,7 @@ const (
 	MarkdownName = "REPORT.md"
 	HTMLName     = "report.html"
 	combinedBase = "comparison"
+	rolloutsBase = "rollouts"
 )
 
 // ChartPair is one chart in both formats, as paths relative to the report directory.
@@ -28,6 +29,7 @@ type ChartPair struct {
 type ChartFiles struct {
 	Scenarios []ChartPair
 	Combined  ChartPair
+	Rollouts  ChartPair // empty unless a scenario ran several rollouts
 }
 
 // Files are the paths WriteAll or Render wrote, relative to nothing: ready to print.
@@ -52,7 +54,7 @@ func (f Files) List() []string {
 // chartNames picks a file name per scenario: timeline-<scenario>, made safe and unique.
 func chartNames(r *Report) ChartFiles {
 	var cf ChartFiles
-	used := map[string]bool{combinedBase: true}
+	used := map[string]bool{combinedBase: true, rolloutsBase: true}
 	for _, s := range r.Scenarios {
 		if s.Result == nil {
 			cf.Scenarios = append(cf.Scenarios, ChartPair{})
@@ -67,6 +69,9 @@ func chartNames(r *Report) ChartFiles {
 		cf.Scenarios = append(cf.Scenarios, ChartPair{PNG: name + ".png", SVG: name + ".svg"})
 	}
 	cf.Combined = ChartPair{PNG: combinedBase + ".png", SVG: combinedBase + ".svg"}
+	if hasRollouts(r) {
+		cf.Rollouts = ChartPair{PNG: rolloutsBase + ".png", SVG: rolloutsBase + ".svg"}
+	}
 	return cf
 }
 
@@ -140,6 +145,12 @@ func Render(dir string, r *Report) (Files, error) {
 	combined := func(w io.Writer, f Format) error { return WriteCombinedChart(w, r, f) }
 	if !chart(charts.Combined.PNG, PNG, combined) || !chart(charts.Combined.SVG, SVG, combined) {
 		charts.Combined = ChartPair{}
+	}
+	if charts.Rollouts.PNG != "" {
+		rollouts := func(w io.Writer, f Format) error { return WriteRolloutChart(w, r, f) }
+		if !chart(charts.Rollouts.PNG, PNG, rollouts) || !chart(charts.Rollouts.SVG, SVG, rollouts) {
+			charts.Rollouts = ChartPair{}
+		}
 	}
 
 	files.Markdown = filepath.Join(dir, MarkdownName)

@@ -41,12 +41,23 @@ code { background: #f3f3f3; padding: 0 .2rem; }
 {{range .Rows}}<tr><td{{if .Indent}} class="sub"{{end}}>{{.Label}}</td>{{range .Cells}}<td class="num">{{.}}</td>{{end}}</tr>
 {{end}}</table>
 {{with .Combined}}<p><img src="{{.}}" alt="Requests and errors per second, every scenario on one time axis"></p>{{end}}
+{{with .RolloutsChart}}<p><img src="{{.}}" alt="Errors per rollout, per scenario"></p>{{end}}
+{{with .Comparisons}}<h2>Comparisons</h2>
+<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{with .Breaches}}<h2>Thresholds breached</h2>
+<ul>{{range .}}<li class="failure">{{.}}</li>{{end}}</ul>{{end}}
 <h2>What happened</h2>
 {{range .Scenarios}}<h3>{{.Title}}</h3>
 {{if .Manifests}}<p>Manifests: <code>{{.Manifests}}</code></p>{{end}}
 {{range .Warnings}}<p class="warning">Warning: {{.}}</p>
 {{end}}{{if .Failure}}<p class="failure">The run failed: {{.Failure}}</p>
 {{end}}{{range .Story}}<p>{{.}}</p>
+{{end}}{{with .Mechanisms}}<p>How the requests were lost:</p>
+<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>
+{{end}}{{range .Tables}}<table>
+<tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
+{{end}}</table>
 {{end}}{{with .Chart}}<p><img src="{{.}}" alt="timeline chart"></p>{{end}}
 {{end}}
 <p>The time axis counts seconds from the start of the load. Top panels: requests sent per second (line) and failed requests per second by class (bars). Lower panel: p50, p99 and max latency per second, log scale. Vertical lines: cluster events.</p>
@@ -61,9 +72,15 @@ type htmlRow struct {
 }
 
 type htmlScenario struct {
-	Title, Manifests, Failure string
-	Warnings, Story           []string
-	Chart                     template.URL
+	Title, Manifests, Failure   string
+	Warnings, Story, Mechanisms []string
+	Tables                      []htmlTable
+	Chart                       template.URL
+}
+
+type htmlTable struct {
+	Header []string
+	Rows   [][]string
 }
 
 // WriteHTML writes report.html. images maps chart PNG names (as in charts) to their bytes.
@@ -77,13 +94,22 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 		return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(b))
 	}
 	page := struct {
-		Created   string
-		Settings  [][2]string
-		Titles    []string
-		Rows      []htmlRow
-		Combined  template.URL
-		Scenarios []htmlScenario
+		Created       string
+		Settings      [][2]string
+		Titles        []string
+		Rows          []htmlRow
+		Combined      template.URL
+		RolloutsChart template.URL
+		Comparisons   []string
+		Breaches      []string
+		Scenarios     []htmlScenario
 	}{Created: r.Created.UTC().Format(time.RFC3339), Settings: settingsLines(r)}
+	for _, c := range r.Comparisons {
+		page.Comparisons = append(page.Comparisons, comparisonLine(c))
+	}
+	for _, b := range r.Breaches {
+		page.Breaches = append(page.Breaches, breachLine(b))
+	}
 	for _, s := range r.Scenarios {
 		page.Titles = append(page.Titles, titleOf(s))
 	}
@@ -92,6 +118,7 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 	}
 	if charts != nil {
 		page.Combined = dataURL(charts.Combined.PNG)
+		page.RolloutsChart = dataURL(charts.Rollouts.PNG)
 	}
 	for i, s := range r.Scenarios {
 		hs := htmlScenario{Title: titleOf(s), Manifests: s.Manifests, Warnings: s.Warnings}
@@ -100,6 +127,13 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 			hs.Failure, story = s.Failure, story[1:] // shown in its own box
 		}
 		hs.Story = story
+		hs.Mechanisms = Mechanisms(s)
+		if header, rows := podRows(s); len(rows) > 0 {
+			hs.Tables = append(hs.Tables, htmlTable{Header: header, Rows: rows})
+		}
+		if len(s.Rollouts) > 0 {
+			hs.Tables = append(hs.Tables, htmlTable{Header: rolloutHeader, Rows: rolloutCells(s)})
+		}
 		if charts != nil && i < len(charts.Scenarios) {
 			hs.Chart = dataURL(charts.Scenarios[i].PNG)
 		}

@@ -28,7 +28,17 @@ func settingsLines(r *Report) [][2]string {
 		{"scenarios", strings.Join(st.Scenarios, ", ")},
 		{"load", load},
 		{"duration", fmt.Sprintf("at least %s, and until the rollout settled plus %s", st.Duration.D(), st.SettleTail.D())},
-		{"restart", fmt.Sprintf("rolling restart of deployment %s at %s", orDefault(st.Deployment, "upstream"), st.RestartAt.D())},
+		{"disruption", fmt.Sprintf("%s of deployment %s at %s", disruptionNoun(st.Disruption), orDefault(st.Deployment, "upstream"), st.RestartAt.D())},
+	}
+	if st.Rollouts > 1 {
+		out = append(out, [2]string{"rollouts", fmt.Sprintf("%d, each started %s after the previous one settled", st.Rollouts, st.RolloutGap.D())})
+	}
+	if len(st.Thresholds) > 0 {
+		judged := "over the whole run"
+		if st.PerRollout {
+			judged = "per rollout"
+		}
+		out = append(out, [2]string{"thresholds", strings.Join(st.Thresholds, ", ") + ", judged " + judged})
 	}
 	if st.EndpointLag > 0 {
 		out = append(out, [2]string{"endpoint lag", st.EndpointLag.D().String()})
@@ -48,7 +58,7 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 
 	p("# gracelab report\n\n")
-	p("Created %s. Each scenario ran load against the downstream while the upstream Deployment went through a rolling restart; ", r.Created.UTC().Format(time.RFC3339))
+	p("Created %s. Each scenario ran load against the downstream while the upstream Deployment went through a %s; ", r.Created.UTC().Format(time.RFC3339), disruptionNoun(r.Settings.Disruption))
 	p("every request has exactly one outcome, and any non-2xx answer or body whose status is not ok counts as an error.\n\n")
 
 	p("## Settings\n\n| | |\n|---|---|\n")
@@ -79,6 +89,28 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 	if charts != nil && charts.Combined.PNG != "" {
 		p("\n![Requests and errors per second, every scenario on one time axis](%s)\n", charts.Combined.PNG)
 	}
+	if charts != nil && charts.Rollouts.PNG != "" {
+		p("\n![Errors per rollout, per scenario](%s)\n", charts.Rollouts.PNG)
+	}
+	if len(r.Comparisons) > 0 {
+		p("\n## Comparisons\n\nThe rollout is the unit: errors come in bursts, so requests are not independent samples.\n\n")
+		for _, c := range r.Comparisons {
+			p("- %s\n", mdText(comparisonLine(c)))
+		}
+	}
+	if len(r.Breaches) > 0 {
+		p("\n## Thresholds breached\n\n")
+		if len(r.Settings.Thresholds) > 0 {
+			judged := "over the whole run"
+			if r.Settings.PerRollout {
+				judged = "per rollout"
+			}
+			p("Limits: %s, judged %s.\n\n", mdText(strings.Join(r.Settings.Thresholds, ", ")), judged)
+		}
+		for _, b := range r.Breaches {
+			p("- %s\n", mdText(breachLine(b)))
+		}
+	}
 
 	p("\n## What happened\n\n")
 	for i, s := range r.Scenarios {
@@ -92,6 +124,23 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 		for _, para := range Story(s) {
 			p("%s\n\n", mdText(para))
 		}
+		if ms := Mechanisms(s); len(ms) > 0 {
+			p("How the requests were lost:\n\n")
+			for _, m := range ms {
+				p("- %s\n", mdText(m))
+			}
+			p("\n")
+		}
+		if header, rows := podRows(s); len(rows) > 0 {
+			p("The pods of Deployment %s, in seconds from the start of the load (\"left the Service\": when it stopped getting new connections):\n\n", orDefault(disruptedDeployment(s.Events), "(unknown)"))
+			writeMDTable(bw, header, rows)
+			p("\n")
+		}
+		if len(s.Rollouts) > 0 {
+			p("Each rollout, in seconds from the start of the load (a request belongs to the rollout in whose window it was sent):\n\n")
+			writeMDTable(bw, rolloutHeader, rolloutCells(s))
+			p("\n")
+		}
 		if charts != nil && i < len(charts.Scenarios) && charts.Scenarios[i].PNG != "" {
 			c := charts.Scenarios[i]
 			p("![%s: traffic, errors, latency and cluster events over time](%s)\n\n", mdText(titleOf(s)), c.PNG)
@@ -101,11 +150,29 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 	if charts != nil {
 		p("## Reading the charts\n\n")
 		p("The time axis counts seconds from the start of the load. The top panel shows requests sent per second (line) ")
-		p("and failed requests per second by class (bars); the lower panel shows p50, p99 and max latency per second on a log scale. ")
-		p("Vertical lines are cluster events: the restart, each new pod becoming ready, each old pod's deletion, ")
-		p("preStop start and end, SIGTERM, the process exit, and the endpoint's removal. Failed requests are placed at the second they were sent.\n")
+		p("and failed requests per second (bars); the bottom panel shows p50, p99 and max latency per second on a log scale. ")
+		p("Failed requests are placed at the second they were sent and coloured by what went wrong behind the downstream ")
+		p("(the upstream's refused, reset, EOF or timeout) or, when the downstream itself failed, by the load's own class. ")
+		p("Vertical lines mark each restart (shaded: each rollout's window). The pods panel has a lane per pod of the disrupted Deployment: ")
+		p("the band is when the Service routed new connections to it (red where its process was already dead, dark red where its address was gone), ")
+		p("the thin bar is its process running, and the marks are created, ready, terminating, preStop, SIGTERM, SIGKILL, exit and deletion.\n")
 	}
 	return bw.Flush()
+}
+
+// writeMDTable writes a Markdown table, every cell escaped.
+func writeMDTable(w io.Writer, header []string, rows [][]string) {
+	cells := make([]string, len(header))
+	for i, h := range header {
+		cells[i] = mdCell(h)
+	}
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(cells, " | "), strings.Repeat("---|", len(header)))
+	for _, row := range rows {
+		for i, c := range row {
+			cells[i] = mdCell(c)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells[:len(row)], " | "))
+	}
 }
 
 // mdCell escapes text for a Markdown table cell.

@@ -11,80 +11,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"time"
-
-	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/load"
 )
 
-// SchemaVersion is the version of report.json this package writes and reads.
-const SchemaVersion = 1
+// SchemaVersion is the version of report.json this package writes. It reads this one and
+// every earlier one (see docs/report.md for what changed).
+const SchemaVersion = 2
+
+// oldestSchema is the oldest report.json this package still reads.
+const oldestSchema = 1
 
 // FileName is the report's JSON file inside a report directory.
 const FileName = "report.json"
-
-// Report is the whole of report.json.
-type Report struct {
-	Schema    int        `json:"schema"`
-	Created   time.Time  `json:"created"`
-	Cluster   string     `json:"cluster"` // "embedded" or "kubernetes (<context>)"
-	Host      Host       `json:"host"`
-	Settings  Settings   `json:"settings"`
-	Scenarios []Scenario `json:"scenarios"`
-}
-
-// Host is the machine the drill ran on.
-type Host struct {
-	OS        string `json:"os"`
-	Arch      string `json:"arch"`
-	Cores     int    `json:"cores"`
-	GoVersion string `json:"go_version"`
-	Gracelab  string `json:"gracelab_version"`
-}
-
-// CurrentHost describes this machine and binary.
-func CurrentHost() Host {
-	version := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		version = bi.Main.Version
-	}
-	return Host{OS: runtime.GOOS, Arch: runtime.GOARCH, Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Gracelab: version}
-}
-
-// Settings are the drill's parameters, as given (defaults filled in).
-type Settings struct {
-	Scenarios   []string `json:"scenarios"`
-	Duration    Duration `json:"duration"`   // the least time load runs
-	RestartAt   Duration `json:"restart_at"` // from the load's start
-	Deployment  string   `json:"restart_deployment"`
-	SettleTail  Duration `json:"settle_tail"` // load keeps running this long after the rollout settled
-	Model       string   `json:"model"`
-	VUs         int      `json:"vus,omitempty"`
-	Think       Duration `json:"think,omitempty"`
-	Rate        float64  `json:"rate,omitempty"`
-	Timeout     Duration `json:"timeout"`
-	Connections string   `json:"connections"`
-	Method      string   `json:"method"`
-	EndpointLag Duration `json:"endpoint_lag,omitempty"` // embedded cluster only
-	Target      string   `json:"target,omitempty"`
-}
-
-// Scenario is one drill: a manifest set under a rolling restart with load. Result is nil when
-// the scenario failed before its load started.
-type Scenario struct {
-	Scenario       string    `json:"scenario"`
-	Title          string    `json:"title"`
-	Manifests      string    `json:"manifests"`
-	Failure        string    `json:"failure,omitempty"`
-	Warnings       []string  `json:"warnings,omitempty"`
-	RestartAt      time.Time `json:"restart_at"`
-	RolloutSeconds float64   `json:"rollout_duration_s"`
-	*load.Result
-	Events []cluster.Event `json:"events"`
-}
 
 // Duration is a time.Duration written in JSON as Go's duration text ("30s").
 type Duration time.Duration
@@ -192,11 +131,11 @@ func position(data []byte, offset int64) (line, col int) {
 
 // validate rejects what would render as nonsense, naming the field.
 func (r *Report) validate() error {
-	if r.Schema != SchemaVersion {
+	if r.Schema < oldestSchema || r.Schema > SchemaVersion {
 		if r.Schema == 0 {
 			return errors.New(`not a gracelab report: "schema" is missing`)
 		}
-		return fmt.Errorf("schema %d is not supported: this gracelab reads schema %d", r.Schema, SchemaVersion)
+		return fmt.Errorf("schema %d is not supported: this gracelab reads schemas %d to %d", r.Schema, oldestSchema, SchemaVersion)
 	}
 	if len(r.Scenarios) == 0 {
 		return errors.New(`the report has no scenarios`)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/load"
 )
 
 // Story tells in plain words what happened in one scenario, derived only from its data: how
@@ -31,19 +30,27 @@ func Story(s Scenario) []string {
 		out = append(out, fmt.Sprintf("%s of %s requests failed (%s): %s.",
 			fmtInt(res.Errors), fmtInt(res.Requests), fmtPercent(res.ErrorRate), classList(res.ErrorsByKind, res.UpstreamKinds)))
 	}
+	if rc := res.ReusedConn; rc.Own+rc.Upstream > 0 {
+		out = append(out, fmt.Sprintf("%s failed on a reused keep-alive connection (%s on the downstream's call to the upstream, %s on the load's own): "+
+			"a pooled connection to a pod already shutting down, closed by the pod as the request was sent on it (the keep-alive race, docs/keepalive.md).",
+			fmtInt(rc.Own+rc.Upstream), fmtInt(rc.Upstream), fmtInt(rc.Own)))
+	}
 	if res.Retries > 0 {
 		out = append(out, fmt.Sprintf("The downstream retried %s times in all; the table counts a request as failed only when its last attempt failed.", fmtInt(res.Retries)))
 	}
 	if p := rolloutParagraph(s, at); p != "" {
 		out = append(out, p)
 	}
+	if p := protection(s); p != "" {
+		out = append(out, p)
+	}
 
 	// Upstream kinds are counted over the whole run; they belong to one disruption only when
 	// a single disruption holds every 5xx.
-	var kindsFor *load.Disruption
+	var kindsFor *Disruption
 	with5xx := 0
 	for i := range res.Disruptions {
-		if res.Disruptions[i].Classes[load.HTTP5xx] > 0 {
+		if res.Disruptions[i].Classes[classHTTP5xx] > 0 {
 			with5xx++
 			kindsFor = &res.Disruptions[i]
 		}
@@ -73,55 +80,46 @@ func sentence(s string) string {
 	return s + "."
 }
 
-// rolloutParagraph summarises the rolling restart from the events.
+// rolloutParagraph says when the disruption started and when the rollout settled; the pod
+// table and the chart show the rest.
 func rolloutParagraph(s Scenario, at func(time.Time) float64) string {
+	what := disruptionNoun(s.Disruption)
+	if len(s.Rollouts) > 1 {
+		var starts []string
+		for _, ro := range s.Rollouts {
+			starts = append(starts, secs(at(ro.RestartAt)))
+		}
+		return fmt.Sprintf("%d rollouts ran, each %s, triggered at %s.", len(s.Rollouts), what, strings.Join(starts, ", "))
+	}
 	if s.RestartAt.IsZero() {
-		return "The rolling restart was never triggered."
+		return fmt.Sprintf("The %s was never triggered.", what)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "The rolling restart was triggered at %s", secs(at(s.RestartAt)))
+	fmt.Fprintf(&b, "The %s was triggered at %s", what, secs(at(s.RestartAt)))
 	if s.RolloutSeconds > 0 {
 		fmt.Fprintf(&b, " and settled %s later, at %s (no old pod left)", fmtSeconds(s.RolloutSeconds), secs(at(s.RestartAt)+s.RolloutSeconds))
 	}
 	b.WriteString(".")
-	after := eventsAfter(s.Events, s.RestartAt)
-	for _, k := range []struct {
-		kind cluster.EventKind
-		what string
-	}{
-		{cluster.PodReady, "New pods became ready"},
-		{cluster.PodTerminating, "Old pods were marked for deletion"},
-		{cluster.SIGTERMSent, "SIGTERM was sent"},
-		{cluster.SIGKILLSent, "SIGKILL was sent"},
-	} {
-		var parts []string
-		for _, e := range after {
-			if e.Kind == k.kind {
-				parts = append(parts, fmt.Sprintf("%s (%s)", secs(at(e.Time)), podName(e)))
-			}
-		}
-		if len(parts) > 0 {
-			fmt.Fprintf(&b, " %s at %s.", k.what, strings.Join(parts, ", "))
-		}
-	}
 	return b.String()
 }
 
-func eventsAfter(events []cluster.Event, t time.Time) []cluster.Event {
-	var out []cluster.Event
-	for _, e := range events {
-		if !e.Time.Before(t) {
-			out = append(out, e)
-		}
+// disruptionNoun names a disruption kind in words.
+func disruptionNoun(kind string) string {
+	switch kind {
+	case DisruptionDelete:
+		return "pod deletion"
+	case DisruptionEvict:
+		return "eviction"
+	case DisruptionDrain:
+		return "node drain"
+	case DisruptionKill:
+		return "container kill (SIGKILL)"
+	case DisruptionScale:
+		return "scale-down"
+	case "", DisruptionRestart:
+		return "rolling restart"
 	}
-	return out
-}
-
-// meanwhileKinds are the events worth naming while failures go on: the ones that break or
-// stop routing to a pod.
-var meanwhileKinds = map[cluster.EventKind]bool{
-	cluster.SIGTERMSent: true, cluster.SIGKILLSent: true, cluster.PodExited: true,
-	cluster.PodNetworkRemoved: true, cluster.EndpointRemoved: true,
+	return kind + " disruption"
 }
 
 // causeKinds are the events that can explain failures starting right after them, most
@@ -130,6 +128,7 @@ var causeKinds = []cluster.EventKind{
 	cluster.SIGTERMSent, cluster.SIGKILLSent, cluster.PodExited, cluster.PodNetworkRemoved,
 	cluster.PodTerminating, cluster.PreStopFinished, cluster.PodDeleted, cluster.EndpointRemoved,
 	cluster.PodNotReady, cluster.EndpointNotReady, cluster.PodReady, cluster.EndpointAdded,
+	cluster.PodEvicted, cluster.ContainerRestarted, cluster.Scaled, cluster.NodeCordoned,
 	cluster.RestartTriggered,
 }
 
@@ -140,7 +139,7 @@ const (
 	causeAfter  = 500 * time.Millisecond
 )
 
-func disruptionParagraph(s Scenario, d *load.Disruption, kinds map[string]int64, at func(time.Time) float64) string {
+func disruptionParagraph(s Scenario, d *Disruption, kinds map[string]int64, at func(time.Time) float64) string {
 	var b strings.Builder
 	n := d.RequestsFailed
 	if n == 1 {
@@ -159,21 +158,6 @@ func disruptionParagraph(s Scenario, d *load.Disruption, kinds map[string]int64,
 		}
 	} else {
 		b.WriteString(" No cluster event was recorded in the seconds before it.")
-	}
-	var during []string
-	for _, e := range s.Events {
-		if e.Time.After(d.Start) && !e.Time.After(d.End) && meanwhileKinds[e.Kind] && e != cause {
-			during = append(during, fmt.Sprintf("%s at %s", eventPhrase(e), secs(at(e.Time))))
-		}
-	}
-	if len(during) > 0 {
-		const most = 6
-		more := ""
-		if len(during) > most {
-			more = fmt.Sprintf(", and %d more", len(during)-most)
-			during = during[:most]
-		}
-		fmt.Fprintf(&b, " Meanwhile %s%s.", strings.Join(during, "; "), more)
 	}
 	if first := strings.TrimSpace(d.FirstError); first != "" {
 		fmt.Fprintf(&b, " First error: %q.", first)
@@ -210,14 +194,14 @@ func nearestCause(events []cluster.Event, t time.Time) (cluster.Event, bool) {
 
 // classList describes failure classes in words, the 5xx ones by the upstream failure the
 // downstream reported when kinds is given.
-func classList(classes map[load.Outcome]int64, kinds map[string]int64) string {
+func classList(classes map[string]int64, kinds map[string]int64) string {
 	var parts []string
-	for _, c := range load.ErrorClasses {
+	for _, c := range ErrorClasses {
 		n := classes[c]
 		if n == 0 {
 			continue
 		}
-		if c == load.HTTP5xx && len(kinds) > 0 {
+		if c == classHTTP5xx && len(kinds) > 0 {
 			parts = append(parts, fmt.Sprintf("%s answered 5xx by the downstream (%s)", fmtInt(n), kindList(kinds)))
 			continue
 		}
@@ -254,16 +238,18 @@ func kindList(kinds map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-var classWords = map[load.Outcome]string{
-	load.BodyNotOK: "answered 2xx with a body whose status was not ok",
-	load.HTTP5xx:   "answered 5xx by the downstream",
-	load.HTTP4xx:   "answered 4xx by the downstream",
-	load.Refused:   "refused (nothing listened at the downstream's address)",
-	load.Reset:     "reset (the connection to the downstream was reset)",
-	load.EOF:       "cut off (the connection to the downstream closed before the answer)",
-	load.Timeout:   "timed out (no answer within the load's timeout)",
-	load.Dropped:   "dropped (not sent: the open model's in-flight cap was reached)",
-	load.Other:     "failed otherwise",
+var classWords = map[string]string{
+	"body_not_ok": "answered 2xx with a body whose status was not ok",
+	classHTTP5xx:  "answered 5xx by the downstream",
+	"http_4xx":    "answered 4xx by the downstream",
+	"refused":     "refused (nothing listened at the downstream's address)",
+	"reset":       "reset (the connection to the downstream was reset)",
+	"eof":         "cut off (the connection to the downstream closed before the answer)",
+	"timeout":     "timed out (no answer within the load's timeout)",
+	"dropped":     "dropped (not sent: the open model's in-flight cap was reached)",
+	"unexpected":  "answered outside the expectation (--expect-status, --expect-body)",
+	"lost":        "lost (sent by a load pod that died before reporting)",
+	"other":       "failed otherwise",
 }
 
 // kindWords explain the downstream's `kind` of an upstream failure.
@@ -281,11 +267,11 @@ var kindWords = map[string]string{
 
 func secs(s float64) string { return fmtSeconds(s) }
 
-// podName shortens nothing: pod names are what a reader greps the events for.
+// podName names an event's pod by the tail of its name, as the pod table and chart do.
 func podName(e cluster.Event) string {
 	switch {
 	case e.Pod != "":
-		return e.Pod
+		return "pod " + shortPod(e.Pod)
 	case e.Deployment != "":
 		return e.Deployment
 	}
@@ -337,6 +323,18 @@ func eventPhrase(e cluster.Event) string {
 		return p + "'s endpoint turned not ready"
 	case cluster.PodNetworkRemoved:
 		return p + "'s network was torn down"
+	case cluster.PodEvicted:
+		return p + " was evicted"
+	case cluster.EvictionRefused:
+		return "the eviction of " + p + " was refused" + detail
+	case cluster.NodeCordoned:
+		return "node " + orDefault(e.Node, "?") + " was cordoned"
+	case cluster.NodeUncordoned:
+		return "node " + orDefault(e.Node, "?") + " was uncordoned"
+	case cluster.ContainerRestarted:
+		return p + "'s container was restarted" + detail
+	case cluster.Scaled:
+		return orDefault(e.Deployment, "the deployment") + " was scaled" + detail
 	}
 	return p + " " + string(e.Kind) + detail
 }

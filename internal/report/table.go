@@ -8,8 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/gracelab/gracelab/internal/load"
+	"time"
 )
 
 // row is one line of the comparison table: a label and one cell per scenario.
@@ -22,7 +21,7 @@ type row struct {
 // tableRows builds the comparison table shared by the terminal, REPORT.md and report.html.
 func tableRows(r *Report) []row {
 	n := len(r.Scenarios)
-	cells := func(f func(s Scenario, res *load.Result) string) []string {
+	cells := func(f func(s Scenario, res *Result) string) []string {
 		out := make([]string, n)
 		for i, s := range r.Scenarios {
 			if s.Result == nil {
@@ -34,28 +33,28 @@ func tableRows(r *Report) []row {
 		return out
 	}
 	rows := []row{
-		{label: "requests", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Requests) })},
-		{label: "errors", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Errors) })},
-		{label: "error rate", cells: cells(func(_ Scenario, res *load.Result) string { return fmtPercent(res.ErrorRate) })},
-		{label: "latency avg", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.Avg) })},
-		{label: "latency p95", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.P95) })},
-		{label: "latency p99", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.P99) })},
-		{label: "latency max", cells: cells(func(_ Scenario, res *load.Result) string { return fmtMS(res.Latency.Max) })},
-		{label: "retries", cells: cells(func(_ Scenario, res *load.Result) string { return fmtInt(res.Retries) })},
+		{label: "requests", cells: cells(func(_ Scenario, res *Result) string { return fmtInt(res.Requests) })},
+		{label: "errors", cells: cells(func(_ Scenario, res *Result) string { return fmtInt(res.Errors) })},
+		{label: "error rate", cells: cells(func(_ Scenario, res *Result) string { return fmtPercent(res.ErrorRate) })},
+		{label: "latency avg", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.Avg) })},
+		{label: "latency p95", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.P95) })},
+		{label: "latency p99", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.P99) })},
+		{label: "latency max", cells: cells(func(_ Scenario, res *Result) string { return fmtMS(res.Latency.Max) })},
+		{label: "retries", cells: cells(func(_ Scenario, res *Result) string { return fmtInt(res.Retries) })},
 	}
 
 	classes := errorClassesSeen(r)
 	if len(classes) == 0 {
-		rows = append(rows, row{label: "errors by class", cells: cells(func(Scenario, *load.Result) string { return "none" })})
+		rows = append(rows, row{label: "errors by class", cells: cells(func(Scenario, *Result) string { return "none" })})
 	} else {
 		rows = append(rows, row{label: "errors by class", cells: make([]string, n)})
 		for _, c := range classes {
-			rows = append(rows, row{label: string(c), indent: true, cells: cells(func(_ Scenario, res *load.Result) string {
+			rows = append(rows, row{label: string(c), indent: true, cells: cells(func(_ Scenario, res *Result) string {
 				count := res.ErrorsByKind[c]
 				if count == 0 {
 					return "-"
 				}
-				if c == load.HTTP5xx && len(res.UpstreamKinds) > 0 {
+				if c == classHTTP5xx && len(res.UpstreamKinds) > 0 {
 					return fmtInt(count) + " (" + fmtCounts(res.UpstreamKinds) + ")"
 				}
 				return fmtInt(count)
@@ -77,6 +76,7 @@ func tableRows(r *Report) []row {
 		}
 	}
 	rows = append(rows, row{label: "rollout duration", cells: rollout})
+	rows = append(rows, rolloutRows(r)...)
 	if anyFailure {
 		rows = append(rows, row{label: "run", cells: failures})
 	}
@@ -84,9 +84,9 @@ func tableRows(r *Report) []row {
 }
 
 // errorClassesSeen lists the error classes non-zero in any scenario, in report order.
-func errorClassesSeen(r *Report) []load.Outcome {
-	var out []load.Outcome
-	for _, c := range load.ErrorClasses {
+func errorClassesSeen(r *Report) []string {
+	var out []string
+	for _, c := range ErrorClasses {
 		for _, s := range r.Scenarios {
 			if s.Result != nil && s.ErrorsByKind[c] > 0 {
 				out = append(out, c)
@@ -97,35 +97,163 @@ func errorClassesSeen(r *Report) []load.Outcome {
 	return out
 }
 
-// WriteTable writes the comparison table for a terminal: one column per scenario, then one
-// line per failed scenario and per warning.
-func WriteTable(w io.Writer, r *Report) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	header := []string{""}
+// rolloutRows are a row per rollout (its losses) and the statistics over them, when any
+// scenario ran several rollouts.
+func rolloutRows(r *Report) []row {
+	n, most := len(r.Scenarios), 0
+	withStats := false
 	for _, s := range r.Scenarios {
-		header = append(header, titleOf(s))
+		most = max(most, len(s.Rollouts))
+		withStats = withStats || s.Statistics != nil
 	}
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, rw := range tableRows(r) {
-		label := rw.label
-		if rw.indent {
-			label = "  " + label
+	if most == 0 && !withStats {
+		return nil
+	}
+	var rows []row
+	if most > 0 {
+		rows = append(rows, row{label: "errors per rollout", cells: make([]string, n)})
+	}
+	for i := range most {
+		cells := make([]string, n)
+		for j, s := range r.Scenarios {
+			cells[j] = "-"
+			if i < len(s.Rollouts) {
+				ro := s.Rollouts[i]
+				cells[j] = fmtInt(ro.Errors) + " of " + fmtInt(ro.Requests)
+				if ro.LongestDisruption > 0 {
+					cells[j] += " (" + fmtSeconds(ro.LongestDisruption) + ")"
+				}
+			}
 		}
-		fmt.Fprintln(tw, label+"\t"+strings.Join(rw.cells, "\t"))
+		rows = append(rows, row{label: fmt.Sprintf("rollout %d", i+1), indent: true, cells: cells})
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	if !withStats {
+		return rows
 	}
+	stat := func(f func(*Statistics, *Result) string) []string {
+		cells := make([]string, n)
+		for j, s := range r.Scenarios {
+			cells[j] = "-"
+			if s.Statistics != nil {
+				cells[j] = f(s.Statistics, s.Result)
+			}
+		}
+		return cells
+	}
+	rows = append(rows,
+		row{label: "lossy rollouts", cells: stat(func(st *Statistics, _ *Result) string { return lossyText(st) })},
+		row{label: "losses min/median/max", cells: stat(func(st *Statistics, _ *Result) string {
+			return fmtNum(st.Losses.Min) + " / " + fmtNum(st.Losses.Median) + " / " + fmtNum(st.Losses.Max)
+		})})
+	for _, s := range r.Scenarios {
+		if s.Statistics != nil && s.Statistics.RequestErrorUpper > 0 {
+			rows = append(rows, row{label: "error rate bound", cells: stat(func(st *Statistics, _ *Result) string {
+				if st.RequestErrorUpper <= 0 {
+					return "-"
+				}
+				return "≤ " + fmtPercentPrecise(st.RequestErrorUpper)
+			})})
+			break
+		}
+	}
+	return rows
+}
+
+// lossyText: "2 of 3 (9.4–99.2 %)", the interval at its level.
+func lossyText(st *Statistics) string {
+	return fmt.Sprintf("%d of %d (%s–%s)", st.LossyRollouts, st.Rollouts,
+		strconv.FormatFloat(st.LossyInterval.Low*100, 'f', 1, 64), fmtPercentTrim(st.LossyInterval.High))
+}
+
+func fmtPercentTrim(rate float64) string {
+	return strconv.FormatFloat(rate*100, 'f', 1, 64) + " %"
+}
+
+// fmtPercentPrecise keeps two significant digits of a small rate: 0.034 %.
+func fmtPercentPrecise(rate float64) string {
+	p := rate * 100
+	if p <= 0 || math.IsNaN(p) || math.IsInf(p, 0) {
+		return "-"
+	}
+	digits := max(2, 1-int(math.Floor(math.Log10(p))))
+	return strconv.FormatFloat(p, 'f', digits, 64) + " %"
+}
+
+func fmtNum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// breachLine is one breached threshold in one line: scenario, rollout, measured value, limit.
+func breachLine(b Breach) string {
+	where := b.Scenario
+	if b.Rollout > 0 {
+		where += fmt.Sprintf(" rollout %d", b.Rollout)
+	}
+	unit := ""
+	if b.Unit != "" {
+		unit = " " + b.Unit
+	}
+	return fmt.Sprintf("%s: %s measured %s%s, limit %s%s", where, b.Threshold, fmtNum(b.Measured), unit, fmtNum(b.Limit), unit)
+}
+
+// comparisonLine says whether two scenarios differ, in words a reader can act on.
+func comparisonLine(c Comparison) string {
+	verdict := "significant"
+	if !c.Significant {
+		verdict = fmt.Sprintf("not significant with %d and %d rollouts", c.RolloutsA, c.RolloutsB)
+	}
+	test := map[string]string{"fisher_exact": "Fisher's exact test on lossy rollouts", "mann_whitney": "Mann-Whitney test on losses per rollout"}[c.Test]
+	if test == "" {
+		test = c.Test
+	}
+	return fmt.Sprintf("%s vs %s: %s (%s, p = %s, alpha %s)", c.Scenarios[0], c.Scenarios[1], verdict, test,
+		strconv.FormatFloat(c.PValue, 'g', 2, 64), fmtNum(c.Alpha))
+}
+
+// WriteTable writes, for a terminal, first the failed scenarios' errors, then the comparison
+// table (one column per scenario; left out when no scenario has results), the warnings, the
+// comparisons and the breached thresholds.
+func WriteTable(w io.Writer, r *Report) error {
+	withResults := false
 	for _, s := range r.Scenarios {
 		if s.Failure != "" {
 			if _, err := fmt.Fprintf(w, "%s failed: %s\n", s.Scenario, s.Failure); err != nil {
 				return err
 			}
 		}
+		withResults = withResults || s.Result != nil
+	}
+	if withResults {
+		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+		header := []string{""}
+		for _, s := range r.Scenarios {
+			header = append(header, titleOf(s))
+		}
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		for _, rw := range tableRows(r) {
+			label := rw.label
+			if rw.indent {
+				label = "  " + label
+			}
+			fmt.Fprintln(tw, label+"\t"+strings.Join(rw.cells, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, s := range r.Scenarios {
 		for _, warn := range s.Warnings {
 			if _, err := fmt.Fprintf(w, "%s warning: %s\n", s.Scenario, warn); err != nil {
 				return err
 			}
+		}
+	}
+	for _, c := range r.Comparisons {
+		if _, err := fmt.Fprintln(w, comparisonLine(c)); err != nil {
+			return err
+		}
+	}
+	for _, b := range r.Breaches {
+		if _, err := fmt.Fprintln(w, "threshold breached: "+breachLine(b)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -201,4 +329,32 @@ func fmtCounts(m map[string]int64) string {
 		parts[i] = e.k + " " + fmtInt(e.v)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// rolloutHeader and rolloutCells make a scenario's table of rollouts.
+var rolloutHeader = []string{"rollout", "restart", "settled", "window end", "requests", "ok", "errors", "errors by class (upstream kinds)",
+	"longest disruption", "worst latency", "rollout duration"}
+
+func rolloutCells(s Scenario) [][]string {
+	var out [][]string
+	from := func(t time.Time) string {
+		if t.IsZero() || s.Result == nil {
+			return "-"
+		}
+		return fmtSeconds(t.Sub(s.Start).Seconds())
+	}
+	for _, ro := range s.Rollouts {
+		classes := fmtCounts(ro.ErrorsByKind)
+		if kinds := fmtCounts(ro.UpstreamKinds); kinds != "" {
+			classes += " (" + kinds + ")"
+		}
+		settled := from(ro.SettledAt)
+		if ro.SettledAt.IsZero() {
+			settled = "never"
+		}
+		out = append(out, []string{fmt.Sprint(ro.Index), from(ro.RestartAt), settled, from(ro.WindowEnd),
+			fmtInt(ro.Requests), fmtInt(ro.OK), fmtInt(ro.Errors), orDefault(classes, "-"),
+			fmtSeconds(ro.LongestDisruption), fmtMS(ro.LatencyMax), fmtSeconds(ro.RolloutSeconds)})
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -217,5 +218,73 @@ func TestIntegrationUpstreamServesAndLogsJSON(t *testing.T) {
 		if !json.Valid([]byte(line)) {
 			t.Fatalf("log line is not JSON: %q", line)
 		}
+	}
+}
+
+// Issue 10: a connection accepted before SIGTERM whose request bytes arrive only after it is
+// served, not cut by the drain.
+func TestIntegrationUpstreamServesAConnectionOpenedBeforeSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	p := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=0", "WORK_MAX=0")...)
+	c := lifecycletest.Dial(t, p.Addr)
+	p.WaitMetric("gracelab_http_connections", 1, "state=new") // accepted, nothing read yet
+
+	p.Signal(syscall.SIGTERM)
+	p.WaitLog("[graceful-termination] NotAcceptingNewRequests")
+	resp, body, err := c.Do("GET", "/api/data")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("request sent after SIGTERM on a connection opened before: %v %v\n%s", resp, err, p.Logs())
+	}
+	if !resp.Close || !strings.Contains(string(body), `"source":"upstream"`) {
+		t.Fatalf("want the answer with Connection: close, got close=%v %s", resp.Close, body)
+	}
+	if state := p.Wait(20 * time.Second); state.ExitCode() != 0 {
+		t.Fatalf("exit %v, want 0\n%s", state, p.Logs())
+	}
+}
+
+// Issue 18, timing controlled: a request sent on an idle keep-alive connection after the
+// listener closed, while another request holds the drain open (its body is withheld, so the
+// server waits on it). Fixed, it is answered; unfixed, the connection is cut under it.
+func TestIntegrationUpstreamIdleKeepAliveConnectionAtShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	for _, retire := range []bool{true, false} {
+		t.Run(fmt.Sprintf("RETIRE_KEEPALIVE=%v", retire), func(t *testing.T) {
+			p := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=0", "WORK_MAX=0",
+				fmt.Sprintf("RETIRE_KEEPALIVE=%v", retire))...)
+			idle := lifecycletest.Dial(t, p.Addr)
+			if resp, _, err := idle.Do("POST", "/api/data"); err != nil || resp.StatusCode != 200 || resp.Close {
+				t.Fatalf("first request on the keep-alive connection: %v %v", resp, err)
+			}
+			holder := lifecycletest.Dial(t, p.Addr)
+			if err := holder.Send("POST", "/api/data", 1); err != nil {
+				t.Fatal(err)
+			}
+			p.WaitMetric("gracelab_http_connections", 2, "state=active") // the holder and the scrape
+			p.WaitMetric("gracelab_http_connections", 1, "state=idle")
+
+			p.Signal(syscall.SIGTERM)
+			p.WaitLog("[graceful-termination] NotAcceptingNewRequests")
+			resp, _, err := idle.Do("POST", "/api/data")
+			switch {
+			case retire && (err != nil || resp.StatusCode != 200 || !resp.Close):
+				t.Errorf("fixed: POST on the idle connection during the drain: %v %v; want 200 with Connection: close", resp, err)
+			case !retire && err == nil:
+				t.Errorf("unfixed: POST on the idle connection during the drain answered %d; want it cut", resp.StatusCode)
+			}
+			if _, err := holder.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if resp, _, err := holder.Read(); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("the request holding the drain: %v %v", resp, err)
+			}
+			if state := p.Wait(20 * time.Second); state.ExitCode() != 0 {
+				t.Fatalf("exit %v, want 0\n%s", state, p.Logs())
+			}
+		})
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gracelab/gracelab/internal/lifecycle"
+	"github.com/gracelab/gracelab/internal/service"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -58,7 +58,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tc := range invalid {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig(envOf(tc.env))
-			var envErr *lifecycle.EnvError
+			var envErr *service.EnvError
 			if !errors.As(err, &envErr) || envErr.Name != tc.blame {
 				t.Fatalf("want an error naming %s, got %v", tc.blame, err)
 			}

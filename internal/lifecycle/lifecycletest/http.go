@@ -1,9 +1,11 @@
 package lifecycletest
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -75,4 +77,49 @@ func Health(base string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// Conn is a raw client connection whose every byte the test times itself, as a client's
+// keep-alive pool would hold it.
+type Conn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// Dial opens a TCP connection to addr; it is closed at the end of the test.
+func Dial(t testing.TB, addr string) *Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &Conn{Conn: c, r: bufio.NewReader(c)}
+}
+
+// Send writes a request head for method and path (HTTP/1.1, keep-alive) with the given
+// Content-Length, and no body.
+func (c *Conn) Send(method, path string, contentLength int) error {
+	_, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: gracelab\r\nContent-Length: %d\r\n\r\n", method, path, contentLength)
+	return err
+}
+
+// Read reads one response and its whole body, waiting up to 20s.
+func (c *Conn) Read() (*http.Response, []byte, error) {
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+// Do sends a bodiless request and reads its response.
+func (c *Conn) Do(method, path string) (*http.Response, []byte, error) {
+	if err := c.Send(method, path, 0); err != nil {
+		return nil, nil, err
+	}
+	return c.Read()
 }

@@ -1,10 +1,12 @@
-package lifecycle
+package service
 
 import (
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/lifecycle"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -12,7 +14,8 @@ func envOf(m map[string]string) func(string) string {
 }
 
 func TestParseConfig(t *testing.T) {
-	defaults := Config{Port: 7000, Mode: Graceful, DrainTimeout: 15 * time.Second, PrestopDelay: 5 * time.Second}
+	defaults := Config{Port: 7000, PrestopDelay: 5 * time.Second,
+		Config: lifecycle.Config{Mode: lifecycle.Graceful, DrainTimeout: 15 * time.Second, RetireKeepAlive: true}}
 	valid := []struct {
 		name string
 		env  map[string]string
@@ -24,17 +27,18 @@ func TestParseConfig(t *testing.T) {
 		{"host localhost", map[string]string{"HOST": "localhost"}, func(c *Config) { c.Host = "localhost" }},
 		{"port 0 lets the OS choose", map[string]string{"PORT": "0"}, func(c *Config) { c.Port = 0 }},
 		{"port max", map[string]string{"PORT": "65535"}, func(c *Config) { c.Port = 65535 }},
-		{"immediate", map[string]string{"SHUTDOWN": "immediate"}, func(c *Config) { c.Mode = Immediate }},
-		{"graceful", map[string]string{"SHUTDOWN": "graceful"}, func(c *Config) { c.Mode = Graceful }},
+		{"immediate", map[string]string{"SHUTDOWN": "immediate"}, func(c *Config) { c.Mode = lifecycle.Immediate }},
+		{"graceful", map[string]string{"SHUTDOWN": "graceful"}, func(c *Config) { c.Mode = lifecycle.Graceful }},
 		{"shutdown delay", map[string]string{"SHUTDOWN_DELAY": "1.5s"}, func(c *Config) { c.ShutdownDelay = 1500 * time.Millisecond }},
 		{"shutdown delay zero", map[string]string{"SHUTDOWN_DELAY": "0"}, func(c *Config) { c.ShutdownDelay = 0 }},
 		{"drain timeout", map[string]string{"DRAIN_TIMEOUT": "250ms"}, func(c *Config) { c.DrainTimeout = 250 * time.Millisecond }},
 		{"prestop delay", map[string]string{"PRESTOP_DELAY": "0s"}, func(c *Config) { c.PrestopDelay = 0 }},
 		{"prestop delay minutes", map[string]string{"PRESTOP_DELAY": "1m"}, func(c *Config) { c.PrestopDelay = time.Minute }},
+		{"unfixed keep-alive", map[string]string{"RETIRE_KEEPALIVE": "false"}, func(c *Config) { c.RetireKeepAlive = false }},
 	}
 	for _, tc := range valid {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseConfig(envOf(tc.env), 7000)
+			got, _, err := ParseConfig(envOf(tc.env), 7000)
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
@@ -64,10 +68,11 @@ func TestParseConfig(t *testing.T) {
 		{"drain timeout text", "DRAIN_TIMEOUT", "soon"},
 		{"prestop delay negative", "PRESTOP_DELAY", "-5s"},
 		{"prestop delay spaces", "PRESTOP_DELAY", " 5s"},
+		{"retire keep-alive word", "RETIRE_KEEPALIVE", "yes"},
 	}
 	for _, tc := range invalid {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig(envOf(map[string]string{tc.key: tc.value}), 7000)
+			_, _, err := ParseConfig(envOf(map[string]string{tc.key: tc.value}), 7000)
 			var envErr *EnvError
 			if !errors.As(err, &envErr) {
 				t.Fatalf("%s=%q: want an *EnvError, got %v", tc.key, tc.value, err)
@@ -102,5 +107,30 @@ func TestEnvReaders(t *testing.T) {
 	}
 	if _, err := env.OneOf("W", "a", "a", "c"); err == nil || !strings.Contains(err.Error(), "one of a, c") {
 		t.Errorf("OneOf(W) error = %v", err)
+	}
+}
+
+func TestOrderedNamesTheVariableThatWasSet(t *testing.T) {
+	cases := []struct {
+		env        map[string]string
+		lo, hi     time.Duration
+		strict     bool
+		wantName   string
+		wantSubstr string
+	}{
+		{map[string]string{"LO": "3s", "HI": "2s"}, 3 * time.Second, 2 * time.Second, false, "LO", "not above HI (2s)"},
+		{map[string]string{"LO": "3s"}, 3 * time.Second, 2 * time.Second, false, "LO", "not above HI"},
+		{map[string]string{"HI": "2s"}, 3 * time.Second, 2 * time.Second, false, "HI", "not below LO (3s)"},
+		{map[string]string{"LO": "2s"}, 2 * time.Second, 2 * time.Second, true, "LO", "below HI (2s), why"},
+	}
+	for _, tc := range cases {
+		err := Env(envOf(tc.env)).Ordered("LO", tc.lo, "HI", tc.hi, tc.strict, ", why")
+		var envErr *EnvError
+		if !errors.As(err, &envErr) || envErr.Name != tc.wantName || !strings.Contains(err.Error(), tc.wantSubstr) {
+			t.Errorf("%v: got %v, want %s named with %q", tc.env, err, tc.wantName, tc.wantSubstr)
+		}
+	}
+	if err := Env(envOf(nil)).Ordered("LO", time.Second, "HI", time.Second, false, ""); err != nil {
+		t.Errorf("equal values, not strict: %v", err)
 	}
 }

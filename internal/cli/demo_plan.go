@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/kube"
+	"github.com/gracelab/gracelab/internal/report"
+	"github.com/gracelab/gracelab/k8s"
+)
+
+// Timeouts on a real cluster: the first image pulls and a namespace deletion take minutes.
+const (
+	kubeUpTimeout      = 5 * time.Minute
+	kubeServingTimeout = time.Minute
+	kubeDownTimeout    = kube.DefaultDeleteTimeout + 30*time.Second
+)
+
+// demoPlan is a validated demo: what runDemo needs, nothing parsed any more.
+type demoPlan struct {
+	exp         experiment.Config
+	settings    report.Settings
+	out         string
+	endpointLag time.Duration
+	port        int
+	progress    func(experiment.Progress) // nil: quiet
+	executable  string                    // pods' binary; "" = this one
+	kube        *kubePlan                 // nil: the embedded cluster
+}
+
+// kubePlan is the real cluster a demo runs on: one client for every scenario, and the options
+// each scenario's kube.Cluster gets (Manifests and Logger are set per scenario).
+type kubePlan struct {
+	client  kubernetes.Interface
+	context string
+	opts    kube.Options
+}
+
+// plan validates every flag before anything starts; each problem is a usage error that names
+// the flag.
+func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error) {
+	changed := cmd.Flags().Changed
+	switch {
+	case o.duration <= 0:
+		return nil, usageError("--duration must be positive, for example 30s")
+	case o.restartAt < 0:
+		return nil, usageError("--restart-at must not be negative")
+	case o.restartAt >= o.duration:
+		return nil, usageError("--restart-at (%s) must be < --duration (%s): the restart has to happen under load", o.restartAt, o.duration)
+	case o.settleTail < 0:
+		return nil, usageError("--settle-tail must not be negative")
+	case o.rolloutTimeout <= 0:
+		return nil, usageError("--rollout-timeout must be positive")
+	case o.endpointLag <= 0:
+		return nil, usageError("--endpoint-lag must be positive, for example 1s")
+	case o.port < 0 || o.port > 65535:
+		return nil, usageError("--port %d is out of range: give 1-65535 (0 lets the OS choose)", o.port)
+	}
+	if err := o.needCluster(cmd, "kubeconfig", "context", "namespace", "keep", "target", "image-upstream", "image-downstream"); err != nil {
+		return nil, err
+	}
+	if o.cluster {
+		switch {
+		case changed("endpoint-lag"):
+			return nil, usageError("--endpoint-lag is for the embedded cluster: drop it with --cluster (Kubernetes propagates endpoints itself)")
+		case changed("port"):
+			return nil, usageError("--port is for the embedded cluster: drop it with --cluster and give the downstream's URL with --target")
+		}
+		for name, v := range map[string]string{"kubeconfig": o.kubeconfig, "context": o.context, "namespace": o.namespace,
+			"target": o.target, "image-upstream": o.imageUpstream, "image-downstream": o.imageDownstream} {
+			if err := nonEmpty(cmd, name, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	var scenarios []experiment.Scenario
+	if changed("manifests") {
+		if changed("scenarios") {
+			return nil, usageError("--manifests and --scenarios exclude each other: --manifests runs one directory of your own")
+		}
+		sc, err := experiment.FromDir(o.manifests)
+		if err != nil {
+			return nil, usageError("--manifests: %v", err)
+		}
+		scenarios = []experiment.Scenario{sc}
+	} else {
+		catalog, err := experiment.Catalog(k8s.FS, "k8s")
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, n := range strings.Split(o.scenarios, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, n)
+			}
+		}
+		if scenarios, err = experiment.Select(catalog, names); err != nil {
+			return nil, usageError("--scenarios: %v", err)
+		}
+	}
+
+	lc, err := o.loadFlags.resolve(cmd)
+	if err != nil {
+		return nil, err
+	}
+
+	out := o.out
+	if out == "" {
+		out = filepath.Join("reports", now.Format("20060102-150405"))
+	}
+	if _, err := os.Stat(filepath.Join(out, report.FileName)); err == nil {
+		return nil, usageError("--out %s already holds a report: choose another directory", out)
+	}
+
+	exp := experiment.Config{
+		Scenarios: scenarios, Load: lc, Duration: o.duration, RestartAt: o.restartAt,
+		Deployment: experiment.DefaultDeployment, SettleTail: o.settleTail, RolloutTimeout: o.rolloutTimeout,
+	}
+	exp.Factory = func(experiment.Scenario) (cluster.Cluster, error) { return nil, errors.New("no cluster factory") }
+	if err := exp.Validate(); err != nil {
+		return nil, usageError("bad flags: %v", err)
+	}
+	var kp *kubePlan
+	if o.cluster {
+		var err error
+		if kp, err = o.kubePlan(scenarios); err != nil {
+			return nil, err
+		}
+		exp.UpTimeout, exp.ServingTimeout, exp.DownTimeout = kubeUpTimeout, kubeServingTimeout, kubeDownTimeout
+	}
+	names := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		names[i] = s.Name
+	}
+	settings := report.Settings{
+		Scenarios: names, Duration: report.Duration(o.duration), RestartAt: report.Duration(o.restartAt),
+		Deployment: exp.Deployment, SettleTail: report.Duration(o.settleTail), Model: string(lc.Model),
+		VUs: lc.VUs, Think: report.Duration(lc.Think), Rate: lc.Rate, Timeout: report.Duration(lc.Timeout),
+		Connections: lc.Connections, Method: lc.Method, EndpointLag: report.Duration(o.endpointLag),
+	}
+	if kp != nil {
+		settings.EndpointLag, settings.Target = 0, o.target
+	}
+	return &demoPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: o.port, kube: kp}, nil
+}
+
+// kubePlan builds the client (nothing is contacted yet) and checks every scenario's manifests,
+// image overrides and target with kube.New, so bad input fails before anything is created.
+func (o *demoOptions) kubePlan(scenarios []experiment.Scenario) (*kubePlan, error) {
+	client, contextName, err := o.client()
+	if err != nil {
+		return nil, err
+	}
+	images := map[string]string{}
+	if o.imageUpstream != "" {
+		images["upstream"] = o.imageUpstream
+	}
+	if o.imageDownstream != "" {
+		images["downstream"] = o.imageDownstream
+	}
+	kp := &kubePlan{client: client, context: contextName, opts: kube.Options{
+		Kubeconfig: o.kubeconfig, Context: o.context, Namespace: o.namespace, Keep: o.keep,
+		Images: images, Target: o.target, RolloutTimeout: o.rolloutTimeout,
+	}}
+	for _, sc := range scenarios {
+		opts := kp.opts
+		opts.Manifests = sc.FS
+		if _, err := kube.New(client, opts); err != nil {
+			return nil, usageError("--cluster: scenario %s: %v", sc.Name, err)
+		}
+	}
+	return kp, nil
+}

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/kube"
+	"github.com/gracelab/gracelab/internal/localkube"
+	"github.com/gracelab/gracelab/internal/report"
+)
+
+// runDemo runs the drill on the embedded cluster and writes the report. The first signal
+// interrupts the drill (the report of what ran is still written); a second returns at once.
+func runDemo(plan *demoPlan, streams Streams) error {
+	if plan.kube == nil {
+		if err := checkPortFree(plan.port); err != nil {
+			return &ExitError{Code: ExitFailed, Err: err}
+		}
+	}
+	if err := os.MkdirAll(plan.out, 0o755); err != nil {
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("creating the report directory: %w", err)}
+	}
+
+	// Each scenario's cluster log and pod logs go under <out>/logs/<scenario>/.
+	var logMu sync.Mutex
+	var logFiles []*os.File
+	defer func() {
+		logMu.Lock()
+		defer logMu.Unlock()
+		for _, f := range logFiles {
+			f.Close()
+		}
+	}()
+	exp := plan.exp
+	exp.Factory = func(sc experiment.Scenario) (cluster.Cluster, error) {
+		dir := filepath.Join(plan.out, "logs", safeDirName(sc.Name))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.Create(filepath.Join(dir, "cluster.log"))
+		if err != nil {
+			return nil, err
+		}
+		logMu.Lock()
+		logFiles = append(logFiles, f)
+		logMu.Unlock()
+		logger := slog.New(slog.NewTextHandler(f, nil))
+		if plan.kube != nil {
+			opts := plan.kube.opts
+			opts.Manifests, opts.Logger = sc.FS, logger
+			c, err := kube.New(plan.kube.client, opts)
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return c, nil
+		}
+		return localkube.New(localkube.Options{
+			Manifests: sc.FS, Executable: plan.executable, EndpointLag: plan.endpointLag,
+			LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
+		})
+	}
+	exp.Progress = plan.progress
+	clusterName, logsNote := "embedded", "cluster and pod logs"
+	if plan.kube != nil {
+		clusterName, logsNote = "kubernetes ("+plan.kube.context+")", "what gracelab did on the cluster"
+		fmt.Fprintf(streams.ErrOut, "Running on Kubernetes, context %s\n", plan.kube.context)
+	}
+
+	in, stop := watchInterrupts(streams)
+	defer stop()
+	type result struct {
+		scenarios []report.Scenario
+		err       error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := experiment.Run(in.ctx, exp)
+		done <- result{s, err}
+	}()
+
+	var res result
+	select {
+	case res = <-done:
+	case <-in.ctx.Done():
+		fmt.Fprintln(streams.ErrOut, "interrupted: stopping the load and tearing the cluster down; the report of what ran will still be written (Ctrl-C again to exit at once)")
+		var hard error
+		if res, hard = await(in, done); hard != nil {
+			if plan.kube != nil {
+				return &ExitError{Code: ExitFailed, Err: fmt.Errorf("%w; %s", hard, leftBehind(plan.kube.opts))}
+			}
+			return hard
+		}
+	}
+	if len(res.scenarios) == 0 {
+		if res.err != nil {
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted before any scenario ran: %w", res.err)}
+		}
+		return &ExitError{Code: ExitFailed, Err: errors.New("no scenario ran")}
+	}
+
+	settings := plan.settings
+	for _, s := range res.scenarios {
+		if s.Result != nil && settings.Target == "" {
+			settings.Target = s.Result.Config.URL
+			break
+		}
+	}
+	rep := &report.Report{
+		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
+		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios,
+	}
+	// The failure first: a table of a scenario that measured nothing says nothing.
+	measured := false
+	for _, s := range rep.Scenarios {
+		if s.Failure != "" {
+			fmt.Fprintf(streams.ErrOut, "gracelab: scenario %s failed: %s\n", s.Scenario, s.Failure)
+		}
+		measured = measured || s.Result != nil
+	}
+	if measured {
+		fmt.Fprintln(streams.Out)
+		if err := report.WriteTable(streams.Out, rep); err != nil {
+			return err
+		}
+	}
+	files, werr := report.WriteAll(plan.out, rep)
+	printFiles(streams, plan.out, files)
+	fmt.Fprintf(streams.Out, "  %s (%s)\n", filepath.Join(plan.out, "logs"), logsNote)
+
+	switch {
+	case res.err != nil:
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted: the report holds what ran (%w)", res.err)}
+	case werr != nil:
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("writing the report: %w", werr)}
+	case rep.Failed():
+		var failed []string
+		for _, s := range rep.Scenarios {
+			if s.Failure != "" {
+				failed = append(failed, s.Scenario)
+			}
+		}
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("the run failed for %s (see above and the logs)", strings.Join(failed, ", "))}
+	}
+	return nil
+}
+
+// leftBehind says how to clean up by hand what an abandoned run may leave on the cluster.
+func leftBehind(o kube.Options) string {
+	sel := "app.kubernetes.io/managed-by=gracelab"
+	if o.Keep {
+		return "--keep was given: nothing is deleted anyway"
+	}
+	if o.Namespace != "" {
+		return fmt.Sprintf("gracelab's objects may be left in namespace %s: kubectl delete deployments,services -n %s -l %s", o.Namespace, o.Namespace, sel)
+	}
+	return "gracelab's namespace may be left behind: kubectl delete namespaces -l " + sel
+}
+
+// safeDirName keeps a scenario name usable as one path element.
+func safeDirName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 {
+			return '-'
+		}
+		return r
+	}, s)
+	if s == "" || s == "." || s == ".." {
+		return "scenario"
+	}
+	return s
+}
