@@ -105,3 +105,22 @@ func TestContextNameAndOpen(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 }
+
+func TestContextNamespace(t *testing.T) {
+	path := writeKubeconfig(t, "https://127.0.0.1:6443", "lab", "lab", "other")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "other" context names a namespace; "lab" names none.
+	withNS := strings.Replace(string(raw), "- name: other\n  context:\n    cluster: lab\n", "- name: other\n  context:\n    cluster: lab\n    namespace: shop\n", 1)
+	if err := os.WriteFile(path, []byte(withNS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := ContextNamespace(path, "other"); err != nil || ns != "shop" {
+		t.Errorf("ContextNamespace(other) = %q, %v; want shop", ns, err)
+	}
+	if ns, err := ContextNamespace(path, ""); err != nil || ns != "" {
+		t.Errorf("ContextNamespace(current lab) = %q, %v; want none", ns, err)
+	}
+}
