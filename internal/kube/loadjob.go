@@ -211,19 +211,19 @@ func (r *LoadRun) WaitRunning(ctx context.Context, poll time.Duration) error {
 		if err != nil {
 			return apiError(err, "list", "pods", ns)
 		}
-		var running []string
+		var up []string
 		for i := range list.Items {
 			p := &list.Items[i]
 			if err := loadPodProblem(p); err != nil {
 				return err
 			}
-			if p.Status.Phase == corev1.PodRunning && running1(p) {
-				running = append(running, p.Name)
+			if p.Status.Phase == corev1.PodRunning && running(p) {
+				up = append(up, p.Name)
 			}
 		}
-		if len(running) >= want {
-			sort.Strings(running)
-			r.pods = running[:want]
+		if len(up) >= want {
+			sort.Strings(up)
+			r.pods = up[:want]
 			return nil
 		}
 		if len(list.Items) < want {
@@ -233,19 +233,10 @@ func (r *LoadRun) WaitRunning(ctx context.Context, poll time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d of %d load pods running when the wait ended (%w); see kubectl -n %s describe job %s", len(running), want, ctx.Err(), ns, r.job.Name)
+			return fmt.Errorf("%d of %d load pods running when the wait ended (%w); see kubectl -n %s describe job %s", len(up), want, ctx.Err(), ns, r.job.Name)
 		case <-tick.C:
 		}
 	}
-}
-
-func running1(p *corev1.Pod) bool {
-	for _, s := range p.Status.ContainerStatuses {
-		if s.State.Running != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // loadPodProblem is a load pod that will not run by waiting.
