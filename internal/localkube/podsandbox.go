@@ -172,8 +172,9 @@ func (c *Cluster) startInSandbox(p *pod, inst *container, env []string) error {
 	stdout := inst.logFile
 	proc, err := p.sb.Run(c.ctx, sandbox.ProcSpec{Path: inst.cmd.Path, Args: inst.cmd.Args, Env: env, Stdout: stdout, Stderr: stderr})
 	if err != nil {
-		stderr.Close()
-		<-inst.stdioDone
+		// The shim may still have started it (a cancelled request): the copier then ends
+		// with that process, not before.
+		inst.stdioDone = nil
 		return err
 	}
 	inst.proc = proc

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -46,7 +47,11 @@ const (
 	opReply  = "reply"
 )
 
-func send(fd int, m message, files ...int) error {
+// The socket goes through Go's network poller (a *net.UnixConn), not raw blocking calls: a
+// goroutine blocked in a raw recvmsg holds its thread's P until the runtime notices, which
+// delayed every reply by milliseconds.
+
+func send(c *net.UnixConn, m message, files ...int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -55,45 +60,58 @@ func send(fd int, m message, files ...int) error {
 	if len(files) > 0 {
 		oob = unix.UnixRights(files...)
 	}
-	return unix.Sendmsg(fd, b, oob, nil, 0)
+	_, _, err = c.WriteMsgUnix(b, oob, nil)
+	return err
 }
 
-// recv reads one message and the descriptors sent with it (close-on-exec). io.EOF-like end of
-// the peer is reported as errClosed.
-func recv(fd int) (message, []int, error) {
-	buf := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	for {
-		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return message{}, nil, err
-		}
-		var fds []int
-		if oobn > 0 {
-			cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-			if err != nil {
-				return message{}, nil, err
-			}
-			for _, c := range cmsgs {
-				got, err := unix.ParseUnixRights(&c)
-				if err == nil {
+// recv reads one message and the descriptors sent with it (close-on-exec). The peer's end is
+// errClosed.
+func recv(c *net.UnixConn, buf, oob []byte) (message, []int, error) {
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	var fds []int
+	if oobn > 0 {
+		cmsgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
+		if perr == nil {
+			for _, cm := range cmsgs {
+				if got, err := unix.ParseUnixRights(&cm); err == nil {
 					fds = append(fds, got...)
 				}
 			}
 		}
-		if n == 0 && oobn == 0 {
-			return message{}, nil, errClosed
-		}
-		var m message
-		if err := json.Unmarshal(buf[:n], &m); err != nil {
-			closeAll(fds)
-			return message{}, nil, fmt.Errorf("bad message from the sandbox peer: %w", err)
-		}
-		return m, fds, nil
 	}
+	if err != nil {
+		closeAll(fds)
+		return message{}, nil, err
+	}
+	if n == 0 && oobn == 0 {
+		return message{}, nil, errClosed
+	}
+	var m message
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		closeAll(fds)
+		return message{}, nil, fmt.Errorf("bad message from the sandbox peer: %w", err)
+	}
+	return m, fds, nil
+}
+
+// unixConn makes a connected socket's descriptor a *net.UnixConn (the descriptor is taken).
+func unixConn(fd int, name string) (*net.UnixConn, error) {
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("%s is not a Unix socket", name)
+	}
+	return uc, nil
+}
+
+func newBuffers() ([]byte, []byte) {
+	return make([]byte, maxMessage), make([]byte, unix.CmsgSpace(4*4))
 }
 
 var errClosed = fmt.Errorf("sandbox connection closed")

@@ -22,7 +22,7 @@ import (
 type Sandbox struct {
 	cfg     Config
 	cmd     *exec.Cmd
-	ctl     int
+	ctl     *net.UnixConn
 	done    chan struct{} // closed when the reader has stopped (the shim is gone or Close ran)
 	exited  chan struct{} // closed when the shim process has exited
 	closing chan struct{} // closed by Close: nobody takes accepted connections any more
@@ -91,7 +91,12 @@ func Start(ctx context.Context, exe string, cfg Config, start Starter) (*Sandbox
 		unix.Close(pair[0])
 		return nil, fmt.Errorf("starting the sandbox of %s: %w (%w)", cfg.Name, err, ErrUnsupported)
 	}
-	s := &Sandbox{cfg: cfg, cmd: cmd, ctl: pair[0], done: make(chan struct{}), exited: exited, closing: make(chan struct{}),
+	ctl, err := unixConn(pair[0], "sandbox-ctl")
+	if err != nil {
+		cmd.Process.Kill()
+		return nil, err
+	}
+	s := &Sandbox{cfg: cfg, cmd: cmd, ctl: ctl, done: make(chan struct{}), exited: exited, closing: make(chan struct{}),
 		accepted: make(chan Accepted, 64), pending: map[uint64]chan reply{}, procs: map[uint64]*Process{}}
 
 	first := make(chan message, 1)
@@ -177,8 +182,9 @@ func (s *Sandbox) logTail() string {
 func (s *Sandbox) read(first chan<- message) {
 	defer close(s.done)
 	gotFirst := false
+	buf, oob := newBuffers()
 	for {
-		m, fds, err := recv(s.ctl)
+		m, fds, err := recv(s.ctl, buf, oob)
 		if err != nil {
 			s.mu.Lock()
 			if s.err == nil && !s.closed {
@@ -376,7 +382,7 @@ func (s *Sandbox) Close() error {
 	s.mu.Unlock()
 	if !already {
 		close(s.closing)
-		unix.Shutdown(s.ctl, unix.SHUT_RDWR)
+		s.ctl.CloseWrite() // the shim reads the end and goes
 	}
 	select {
 	case <-s.exited:
@@ -386,7 +392,7 @@ func (s *Sandbox) Close() error {
 	}
 	<-s.done
 	if !already {
-		unix.Close(s.ctl)
+		s.ctl.Close()
 	}
 	return nil
 }

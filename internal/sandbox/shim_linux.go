@@ -35,7 +35,12 @@ func ShimMain() int {
 	// Nothing of the shim's own environment may reach the pod's processes.
 	os.Unsetenv(envShim)
 	os.Unsetenv(envConfig)
-	s := &shim{ctl: shimFD, procs: map[int]uint64{}}
+	ctl, err := unixConn(shimFD, "sandbox-ctl")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox shim:", err)
+		return 1
+	}
+	s := &shim{ctl: ctl, procs: map[int]uint64{}}
 	var cfg Config
 	if err := json.Unmarshal([]byte(conf), &cfg); err != nil {
 		s.fatal(fmt.Errorf("reading the sandbox config: %w", err))
@@ -65,7 +70,7 @@ func ShimMain() int {
 }
 
 type shim struct {
-	ctl   int
+	ctl   *net.UnixConn
 	mu    sync.Mutex     // held across a start and its bookkeeping, and across reaping
 	procs map[int]uint64 // pid -> request ID of the start that made it
 }
@@ -121,8 +126,9 @@ func loopbackUp() error {
 }
 
 func (s *shim) serve() {
+	buf, oob := newBuffers()
 	for {
-		m, fds, err := recv(s.ctl)
+		m, fds, err := recv(s.ctl, buf, oob)
 		if err != nil {
 			closeAll(fds)
 			return
