@@ -501,6 +501,29 @@ func TestIntegrationDemoThresholdExitCodes(t *testing.T) {
 			if err != nil || !strings.Contains(string(raw), `<testsuite name="v1" tests="2"`) {
 				t.Errorf("junit: %v\n%s", err, raw)
 			}
+			raw, err = os.ReadFile(filepath.Join(dir, "report", "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Scenarios []struct {
+					Rollouts []struct {
+						Index    int   `json:"index"`
+						Requests int64 `json:"requests"`
+						Errors   int64 `json:"errors"`
+					} `json:"rollouts"`
+				} `json:"scenarios"`
+				Breaches []map[string]any `json:"breaches"`
+			}
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if rs := doc.Scenarios[0].Rollouts; len(rs) != 2 || rs[0].Index != 1 || rs[1].Index != 2 || rs[0].Errors == 0 || rs[1].Errors == 0 {
+				t.Errorf("report.json rollouts %+v: want two, each with v1's errors", rs)
+			}
+			if wantBreaches := map[int]int{ExitBreached: 2, ExitOK: 0}[tc.code]; len(doc.Breaches) != wantBreaches {
+				t.Errorf("report.json breaches %v, want %d", doc.Breaches, wantBreaches)
+			}
 		})
 	}
 }
