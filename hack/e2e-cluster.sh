@@ -150,6 +150,45 @@ if [ "$e2" = 0 ]; then say "ok   v2: 0 errors"; elif [ "$e2" -le "$V2_MAX" ]; th
 else say "FAIL v2: $e2 errors (> E2E_V2_MAX_ERRORS=$V2_MAX):"; cause v2 >&2; fail=1; fi
 if [ "$e3" = 0 ]; then say "ok   v3: 0 errors"; else say "FAIL v3: $e3 errors:"; cause v3 >&2; fail=1; fi
 
+# 4b. Issue 15: a Deployment gracelab did not create, drilled by name with load from 2 pods in
+# the cluster. The demo's manifests are applied with plain kubectl, as a team's service would be.
+if "$BIN/gracelab" drill --help 2>/dev/null | grep -q -- '--load-pods'; then
+	NS=gracelab-e2e-drill
+	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$BIN/gracelab-static" ./cmd/gracelab
+	case $MODE in
+	lab) "$LAB" image "$BIN/gracelab-static" gracelab/gracelab:dev >&2 ;;
+	kind) docker build --target gracelab -t gracelab/gracelab:dev . >&2 && kind load docker-image --name "$KIND_CLUSTER" gracelab/gracelab:dev >&2 ;;
+	esac
+	for s in v1-no-graceful v2-graceful; do
+		v=${s%%-*}
+		"${KUBECTL[@]}" create namespace "$NS" >/dev/null
+		"${KUBECTL[@]}" -n "$NS" apply -f "k8s/$s/" >/dev/null
+		"${KUBECTL[@]}" -n "$NS" rollout status deployment/upstream --timeout 3m >/dev/null
+		"${KUBECTL[@]}" -n "$NS" rollout status deployment/downstream --timeout 3m >/dev/null
+		drill_rc=0
+		"$BIN/gracelab" drill --cluster -n "$NS" deployment/upstream --target "http://downstream.$NS:8000/" \
+			--load-pods 2 --load-from cluster --quiet --out "$OUT/drill-$v" "${CTX_FLAGS[@]}" || drill_rc=$?
+		# The downstream's own count, before the namespace goes.
+		served=$("${KUBECTL[@]}" -n "$NS" get --raw "/api/v1/namespaces/$NS/services/downstream:8000/proxy/metrics" 2>/dev/null |
+			awk '/^gracelab_http_requests_total/ {n += $2} END {print n + 0}')
+		"${KUBECTL[@]}" delete namespace "$NS" --wait=true >/dev/null
+		[ $drill_rc = 0 ] || [ $drill_rc = 1 ] || { say "FAIL drill $v: exit $drill_rc"; fail=1; continue; }
+		DR=$OUT/drill-$v/report.json
+		de=$(jq -e '.scenarios[0].errors' "$DR") || { say "FAIL drill $v: no report"; fail=1; continue; }
+		dn=$(jq -e '.scenarios[0].requests' "$DR")
+		say "drill $v: $dn requests from 2 load pods, $de errors; the downstream counted $served"
+		case $v in
+		v1) [ "$de" -gt 0 ] || { say "FAIL drill v1: 0 errors"; fail=1; } ;;
+		v2) [ "$de" -le "$V2_MAX" ] || { say "FAIL drill v2: $de errors"; fail=1; } ;;
+		esac
+		[ "$dn" = "$served" ] || { say "FAIL drill $v: merged count $dn, downstream /metrics $served"; fail=1; }
+	done
+	left=$("${KUBECTL[@]}" get jobs,pods -A -l app.kubernetes.io/managed-by=gracelab -o name 2>/dev/null)
+	[ -z "$left" ] || { say "FAIL: load Jobs or pods left behind: $left"; fail=1; }
+else
+	say "skip: this gracelab has no 'drill --cluster --load-pods' yet (issue 15's CLI)"
+fi
+
 # 5. Nothing of ours left on the cluster.
 LEFT_AFTER=$("${KUBECTL[@]}" get ns -l app.kubernetes.io/managed-by=gracelab -o name 2>/dev/null | sort)
 if [ "$LEFT_AFTER" != "$LEFT_BEFORE" ]; then

@@ -205,7 +205,9 @@ func apply(base string, docs []manifest.Document, t transform) (Variant, error) 
 func copyDocs(docs []manifest.Document) []manifest.Document {
 	out := make([]manifest.Document, len(docs))
 	for i, d := range docs {
-		out[i] = manifest.Document{File: d.File, Index: d.Index, Object: d.Object.DeepCopyObject()}
+		out[i] = d
+		out[i].Object = d.Object.DeepCopyObject()
+		out[i].Raw = nil
 	}
 	return out
 }

@@ -234,11 +234,22 @@ func TestScale(t *testing.T) {
 	}
 }
 
-func TestForeignManifests(t *testing.T) {
-	docs, err := manifest.Read(os.DirFS("testdata/team"))
+// readAll reads a team's directory as drill does: every kind, strictly.
+func readAll(t *testing.T, dir string) []manifest.Document {
+	t.Helper()
+	files, err := manifest.FilesOf(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
+	docs, err := manifest.Decode(files, manifest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
+
+func TestForeignManifests(t *testing.T) {
+	docs := readAll(t, "testdata/team")
 	vs, skipped := Foreign("team", docs)
 	var names []string
 	for _, v := range vs {
@@ -372,6 +383,28 @@ func TestVariantsValidateOnTheEmbeddedCluster(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(dir, "upstream.yaml"))
 		if strings.Contains(string(data), "status:") || strings.Contains(string(data), "creationTimestamp") {
 			t.Errorf("%s: unwritten fields in the YAML:\n%s", v.Name, data)
+		}
+	}
+}
+
+// A team's variants keep the objects ablate does not edit (here a ConfigMap) and read back whole.
+func TestForeignVariantsRoundTrip(t *testing.T) {
+	docs := readAll(t, "testdata/team")
+	vs, _ := Foreign("team", docs)
+	for _, v := range vs {
+		dir := t.TempDir()
+		if err := WriteDir(dir, v.Docs); err != nil {
+			t.Fatal(err)
+		}
+		back := readAll(t, dir)
+		if len(back) != len(docs) {
+			t.Errorf("%s: %d objects back, want %d", v.Name, len(back), len(docs))
+		}
+		for _, d := range v.Docs {
+			i := slices.IndexFunc(back, func(b manifest.Document) bool { return b.Kind() == d.Kind() && b.Name() == d.Name() })
+			if i < 0 || !equality.Semantic.DeepEqual(back[i].Object, d.Object) {
+				t.Errorf("%s: %s %s differs after the round trip", v.Name, d.Kind(), d.Name())
+			}
 		}
 	}
 }

@@ -77,7 +77,8 @@ func WriteDir(dir string, docs []manifest.Document) error {
 // nobody wrote (status, creationTimestamp: null): server-side apply on a real cluster then owns
 // only what a manifest author would have written.
 func marshalObject(obj runtime.Object) ([]byte, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	// The converter hands out an Unstructured's own map: copy it first, as the fields are removed.
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj.DeepCopyObject())
 	if err != nil {
 		return nil, err
 	}

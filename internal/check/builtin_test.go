@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 
+	"github.com/gracelab/gracelab/internal/downstream"
 	"github.com/gracelab/gracelab/internal/manifest"
 	"github.com/gracelab/gracelab/k8s"
 )
@@ -54,9 +55,9 @@ func TestBuiltinV1ExplainsItsLosses(t *testing.T) {
 	}
 }
 
-// v2 and v3 lose nothing in the drills: at most infos.
+// v2, v2pooled-post and v3 lose nothing in the drills: at most infos.
 func TestBuiltinV2V3PassWithAtMostInfos(t *testing.T) {
-	for _, dir := range []string{"v2-graceful", "v3-graceful-retry"} {
+	for _, dir := range []string{"v2-graceful", "v2pooled-post", "v3-graceful-retry"} {
 		t.Run(dir, func(t *testing.T) {
 			objs := readScenario(t, dir)
 			res := Run(objs, Options{})
@@ -110,5 +111,23 @@ func TestDirMatchesFiles(t *testing.T) {
 	}
 	if _, err := Dir(fstest.MapFS{"bad.yaml": {Data: []byte("kind: [")}}, Options{}); err == nil {
 		t.Error("a directory with a broken file gave no error")
+	}
+}
+
+// v2race-post-unfixed is issue 18's race, kept open on purpose: pooled POSTs to an upstream that
+// does not retire its keep-alive connections.
+func TestBuiltinUnfixedPooledRace(t *testing.T) {
+	res := Run(readScenario(t, "v2race-post-unfixed"), Options{})
+	var got []Finding
+	for _, f := range res.Findings {
+		if f.Severity >= Warning {
+			got = append(got, f)
+		}
+	}
+	if len(got) != 1 || got[0].Rule != RulePooledClientWindow || got[0].Object.Name != "downstream" {
+		t.Errorf("want one pooled-client-window warning on the downstream, got %+v", got)
+	}
+	if pooledIdleTimeout != downstream.DefaultIdleConnTimeout {
+		t.Errorf("the rule assumes the downstream's idle timeout is %v, it is %v", pooledIdleTimeout, downstream.DefaultIdleConnTimeout)
 	}
 }

@@ -82,7 +82,7 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " s"
 }
 
-// specPath is where a workload's pod spec sits, for fix snippets.
+// containerFix is a fix snippet that merges body into the named container of the pod template.
 func (w *Workload) containerFix(name, body string) string {
 	return "spec:\n  template:\n    spec:\n      containers:\n        - name: " + name + "\n" + indent(body, 10)
 }
@@ -418,7 +418,7 @@ func noShellImage(image string) bool {
 }
 
 // tools a hook may call that shell-less images lack.
-var shellTools = map[string]bool{"sleep": true, "sh": true, "bash": true, "ash": true, "dash": true, "busybox": true, "curl": true, "wget": true, "kill": true, "nginx": false}
+var shellTools = map[string]bool{"sleep": true, "sh": true, "bash": true, "ash": true, "dash": true, "busybox": true, "curl": true, "wget": true, "kill": true}
 
 // 4. prestop-no-shell
 func prestopNoShell(w *Workload, o Options) []Finding {

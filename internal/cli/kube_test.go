@@ -4,22 +4,17 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/kube/kubetest"
 )
 
-// apiServer is a small HTTP server on 127.0.0.1 that answers as a Kubernetes API server for
-// the few requests a test expects, and records every request it gets.
-type apiServer struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []apiRequest
-}
+// apiServer is kubetest.APIServer with the handler and request shape these tests use.
+type apiServer struct{ *kubetest.APIServer }
 
 type apiRequest struct {
 	method, path, query, contentType, body string
@@ -27,22 +22,15 @@ type apiRequest struct {
 
 func newAPIServer(t *testing.T, handle func(w http.ResponseWriter, r *http.Request)) *apiServer {
 	t.Helper()
-	s := &apiServer{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		s.mu.Lock()
-		s.requests = append(s.requests, apiRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Content-Type"), string(body)})
-		s.mu.Unlock()
-		handle(w, r)
-	}))
-	t.Cleanup(s.Close)
-	return s
+	return &apiServer{kubetest.NewAPIServer(t, func(w http.ResponseWriter, r *http.Request, _ []byte) { handle(w, r) })}
 }
 
 func (s *apiServer) seen() []apiRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]apiRequest(nil), s.requests...)
+	var out []apiRequest
+	for _, r := range s.Seen() {
+		out = append(out, apiRequest{r.Method, r.Path, r.Query, r.ContentType, r.Body})
+	}
+	return out
 }
 
 // writeJSON answers with an API object or Status.
@@ -57,26 +45,7 @@ func status(code int, reason, message string) map[string]any {
 	return map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}
 }
 
-// writeKubeconfig writes a kubeconfig with one cluster at server and the given contexts;
-// current may be "".
-func writeKubeconfig(t *testing.T, server, current string, contexts ...string) string {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: " + server + "\n")
-	b.WriteString("users:\n- name: me\n  user:\n    token: test-token\n")
-	b.WriteString("contexts:\n")
-	for _, c := range contexts {
-		b.WriteString("- name: " + c + "\n  context:\n    cluster: lab\n    user: me\n")
-	}
-	if current != "" {
-		b.WriteString("current-context: " + current + "\n")
-	}
-	path := filepath.Join(t.TempDir(), "config")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+var writeKubeconfig = kubetest.WriteKubeconfig
 
 // Bad cluster flags and unusable kubeconfigs are usage errors: exit 2, one line, and the API
 // server is never contacted.

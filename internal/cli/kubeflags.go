@@ -23,7 +23,7 @@ func (k *kubeFlags) register(cmd *cobra.Command, clusterHelp, namespaceHelp stri
 	f.BoolVar(&k.cluster, "cluster", false, clusterHelp)
 	f.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config); with --cluster")
 	f.StringVar(&k.context, "context", "", "kubeconfig context (default: the current one); with --cluster")
-	f.StringVar(&k.namespace, "namespace", "", namespaceHelp)
+	f.StringVarP(&k.namespace, "namespace", "n", "", namespaceHelp)
 }
 
 // needCluster is a usage error for the first of flags set without --cluster.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -18,6 +19,8 @@ type loadOptions struct {
 	jsonPath     string
 	maxErrorRate float64
 	quiet        bool
+	stream       bool
+	startAtFile  string
 }
 
 // loadOutput is what runLoad does with a result besides printing the summary.
@@ -25,6 +28,8 @@ type loadOutput struct {
 	jsonPath     string  // "" none, "-" stdout (the summary then goes to stderr)
 	maxErrorRate float64 // < 0: no threshold
 	progress     bool    // draw the progress bar on ErrOut
+	stream       bool    // per-second JSON lines on stdout (a load pod of drill --cluster)
+	startAtFile  string  // wait until this file names the common start instant
 }
 
 func newLoadCommand(streams Streams) *cobra.Command {
@@ -60,12 +65,17 @@ The first Ctrl-C (or SIGTERM) stops sending, waits for requests in flight (up to
 	f.StringVar(&o.jsonPath, "json", "", "write the full result as JSON to this file (- for stdout)")
 	f.Float64Var(&o.maxErrorRate, "max-error-rate", 0, "exit 3 when the error rate is above this fraction (0.01 = 1%)")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	f.BoolVar(&o.stream, "stream", false, "write per-second JSON lines and a summary line to stdout (the load pods of drill --cluster; see docs/cluster-drill.md)")
+	f.StringVar(&o.startAtFile, "start-at-file", "", "with --stream: wait until this file holds an RFC 3339 instant, then start at it")
 	return cmd
 }
 
 // resolve turns the flags into a load configuration, or a usage error naming what to change.
 func (o *loadOptions) resolve(cmd *cobra.Command) (load.Config, loadOutput, error) {
-	out := loadOutput{jsonPath: o.jsonPath, maxErrorRate: -1}
+	out := loadOutput{jsonPath: o.jsonPath, maxErrorRate: -1, stream: o.stream, startAtFile: o.startAtFile}
+	if o.stream && o.jsonPath == "-" || o.startAtFile != "" && !o.stream {
+		return load.Config{}, out, usageError("--stream writes stdout and --start-at-file needs --stream: drop --json - or add --stream")
+	}
 	if o.url == "" {
 		return load.Config{}, out, usageError("--url is required, for example --url http://127.0.0.1:8000/")
 	}
@@ -104,6 +114,9 @@ func runLoad(cfg load.Config, out loadOutput, streams Streams) error {
 		}
 		defer f.Close()
 		jsonFile = f
+	}
+	if out.stream {
+		return streamLoad(cfg, out, streams)
 	}
 	run, err := load.Start(cfg)
 	if err != nil {
@@ -162,4 +175,31 @@ wait:
 			100*res.ErrorRate, 100*out.maxErrorRate)}
 	}
 	return nil
+}
+
+// streamLoad is runLoad for a load pod: the stream on stdout, the summary on stderr.
+func streamLoad(cfg load.Config, out loadOutput, streams Streams) error {
+	in, stop := watchInterrupts(streams)
+	defer stop()
+	var at time.Time
+	if out.startAtFile != "" {
+		var err error
+		if at, err = load.WaitStartFile(out.startAtFile, in.ctx.Done()); err != nil {
+			return err
+		}
+	}
+	run, errc, err := load.StartStream(cfg, at, streams.Out, time.Second)
+	if err != nil {
+		return usageError("bad flags: %v", err)
+	}
+	select {
+	case <-run.Done():
+	case <-in.ctx.Done():
+		run.Stop() // the pod is being deleted: report what was measured
+	}
+	<-run.Done()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("writing the stream: %w", err)
+	}
+	return run.Result().WriteSummary(streams.ErrOut)
 }

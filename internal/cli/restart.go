@@ -73,7 +73,7 @@ the one namespace labelled as gracelab's that holds the Deployment.`,
 		},
 	}
 	o.kubeFlags.register(cmd, "restart on a real Kubernetes cluster (the kubeconfig's current context) instead of the embedded one",
-		"namespace of the Deployment (default: the one gracelab namespace that holds it); with --cluster")
+		"namespace of the Deployment (default: the kubeconfig context's, else the one gracelab namespace that holds it); with --cluster")
 	return cmd
 }
 
@@ -92,6 +92,9 @@ func runKubeRestart(ctx context.Context, name string, o *restartOptions, streams
 		return err
 	}
 	ns := o.namespace
+	if ns == "" {
+		ns, _ = kube.ContextNamespace(o.kubeconfig, o.context) // as kubectl: the context's namespace
+	}
 	if ns == "" {
 		if ns, err = kube.FindNamespace(ctx, client, name); err != nil {
 			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("restarting deployment %s: %w", name, err)}

@@ -101,23 +101,27 @@ func newCaller(cfg Config, logger *slog.Logger, reg prometheus.Registerer) *call
 	}
 	reg.MustRegister(c.attempts, c.retries)
 	if cfg.Client == Pooled {
-		c.pooled = newClient(false, cfg.IdleConnTimeout)
+		c.pooled = newClient(false, cfg)
 	}
 	return c
 }
 
-// newClient builds the upstream client. idle bounds how long a pooled connection waits unused:
-// shorter than the upstream's own limits, so this side is the one that closes it.
-func newClient(perRequest bool, idle time.Duration) *http.Client {
+// newClient builds the upstream client. IdleConnTimeout bounds how long a pooled connection
+// waits unused: shorter than the upstream's own limits, so this side is the one that closes it.
+func newClient(perRequest bool, cfg Config) *http.Client {
 	tr := &http.Transport{
 		Proxy:                  nil, // in-cluster traffic: never through an environment proxy
 		DialContext:            (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
 		DisableKeepAlives:      perRequest,
 		MaxIdleConns:           256,
 		MaxIdleConnsPerHost:    256, // the default 2 would churn connections under 15 clients
-		IdleConnTimeout:        idle,
+		IdleConnTimeout:        cfg.IdleConnTimeout,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 64 << 10,
+	}
+	if cfg.Protocol == H2C {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return &http.Client{
 		Transport:     tr,
@@ -190,7 +194,7 @@ func (c *caller) attempt(ctx context.Context, method string) (json.RawMessage, *
 	req.Header.Set("Accept", "application/json")
 	client := c.pooled
 	if client == nil {
-		client = newClient(true, c.cfg.IdleConnTimeout)
+		client = newClient(true, c.cfg)
 		defer client.CloseIdleConnections()
 	}
 	resp, err := client.Do(req)

@@ -25,6 +25,14 @@ const (
 	PerRequest ClientMode = "per-request"
 )
 
+// Protocol is the HTTP version spoken to the upstream.
+type Protocol string
+
+const (
+	HTTP1 Protocol = "http1" // HTTP/1.1
+	H2C   Protocol = "h2c"   // HTTP/2 without TLS, prior knowledge; GOAWAY closes the keep-alive race
+)
+
 // Config is the downstream's whole configuration, read from the environment.
 type Config struct {
 	Serve           service.Config
@@ -32,6 +40,7 @@ type Config struct {
 	UpstreamMethod  string        // UPSTREAM_METHOD: GET or POST for every call; empty forwards the caller's
 	Client          ClientMode    // CLIENT
 	IdleConnTimeout time.Duration // UPSTREAM_IDLE_TIMEOUT: a pooled connection idle this long is closed
+	Protocol        Protocol      // PROTOCOL
 	RetryAttempts   int           // RETRY_ATTEMPTS: attempts in all; 1 means no retry
 	RetryBackoff    time.Duration // RETRY_BACKOFF: the first wait; each next one doubles
 	RetryMaxBackoff time.Duration // RETRY_MAX_BACKOFF: hard cap of any wait, jitter included
@@ -53,7 +62,7 @@ const (
 	MaxRetryAttempts       = 10
 )
 
-// ParseConfig reads the chassis's variables plus UPSTREAM_URL, UPSTREAM_METHOD, CLIENT,
+// ParseConfig reads the chassis's variables plus UPSTREAM_URL, UPSTREAM_METHOD, CLIENT, PROTOCOL,
 // UPSTREAM_IDLE_TIMEOUT, RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF, UPSTREAM_TIMEOUT and
 // REQUEST_DEADLINE.
 func ParseConfig(getenv func(string) string) (Config, error) {
@@ -77,6 +86,14 @@ func ParseConfig(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	c.Client = ClientMode(mode)
+	proto, err := env.OneOf("PROTOCOL", string(HTTP1), string(HTTP1), string(H2C))
+	if err != nil {
+		return c, err
+	}
+	c.Protocol = Protocol(proto)
+	if c.Protocol == H2C && c.UpstreamURL.Scheme != "http" {
+		return c, &service.EnvError{Name: "PROTOCOL", Value: proto, Want: "http1 with an https:// UPSTREAM_URL (h2c is HTTP/2 without TLS)"}
+	}
 	if c.IdleConnTimeout, err = env.Duration("UPSTREAM_IDLE_TIMEOUT", DefaultIdleConnTimeout, time.Millisecond); err != nil {
 		return c, err
 	}

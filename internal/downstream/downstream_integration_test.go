@@ -191,3 +191,55 @@ func TestIntegrationUpstreamKilledUnderTheDownstream(t *testing.T) {
 		t.Fatalf("error %q should say refused", r.body.Error)
 	}
 }
+
+// Issue 18 end to end, timing controlled: the real downstream's pooled client holds an idle
+// connection to the real upstream; the upstream is told to stop while another request holds
+// its drain open (its body withheld); once the upstream has closed its listener, a POST goes
+// through the downstream. Fixed, it goes out on that pooled connection and is served. Unfixed,
+// the upstream closed the connection as its listener closed; Go's client saw it and redialled,
+// refused here with no Service in front (502). The POST that goes out on the connection as it
+// closes, the race itself, is timed exactly by internal/upstream's raw-connection test.
+func TestIntegrationPooledPOSTAtUpstreamShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	for _, retire := range []bool{true, false} {
+		t.Run(fmt.Sprintf("RETIRE_KEEPALIVE=%v", retire), func(t *testing.T) {
+			up := lifecycletest.Start(t, upstreamBin, nil, lifecycletest.LocalEnv("WORK_MIN=0", "WORK_MAX=0",
+				fmt.Sprintf("RETIRE_KEEPALIVE=%v", retire))...)
+			down := lifecycletest.Start(t, downstreamBin, nil, lifecycletest.LocalEnv("UPSTREAM_URL="+up.URL,
+				"CLIENT=pooled", "UPSTREAM_METHOD=POST", "UPSTREAM_IDLE_TIMEOUT=50s")...)
+			if r := <-sendAll(down.URL, 1); r.err != nil || r.status != http.StatusOK {
+				t.Fatalf("first call: %d %+v %v", r.status, r.body, r.err)
+			}
+			up.WaitMetric("gracelab_http_connections", 1, "state=idle") // the downstream's pooled connection
+			holder := lifecycletest.Dial(t, up.Addr)
+			if err := holder.Send("POST", "/api/data", 1); err != nil {
+				t.Fatal(err)
+			}
+			up.WaitMetric("gracelab_http_connections", 2, "state=active") // the holder and the scrape
+
+			up.Signal(syscall.SIGTERM)
+			up.WaitLog("[graceful-termination] NotAcceptingNewRequests")
+			r := <-sendAll(down.URL, 1)
+			t.Logf("answer %d kind %q error %q", r.status, r.body.Kind, r.body.Error)
+			switch {
+			case retire && (r.err != nil || r.status != http.StatusOK):
+				t.Errorf("fixed: POST on the pooled connection during the upstream's drain: %d %+v %v; want 200", r.status, r.body, r.err)
+			case !retire && r.status != http.StatusBadGateway:
+				t.Errorf("unfixed: POST on the pooled connection during the upstream's drain: %d %+v %v; want 502", r.status, r.body, r.err)
+			case !retire && r.body.Kind == KindEOF && !strings.Contains(down.Logs(), `"reused_connection":true`):
+				t.Errorf("unfixed: an eof on the pooled connection must be logged as reused:\n%s", down.Logs())
+			}
+			if _, err := holder.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if resp, _, err := holder.Read(); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("the request holding the drain: %v %v", resp, err)
+			}
+			if state := up.Wait(20 * time.Second); state.ExitCode() != 0 {
+				t.Fatalf("upstream exit %v, want 0\n%s", state, up.Logs())
+			}
+		})
+	}
+}

@@ -553,6 +553,12 @@ func TestParseConfig(t *testing.T) {
 		{map[string]string{"UPSTREAM_URL": "http://up stream"}, "UPSTREAM_URL"},
 		{map[string]string{"UPSTREAM_URL": "%zz"}, "UPSTREAM_URL"},
 		{map[string]string{"CLIENT": "shared"}, "CLIENT"},
+		{map[string]string{"UPSTREAM_METHOD": "PUT"}, "UPSTREAM_METHOD"},
+		{map[string]string{"UPSTREAM_METHOD": "post"}, "UPSTREAM_METHOD"},
+		{map[string]string{"PROTOCOL": "h2"}, "PROTOCOL"},
+		{map[string]string{"UPSTREAM_IDLE_TIMEOUT": "60s"}, "UPSTREAM_IDLE_TIMEOUT"},
+		{map[string]string{"UPSTREAM_IDLE_TIMEOUT": "0s"}, "UPSTREAM_IDLE_TIMEOUT"},
+		{map[string]string{"RETIRE_KEEPALIVE": "off"}, "RETIRE_KEEPALIVE"},
 		{map[string]string{"RETRY_ATTEMPTS": "0"}, "RETRY_ATTEMPTS"},
 		{map[string]string{"RETRY_ATTEMPTS": "11"}, "RETRY_ATTEMPTS"},
 		{map[string]string{"RETRY_ATTEMPTS": "three"}, "RETRY_ATTEMPTS"},
@@ -609,5 +615,28 @@ func TestFailureBodySaysWhetherTheConnectionWasReused(t *testing.T) {
 				t.Fatalf("upstream saw %s, %s; want POST both times", up.method(0), up.method(1))
 			}
 		})
+	}
+}
+
+func TestH2CSpeaksHTTP2ToTheUpstream(t *testing.T) {
+	var proto atomic.Int32
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(int32(r.ProtoMajor))
+		_, _ = io.WriteString(w, `{"source":"upstream"}`)
+	}))
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetHTTP1(true)
+	up.Config.Protocols.SetUnencryptedHTTP2(true)
+	up.Start()
+	defer up.Close()
+	for p, want := range map[Protocol]int32{HTTP1: 1, H2C: 2} {
+		url, _ := startDownstream(t, up.URL, map[string]string{"PROTOCOL": string(p)})
+		expect(t, call(t, url, http.MethodPost), 200, StatusOK, "", 0)
+		if got := proto.Load(); got != want {
+			t.Errorf("PROTOCOL=%s: the upstream saw HTTP/%d, want HTTP/%d", p, got, want)
+		}
+	}
+	if _, err := ParseConfig(envOf(map[string]string{"PROTOCOL": "h2c", "UPSTREAM_URL": "https://up:7000"})); err == nil {
+		t.Error("PROTOCOL=h2c with an https:// UPSTREAM_URL must be refused")
 	}
 }

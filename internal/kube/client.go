@@ -108,3 +108,26 @@ func ContextName(kubeconfig, context string) (string, error) {
 	}
 	return raw.CurrentContext, nil
 }
+
+// ContextNamespace is the namespace the kubeconfig context names ("" when it names none), the
+// default of -n as for kubectl.
+func ContextNamespace(kubeconfig, context string) (string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).Namespace()
+	if err != nil {
+		return "", fmt.Errorf("load kubeconfig: %w", err)
+	}
+	raw, err := rules.Load()
+	if err != nil {
+		return "", fmt.Errorf("load kubeconfig: %w", err)
+	}
+	name := context
+	if name == "" {
+		name = raw.CurrentContext
+	}
+	if c := raw.Contexts[name]; c == nil || c.Namespace == "" {
+		return "", nil // clientcmd says "default" then; gracelab keeps its own default
+	}
+	return ns, nil
+}

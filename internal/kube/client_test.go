@@ -5,27 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gracelab/gracelab/internal/kube/kubetest"
 )
 
-// writeKubeconfig writes a kubeconfig with the given contexts, all pointing at server.
-func writeKubeconfig(t *testing.T, server, current string, contexts ...string) string {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: " + server + "\n")
-	b.WriteString("users:\n- name: me\n  user:\n    token: test-token\n")
-	b.WriteString("contexts:\n")
-	for _, c := range contexts {
-		b.WriteString("- name: " + c + "\n  context:\n    cluster: lab\n    user: me\n")
-	}
-	if current != "" {
-		b.WriteString("current-context: " + current + "\n")
-	}
-	path := filepath.Join(t.TempDir(), "config")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+var writeKubeconfig = kubetest.WriteKubeconfig
 
 func TestNewClientFromKubeconfig(t *testing.T) {
 	path := writeKubeconfig(t, "https://127.0.0.1:6443", "lab", "lab", "other")
@@ -103,5 +87,24 @@ func TestContextNameAndOpen(t *testing.T) {
 	c, err := Open(opts)
 	if err != nil || c == nil {
 		t.Fatalf("Open: %v", err)
+	}
+}
+
+func TestContextNamespace(t *testing.T) {
+	path := writeKubeconfig(t, "https://127.0.0.1:6443", "lab", "lab", "other")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "other" context names a namespace; "lab" names none.
+	withNS := strings.Replace(string(raw), "- name: other\n  context:\n    cluster: lab\n", "- name: other\n  context:\n    cluster: lab\n    namespace: shop\n", 1)
+	if err := os.WriteFile(path, []byte(withNS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := ContextNamespace(path, "other"); err != nil || ns != "shop" {
+		t.Errorf("ContextNamespace(other) = %q, %v; want shop", ns, err)
+	}
+	if ns, err := ContextNamespace(path, ""); err != nil || ns != "" {
+		t.Errorf("ContextNamespace(current lab) = %q, %v; want none", ns, err)
 	}
 }

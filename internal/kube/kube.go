@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,6 +89,8 @@ type Cluster struct {
 	stopOnce sync.Once
 	watch    *watcher
 
+	existing *appsv1.Deployment // Attach: the Deployment drilled as it runs
+
 	mu          sync.Mutex
 	events      []cluster.Event
 	generations map[string]int64 // Deployment -> generation of our last write
@@ -107,6 +110,36 @@ func Open(opts Options) (*Cluster, error) {
 
 // New checks the options and the manifests (nothing is sent to the cluster yet).
 func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
+	m, err := loadManifests(opts.Manifests)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newCluster(client, opts, m)
+	if err != nil {
+		return nil, err
+	}
+	for name, image := range c.opts.Images {
+		if image == "" {
+			return nil, fmt.Errorf("image override for %s is empty", name)
+		}
+	}
+	// Validate overrides and the target Service now, with a placeholder namespace: bad input
+	// must fail before anything is created.
+	if err := m.prepare("placeholder", c.opts.Images); err != nil {
+		return nil, err
+	}
+	found := false
+	for _, s := range m.serviceNames() {
+		found = found || s == c.opts.TargetService
+	}
+	if !found {
+		return nil, fmt.Errorf("the manifests have no Service %q to send load to (have: %v)", c.opts.TargetService, m.serviceNames())
+	}
+	return c, nil
+}
+
+// newCluster checks and completes the options shared by New and Attach.
+func newCluster(client kubernetes.Interface, opts Options, m *manifests) (*Cluster, error) {
 	if client == nil {
 		return nil, errors.New("kube: no Kubernetes client")
 	}
@@ -132,27 +165,6 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		if _, _, err := parseTarget(opts.Target); err != nil {
 			return nil, err
 		}
-	}
-	for name, image := range opts.Images {
-		if image == "" {
-			return nil, fmt.Errorf("image override for %s is empty", name)
-		}
-	}
-	m, err := loadManifests(opts.Manifests)
-	if err != nil {
-		return nil, err
-	}
-	// Validate overrides and the target Service now, with a placeholder namespace: bad input
-	// must fail before anything is created.
-	if err := m.prepare("placeholder", opts.Images); err != nil {
-		return nil, err
-	}
-	found := false
-	for _, s := range m.serviceNames() {
-		found = found || s == opts.TargetService
-	}
-	if !found {
-		return nil, fmt.Errorf("the manifests have no Service %q to send load to (have: %v)", opts.TargetService, m.serviceNames())
 	}
 	return &Cluster{client: client, opts: opts, manifests: m, namespace: opts.Namespace, target: opts.Target, stop: make(chan struct{})}, nil
 }
@@ -200,6 +212,9 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 		return errors.New("kube: Up called twice")
 	}
 	c.up = true
+	if c.existing != nil {
+		return c.upExisting(ctx)
+	}
 	defer func() {
 		if err != nil {
 			cleanCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.DeleteTimeout)

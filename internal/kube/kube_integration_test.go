@@ -3,18 +3,17 @@ package kube
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/gracelab/gracelab/internal/kube/kubetest"
 )
 
 // These tests drive the real client-go stack (kubeconfig loading, REST client, HTTP, status
@@ -28,37 +27,6 @@ func skipShort(t *testing.T) {
 	}
 }
 
-// apiRequest is one request the test API server saw.
-type apiRequest struct {
-	method, path, query, contentType, body string
-}
-
-type testAPIServer struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []apiRequest
-}
-
-func newTestAPIServer(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, body []byte)) *testAPIServer {
-	t.Helper()
-	s := &testAPIServer{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		s.mu.Lock()
-		s.requests = append(s.requests, apiRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Content-Type"), string(body)})
-		s.mu.Unlock()
-		handle(w, r, body)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *testAPIServer) seen() []apiRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]apiRequest(nil), s.requests...)
-}
-
 func writeStatus(w http.ResponseWriter, err *apierrors.StatusError) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(int(err.ErrStatus.Code))
@@ -69,7 +37,7 @@ func writeStatus(w http.ResponseWriter, err *apierrors.StatusError) {
 
 func TestIntegrationForbiddenNamespaceOverHTTP(t *testing.T) {
 	skipShort(t)
-	srv := newTestAPIServer(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	srv := kubetest.NewAPIServer(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		writeStatus(w, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "",
 			errFake(`User "dev" cannot create resource "namespaces" in API group "" at the cluster scope`)))
 	})
@@ -92,13 +60,13 @@ func TestIntegrationForbiddenNamespaceOverHTTP(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
-	reqs := srv.seen()
+	reqs := srv.Seen()
 	// client-go sends built-in types as protobuf: look for the strings, not the JSON.
-	if len(reqs) != 1 || reqs[0].method != http.MethodPost || reqs[0].path != "/api/v1/namespaces" || !strings.Contains(reqs[0].body, "gracelab-") {
+	if len(reqs) != 1 || reqs[0].Method != http.MethodPost || reqs[0].Path != "/api/v1/namespaces" || !strings.Contains(reqs[0].Body, "gracelab-") {
 		t.Errorf("requests %+v, want one POST of a generateName namespace", reqs)
 	}
-	if !strings.Contains(reqs[0].body, managedByLabel) {
-		t.Errorf("namespace body %s lacks the ownership label", reqs[0].body)
+	if !strings.Contains(reqs[0].Body, managedByLabel) {
+		t.Errorf("namespace body %s lacks the ownership label", reqs[0].Body)
 	}
 }
 
@@ -133,7 +101,7 @@ func TestIntegrationRolloutRestartOverHTTP(t *testing.T) {
 	skipShort(t)
 	dep := existingDeployment("work")
 	dep.APIVersion, dep.Kind = "apps/v1", "Deployment"
-	srv := newTestAPIServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+	srv := kubetest.NewAPIServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		if r.URL.Path != "/apis/apps/v1/namespaces/work/deployments/upstream" {
 			writeStatus(w, apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, "x"))
 			return
@@ -150,20 +118,20 @@ func TestIntegrationRolloutRestartOverHTTP(t *testing.T) {
 	if err := RolloutRestart(ctx, client, "work", "upstream"); err != nil {
 		t.Fatal(err)
 	}
-	reqs := srv.seen()
-	if len(reqs) != 2 || reqs[0].method != http.MethodGet || reqs[1].method != http.MethodPatch {
+	reqs := srv.Seen()
+	if len(reqs) != 2 || reqs[0].Method != http.MethodGet || reqs[1].Method != http.MethodPatch {
 		t.Fatalf("requests %+v, want GET then PATCH", reqs)
 	}
 	p := reqs[1]
-	if p.contentType != "application/strategic-merge-patch+json" {
-		t.Errorf("patch content type %q", p.contentType)
+	if p.ContentType != "application/strategic-merge-patch+json" {
+		t.Errorf("patch content type %q", p.ContentType)
 	}
-	if !strings.Contains(p.query, "fieldManager=gracelab") {
-		t.Errorf("patch query %q, want fieldManager=gracelab", p.query)
+	if !strings.Contains(p.Query, "fieldManager=gracelab") {
+		t.Errorf("patch query %q, want fieldManager=gracelab", p.Query)
 	}
 	var body map[string]any
-	if err := json.Unmarshal([]byte(p.body), &body); err != nil {
-		t.Fatalf("patch body %s: %v", p.body, err)
+	if err := json.Unmarshal([]byte(p.Body), &body); err != nil {
+		t.Fatalf("patch body %s: %v", p.Body, err)
 	}
 	stamp := restartedAtFrom(body)
 	if _, err := time.Parse(time.RFC3339, stamp); err != nil {
@@ -172,7 +140,7 @@ func TestIntegrationRolloutRestartOverHTTP(t *testing.T) {
 	want := map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
 		"annotations": map[string]any{restartedAtAnnotation: stamp}}}}}
 	if !reflect.DeepEqual(body, want) {
-		t.Errorf("patch body %s, want only the restartedAt annotation", p.body)
+		t.Errorf("patch body %s, want only the restartedAt annotation", p.Body)
 	}
 }
 

@@ -40,8 +40,8 @@ type Shutdown struct {
 	conns       connTracker
 	signals     *signals
 	terminating atomic.Bool // the first sign has been seen
-	// exitCode is set before Exited fires, for its log line.
-	exitCode int
+	// exitCode and idleClosed are set before Exited fires, for its log line.
+	exitCode, idleClosed int
 }
 
 // New returns the shutdown of a server; onPhase (metrics, say) runs once per phase, in order,
@@ -52,7 +52,8 @@ func New(cfg Config, logger *slog.Logger, onPhase func(Transition)) *Shutdown {
 	s.signals = newSignals(func(t Transition) {
 		args := []any{"phase", string(t.Phase), "in_flight", s.conns.active(), "mode", string(cfg.Mode)}
 		if t.Phase == Exited {
-			args = append(args, "code", s.exitCode)
+			// idle_closed: keep-alive connections cut at exit, each a chance of the race.
+			args = append(args, "code", s.exitCode, "idle_closed", s.idleClosed)
 		}
 		logger.Info("[graceful-termination] "+string(t.Phase), args...)
 		if onPhase != nil {
@@ -177,6 +178,7 @@ func (s *Shutdown) force(srv *http.Server, reason string, args ...any) int {
 
 // exit closes every connection left (idle keep-alive ones, after a clean drain) and fires Exited.
 func (s *Shutdown) exit(srv *http.Server, code int) int {
+	s.idleClosed = s.conns.count(http.StateIdle)
 	_ = srv.Close()
 	s.exitCode = code
 	s.signals.fire(Exited)

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,25 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/lifecycle/lifecycletest"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // harness runs a plain http.Server under a Shutdown on 127.0.0.1:0, with /slow that answers
 // when released (or when its client goes away), /hello, and an injected signal channel.
@@ -45,7 +28,7 @@ type harness struct {
 	sigs    chan os.Signal
 	release chan struct{}
 	code    chan int
-	logs    *syncBuffer
+	logs    *lifecycletest.SyncBuffer
 	once    sync.Once
 }
 
@@ -53,7 +36,7 @@ func (h *harness) releaseAll() { h.once.Do(func() { close(h.release) }) }
 
 func startHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &lifecycletest.SyncBuffer{}
 	h := &harness{t: t, sigs: make(chan os.Signal, 2), release: make(chan struct{}), code: make(chan int, 1), logs: logs}
 	h.sd = New(cfg, slog.New(slog.NewJSONHandler(logs, nil)), nil)
 	mux := http.NewServeMux()
@@ -315,6 +298,10 @@ func TestIdleKeepAliveConnectionDoesNotHoldTheDrain(t *testing.T) {
 		h.sigs <- syscall.SIGTERM
 		if code := h.waitCode(); code != ExitOK {
 			t.Fatalf("retire %v: exit code %d, want 0", retire, code)
+		}
+		// Fixed, the idle connection stays open until the exit, which says it cut it.
+		if retire && !strings.Contains(h.logs.String(), `"idle_closed":1`) {
+			t.Errorf("Exited should log idle_closed 1:\n%s", h.logs)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -514,4 +515,30 @@ func Split(cfg Config, n int) ([]Config, error) {
 		out[i] = c
 	}
 	return out, nil
+}
+
+// WaitStartFile waits until the file at path holds an RFC 3339 instant (a load pod reads the
+// common start from its downward-API volume, which the kubelet fills once gracelab announces
+// it) and returns it. A signal ends the wait.
+func WaitStartFile[S any](path string, stop <-chan S) (time.Time, error) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return time.Time{}, fmt.Errorf("read the start instant: %w", err)
+		}
+		if text := strings.TrimSpace(string(b)); text != "" {
+			at, err := time.Parse(time.RFC3339Nano, text)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("start instant %q in %s: %w", text, path, err)
+			}
+			return at, nil
+		}
+		select {
+		case <-stop:
+			return time.Time{}, errors.New("stopped before the start instant was announced")
+		case <-tick.C:
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -234,5 +235,39 @@ func TestSplit(t *testing.T) {
 	}
 	if _, err := Split(Config{VUs: 1}, 0); err == nil {
 		t.Error("0 pods accepted")
+	}
+}
+
+func TestWaitStartFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/start-at"
+	at := time.Date(2026, 12, 1, 12, 0, 0, 123456789, time.UTC)
+	stop := make(chan struct{})
+	got := make(chan error, 1)
+	var read time.Time
+	go func() {
+		var err error
+		read, err = WaitStartFile(path, stop)
+		got <- err
+	}()
+	// The kubelet fills the file after the pod started: an empty file first, then the instant.
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(at.Format(time.RFC3339Nano)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil || !read.Equal(at) {
+		t.Fatalf("WaitStartFile = %v, %v; want %v", read, err, at)
+	}
+	if err := os.WriteFile(path, []byte("soon"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WaitStartFile(path, stop); err == nil || !strings.Contains(err.Error(), `"soon"`) {
+		t.Errorf("bad instant: %v", err)
+	}
+	close(stop)
+	if _, err := WaitStartFile(dir+"/never", stop); err == nil {
+		t.Error("a stopped wait returned an instant")
 	}
 }

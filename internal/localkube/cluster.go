@@ -27,16 +27,25 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/image"
+	"github.com/gracelab/gracelab/internal/manifest"
 )
 
 // Options configure an embedded cluster. The zero value of every field but Manifests is usable.
 type Options struct {
 	// Manifests is a directory of YAML (Deployments and Services); other kinds are an error.
 	Manifests fs.FS
+	// Documents, when set, are used instead of Manifests: the objects to run, as
+	// manifest.Triage keeps them (Deployments, Services, and the ConfigMaps and Secrets their
+	// pods' environment refers to).
+	Documents []manifest.Document
+	// Programs, when set, maps every container's image to a program on this machine (--run,
+	// --path) instead of Executable and Images; manifests' command and args are honoured.
+	Programs *image.Table
 	// Executable is the binary spawned for every pod; default os.Executable().
 	Executable string
 	// Images maps an image repository (tag ignored) to the arguments Executable runs with;
-	// default DefaultImages.
+	// default DefaultImages. Unused when Programs is set.
 	Images map[string][]string
 	// EndpointLag is how long a ready/not-ready/terminating change takes to reach the Service
 	// proxies (kube-proxy's sync period); default 1s.
@@ -61,6 +70,8 @@ type Options struct {
 	Logger *slog.Logger
 	// LogDir, when set, receives each pod's stdout and stderr as <pod>.log.
 	LogDir string
+	// Sandbox isolates pods in namespaces of their own (podsandbox.go); default SandboxNone.
+	Sandbox SandboxMode
 }
 
 // DefaultLoadBalancerPort is where the original demo's downstream LoadBalancer listened.
@@ -115,13 +126,15 @@ type Cluster struct {
 
 	warnings []string // set during Up, read after it
 
-	spawn  *spawner
-	kick   chan struct{}
-	downCh chan struct{} // closed when Down starts
-	ctx    context.Context
-	cancel context.CancelFunc
-	podWG  sync.WaitGroup // one kubelet goroutine per pod
-	bgWG   sync.WaitGroup // controller, endpoint propagation, proxies
+	spawn       *spawner
+	sandboxMode SandboxMode // settled by Up
+	sandboxDir  string      // the sandboxes' generated files
+	kick        chan struct{}
+	downCh      chan struct{} // closed when Down starts
+	ctx         context.Context
+	cancel      context.CancelFunc
+	podWG       sync.WaitGroup // one kubelet goroutine per pod
+	bgWG        sync.WaitGroup // controller, endpoint propagation, proxies
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)
@@ -162,11 +175,14 @@ func New(opts Options) (*Cluster, error) {
 	if opts.LoadBalancerPort < 0 || opts.LoadBalancerPort > 65535 {
 		return nil, fmt.Errorf("load balancer port %d is out of range (0-65535, 0 lets the OS choose)", opts.LoadBalancerPort)
 	}
-	deps, svcs, files, err := decodeManifests(opts.Manifests)
-	if err != nil {
-		return nil, err
+	docs := opts.Documents
+	if docs == nil {
+		var err error
+		if docs, err = readManifests(opts.Manifests); err != nil {
+			return nil, err
+		}
 	}
-	set, err := validate(deps, svcs, files, opts.Images)
+	set, err := validate(docs, opts.Images, opts.Programs)
 	if err != nil {
 		return nil, err
 	}
@@ -230,8 +246,20 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 			return fmt.Errorf("creating the pod log directory: %w", err)
 		}
 	}
-	if _, err := os.Stat(c.opts.Executable); err != nil {
-		return fmt.Errorf("pod executable: %w", err)
+	if c.opts.Programs == nil {
+		if _, err := os.Stat(c.opts.Executable); err != nil {
+			return fmt.Errorf("pod executable: %w", err)
+		}
+	}
+	if err := c.chooseSandbox(ctx); err != nil {
+		return err
+	}
+	if c.sandboxMode == SandboxNS {
+		dir, err := os.MkdirTemp("", "gracelab-pods-")
+		if err != nil {
+			return err
+		}
+		c.sandboxDir = dir
 	}
 	c.avoidWildcardListeners()
 	if err := c.bindServices(); err != nil {
@@ -299,8 +327,7 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 	for i, a := range addrs {
 		p := pods[i]
 		for {
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, "tcp", a)
+			conn, err := p.dial(ctx, a)
 			if err == nil {
 				conn.Close()
 				break
@@ -310,15 +337,15 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			upErr := c.upErr
-			pid := 0
-			if p.running && p.inst != nil {
+			pid := 0 // a host process: a sandboxed one may bind any address in its pod
+			if p.running && p.inst != nil && p.inst.proc == nil {
 				pid = p.inst.cmd.Process.Pid
 			}
 			c.mu.Unlock()
 			if upErr != nil {
 				return upErr
 			}
-			if elsewhere := listeningAddrs(pid); len(elsewhere) > 0 {
+			if elsewhere := listeningAddrs(pid); len(elsewhere) > 0 && !covers(elsewhere, a) {
 				return fmt.Errorf("pod %s listens on %s, not at its address %s: %s", p.name, strings.Join(elsewhere, ", "), a, listenRemedy)
 			}
 			select {
@@ -328,6 +355,19 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// covers reports whether one of the listening addresses accepts connections for addr: addr
+// itself or the wildcard on its port (it started listening after the dial failed).
+func covers(listening []string, addr string) bool {
+	_, port, _ := net.SplitHostPort(addr)
+	for _, l := range listening {
+		h, p, _ := net.SplitHostPort(l)
+		if l == addr || (p == port && net.ParseIP(h).IsUnspecified()) {
+			return true
+		}
+	}
+	return false
 }
 
 // listenRemedy is what a team whose program does not listen at its pod's address must do.
@@ -448,7 +488,7 @@ func (c *Cluster) Pods() []PodInfo {
 	for _, p := range c.pods {
 		pid := 0
 		if p.running && p.inst != nil {
-			pid = p.inst.cmd.Process.Pid
+			pid = p.inst.pid()
 		}
 		out = append(out, PodInfo{Name: p.name, Deployment: p.d.spec.name, Revision: p.rs.hash, IP: p.ip, PID: pid,
 			Ready: p.ready, Terminating: p.terminating, Restarts: p.restarts, Log: p.logPath})
@@ -611,7 +651,7 @@ func (c *Cluster) killAll() {
 	defer c.mu.Unlock()
 	for _, p := range c.pods {
 		if p.running && p.inst != nil {
-			_ = signalGroup(p.inst.cmd.Process.Pid, sigKILL)
+			_ = p.inst.signal(sigKILL)
 		}
 	}
 }

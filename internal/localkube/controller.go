@@ -1,6 +1,7 @@
 package localkube
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -8,8 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // The Deployment controller, modelled on Kubernetes' pkg/controller/deployment (rolling.go:
@@ -348,6 +351,7 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 	name := d.spec.name + "-" + rs.hash + "-" + rand.String(5)
 	p := &pod{
 		name:      name,
+		uid:       string(uuid.NewUUID()),
 		d:         d,
 		rs:        rs,
 		labels:    rs.template.Labels,
@@ -376,10 +380,17 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 		return
 	}
 	p.ip, p.portMap = ip, portMap
-	p.env = c.podEnvLocked(p, &p.container)
-	for i := range rs.template.Spec.InitContainers {
-		ic := &rs.template.Spec.InitContainers[i]
-		p.inits = append(p.inits, initRun{name: ic.Name, args: d.spec.initArgs[i], env: c.podEnvLocked(p, ic)})
+	if err := c.podEnvsLocked(p, d); err != nil {
+		// Checked by New for a stand-in pod: only this pod's own fields could fail here.
+		p.ip = ""
+		p.lastExit = err.Error()
+		c.record(cluster.PodCreated, nil, p, "cannot run: "+err.Error())
+		if c.state == stateStarting {
+			c.upErr = fmt.Errorf("pod %s: %w", p.name, err)
+		}
+		c.podWG.Add(1)
+		go c.runPod(p)
+		return
 	}
 	c.record(cluster.PodCreated, nil, p, "ip "+ip)
 	c.podWG.Add(1)
@@ -396,4 +407,29 @@ func (c *Cluster) deletePodLocked(p *pod, reason string) {
 	c.record(cluster.PodTerminating, nil, p, strings.TrimSpace(reason+", grace period "+p.grace.String()))
 	close(p.deleteCh)
 	c.syncEndpointsLocked()
+}
+
+// podEnvsLocked resolves the environment of the pod's init containers and main container.
+func (c *Cluster) podEnvsLocked(p *pod, d *deployment) error {
+	var err error
+	var resolved podenv.Env
+	if p.env, resolved, err = c.podEnvLocked(p, &p.container); err != nil {
+		return err
+	}
+	if p.argv, err = c.argvLocked(&p.container, resolved, d.spec.args); err != nil {
+		return err
+	}
+	for i := range p.rs.template.Spec.InitContainers {
+		ic := &p.rs.template.Spec.InitContainers[i]
+		env, resolved, err := c.podEnvLocked(p, ic)
+		if err != nil {
+			return err
+		}
+		argv, err := c.argvLocked(ic, resolved, d.spec.initArgs[i])
+		if err != nil {
+			return err
+		}
+		p.inits = append(p.inits, initRun{name: ic.Name, argv: argv, env: env})
+	}
+	return nil
 }

@@ -172,24 +172,45 @@ func dumpEvents(t *testing.T, evs []cluster.Event) {
 }
 
 // gracelabBinary builds ./cmd/gracelab once per test run.
-func gracelabBinary(t *testing.T) string {
+func gracelabBinary(t *testing.T) string { return binary(t, "../../cmd/gracelab") }
+
+var (
+	buildMu      sync.Mutex
+	builds       = map[string]*build{}
+	buildDirErr  error
+	buildDirOnce sync.Once
+)
+
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// binary builds the Go package at pkg (relative to this directory) once per test run.
+func binary(t *testing.T, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "localkube-it-")
-		if buildErr != nil {
-			return
-		}
-		buildPath = filepath.Join(buildDir, "gracelab")
-		cmd := exec.Command("go", "build", "-o", buildPath, "../../cmd/gracelab")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/gracelab: %v\n%s", err, out)
+	buildDirOnce.Do(func() { buildDir, buildDirErr = os.MkdirTemp("", "localkube-it-") })
+	if buildDirErr != nil {
+		t.Fatal(buildDirErr)
+	}
+	buildMu.Lock()
+	b := builds[pkg]
+	if b == nil {
+		b = &build{}
+		builds[pkg] = b
+	}
+	buildMu.Unlock()
+	b.once.Do(func() {
+		b.path = filepath.Join(buildDir, filepath.Base(pkg))
+		if out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return buildPath
+	return b.path
 }
 
 // restartAndSettle restarts name and waits for the rollout and the old pods to be gone.

@@ -77,6 +77,7 @@ func upFails(t *testing.T, a app, want ...string) {
 		t.Fatal(err)
 	}
 	err = c.Up(context.Background())
+	t.Logf("Up: %v", err)
 	if err == nil || strings.Contains(err.Error(), "\n") {
 		t.Errorf("Up: %v; want one line containing %q", err, want)
 	}

@@ -40,6 +40,24 @@ func (c *Cluster) runPod(p *pod) {
 		}
 		t.Stop()
 	}
+	if c.sandboxMode == SandboxNS && p.ip != "" && !c.stopping(p) {
+		if err := c.startSandbox(c.ctx, p); err != nil {
+			c.mu.Lock()
+			p.lastExit = "failed to create the pod sandbox: " + err.Error()
+			c.record(cluster.PodExited, nil, p, p.lastExit)
+			if c.state == stateStarting && !p.terminating {
+				c.upErr = fmt.Errorf("pod %s: %s", p.name, p.lastExit)
+			}
+			c.notifyLocked()
+			c.mu.Unlock()
+			select {
+			case <-p.deleteCh:
+			case <-c.downCh:
+			}
+			c.teardown(p)
+			return
+		}
+	}
 	var backoff time.Duration
 	next := 0 // the next init container to run to completion; len(p.inits): the main one
 	for p.ip != "" {
@@ -58,9 +76,9 @@ func (c *Cluster) runPod(p *pod) {
 		var inst *container
 		var err error
 		if next < len(p.inits) {
-			inst, err = c.startContainer(p, p.inits[next].name, p.inits[next].args, p.inits[next].env)
+			inst, err = c.startContainer(p, p.inits[next].name, p.inits[next].argv, p.inits[next].env)
 		} else {
-			inst, err = c.startContainer(p, "", p.d.spec.args, p.env)
+			inst, err = c.startContainer(p, "", p.argv, p.env)
 		}
 		if err != nil {
 			c.mu.Lock()
@@ -142,8 +160,8 @@ func (c *Cluster) awaitInit(p *pod, inst *container) (completed, done bool) {
 
 // startContainer spawns one of the pod's processes (its main container, or the init
 // container named init) and records pod_started.
-func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*container, error) {
-	cmd := exec.Command(c.opts.Executable, args...)
+func (c *Cluster) startContainer(p *pod, init string, argv, env []string) (*container, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.WaitDelay = time.Second
 	inst := &container{cmd: cmd, exited: make(chan struct{}), init: init}
@@ -158,7 +176,15 @@ func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*cont
 	} else {
 		cmd.Stderr = &p.tail
 	}
-	if err := c.spawn.start(cmd); err != nil {
+	if p.sb != nil {
+		err := c.startInSandbox(p, inst, env)
+		if err != nil {
+			if inst.logFile != nil {
+				inst.logFile.Close()
+			}
+			return nil, err
+		}
+	} else if err := c.spawn.start(cmd); err != nil {
 		if inst.logFile != nil {
 			inst.logFile.Close()
 		}
@@ -169,7 +195,7 @@ func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*cont
 	p.inst = inst
 	p.running = true
 	p.lastExit = ""
-	detail := "pid " + strconv.Itoa(cmd.Process.Pid)
+	detail := "pid " + strconv.Itoa(inst.pid())
 	if init != "" {
 		detail += ", init container " + init
 	}
@@ -185,11 +211,13 @@ func (c *Cluster) startContainer(p *pod, init string, args, env []string) (*cont
 
 // waitContainer reaps the process and records its exit at once.
 func (c *Cluster) waitContainer(p *pod, inst *container) {
-	_ = inst.cmd.Wait()
+	_, detail := inst.wait()
+	if inst.stdioDone != nil {
+		<-inst.stdioDone
+	}
 	if inst.logFile != nil {
 		inst.logFile.Close()
 	}
-	_, detail := exitDetail(inst.cmd)
 	c.mu.Lock()
 	p.running = false
 	p.lastExit = detail
@@ -433,7 +461,7 @@ func (c *Cluster) stopProcess(p *pod, inst *container, killAt time.Time, reason,
 	inst.killWhy = reason
 	c.record(cluster.SIGTERMSent, nil, p, termDetail)
 	c.mu.Unlock()
-	_ = signalGroup(inst.cmd.Process.Pid, sigTERM)
+	_ = inst.signal(sigTERM)
 	t := time.NewTimer(time.Until(killAt))
 	defer t.Stop()
 	down := c.downCh
@@ -454,7 +482,7 @@ wait:
 	c.mu.Lock()
 	c.record(cluster.SIGKILLSent, nil, p, killDetail)
 	c.mu.Unlock()
-	_ = signalGroup(inst.cmd.Process.Pid, sigKILL)
+	_ = inst.signal(sigKILL)
 	<-inst.exited
 }
 
@@ -475,9 +503,10 @@ func (c *Cluster) teardown(p *pod) {
 		}
 		t.Stop()
 	}
+	p.net.removed.Store(true) // the proxies black-hole from now on
+	p.closeSandbox()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p.net.removed.Store(true)
 	if p.ip != "" {
 		c.record(cluster.PodNetworkRemoved, nil, p, p.ip)
 	}

@@ -18,12 +18,17 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // The test binary doubles as the pods' program: run with "testpod" as its first argument it
 // is a small HTTP server configured by env, so unit tests get real processes, real sockets and
 // real signals without waiting for the real services.
 func TestMain(m *testing.M) {
+	if sandbox.IsShim() { // re-executed as a pod sandbox's shim
+		os.Exit(sandbox.ShimMain())
+	}
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "testpod":
@@ -40,7 +45,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runTestPod: env HOST, PORT; POD_TERM=die|ignore|graceful (default die: Go's default
+// runTestPod: env HOST, PORT (or POD_LISTEN, an address that overrides both, as a program
+// with a fixed port would); POD_TERM=die|ignore|graceful (default die: Go's default
 // SIGTERM disposition); POD_READY_AFTER, POD_LIVE_FAIL_AFTER, POD_HEALTH_FAIL_AFTER (durations
 // after start); POD_EXIT (exit with this code after POD_EXIT_AFTER, printing to stderr);
 // POD_BIND=all|localhost (listen on all interfaces or 127.0.0.1 instead of HOST).
@@ -60,6 +66,7 @@ func runTestPod() int {
 	readyAfter, liveFail, healthFail := dur("POD_READY_AFTER"), dur("POD_LIVE_FAIL_AFTER"), dur("POD_HEALTH_FAIL_AFTER")
 	var terminating sync.Once
 	termCh := make(chan struct{})
+	drained := make(chan struct{}) // graceful: closed once Shutdown has drained
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, os.Getenv("HOSTNAME")) })
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
@@ -95,6 +102,22 @@ func runTestPod() int {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(os.Environ()) })
+	// /call fetches CALL_URL (a Service by its cluster DNS name) and answers with its body.
+	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get(os.Getenv("CALL_URL"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			http.Error(w, fmt.Sprintf("status %d, %v", resp.StatusCode, err), http.StatusBadGateway)
+			return
+		}
+		w.Write(b)
+	})
 	srv := &http.Server{Handler: mux}
 	// Signal handling first: once the pod listens, its SIGTERM behaviour is in place.
 	switch os.Getenv("POD_TERM") {
@@ -109,6 +132,7 @@ func runTestPod() int {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			srv.Shutdown(ctx)
+			close(drained)
 		}()
 	}
 	host := os.Getenv("HOST")
@@ -118,7 +142,11 @@ func runTestPod() int {
 	case "localhost":
 		host = "127.0.0.1"
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, os.Getenv("PORT")))
+	addr := net.JoinHostPort(host, os.Getenv("PORT"))
+	if a := os.Getenv("POD_LISTEN"); a != "" { // a fixed address, as a program's own flag would give
+		addr = a
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testpod:", err)
 		return 2
@@ -126,6 +154,7 @@ func runTestPod() int {
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return 1
 	}
+	<-drained // Serve returns as Shutdown starts; the in-flight requests are not done yet
 	return 0
 }
 
@@ -270,9 +299,4 @@ func manifests(files map[string]string) fstest.MapFS {
 }
 
 // buildDir holds binaries built for integration tests, removed after the run.
-var (
-	buildDir  string
-	buildOnce sync.Once
-	buildErr  error
-	buildPath string
-)
+var buildDir string

@@ -13,9 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // deploySpec is a validated Deployment with everything the controller and kubelet need resolved.
@@ -47,53 +50,83 @@ type serviceSpec struct {
 type manifestSet struct {
 	deployments []*deploySpec
 	services    []*serviceSpec
+	sources     *podenv.Sources // ConfigMaps and Secrets, for pods' environment
 }
 
 // defaultNamespace is where objects without metadata.namespace live, as with kubectl.
 const defaultNamespace = "default"
 
-// decodeManifests reads the manifest directory with package manifest (strict decoding, only
-// Deployments and Services, no duplicates) and splits it into Deployments and Services, with
-// the file each came from.
-func decodeManifests(fsys fs.FS) ([]*appsv1.Deployment, []*corev1.Service, map[any]string, error) {
+// readManifests reads the manifest directory with package manifest (strict decoding, only
+// Deployments and Services, no duplicates).
+func readManifests(fsys fs.FS) ([]manifest.Document, error) {
 	if fsys == nil {
-		return nil, nil, nil, errors.New("no manifests: Options.Manifests is nil")
+		return nil, errors.New("no manifests: Options.Manifests is nil")
 	}
 	docs, err := manifest.Read(fsys)
 	if err != nil {
 		var me *manifest.Error
 		var ue *manifest.UnsupportedError
 		if errors.As(err, &me) && errors.As(err, &ue) {
-			return nil, nil, nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", me.File, me.Index, ue.APIVersion, ue.Kind)
+			return nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", me.File, me.Index, ue.APIVersion, ue.Kind)
 		}
-		return nil, nil, nil, err
+		return nil, err
 	}
-	var deps []*appsv1.Deployment
-	var svcs []*corev1.Service
-	files := map[any]string{}
-	for _, doc := range docs {
-		switch o := doc.Object.(type) {
-		case *appsv1.Deployment:
-			deps = append(deps, o)
-		case *corev1.Service:
-			svcs = append(svcs, o)
-		}
-		files[doc.Object] = doc.File
-	}
-	return deps, svcs, files, nil
+	return docs, nil
 }
 
-// validate turns decoded objects into specs, rejecting anything the embedded cluster cannot honour.
-// Duplicates were rejected by manifest.Read.
-func validate(deps []*appsv1.Deployment, svcs []*corev1.Service, files map[any]string, images map[string][]string) (*manifestSet, error) {
+// validate turns decoded objects into specs, rejecting anything the embedded cluster cannot
+// honour, and checks every container's environment against the ConfigMaps and Secrets.
+// Duplicates were rejected by package manifest.
+func validate(docs []manifest.Document, images map[string][]string, programs *image.Table) (*manifestSet, error) {
 	set := &manifestSet{}
-	for _, d := range deps {
-		spec, err := validateDeployment(d, images)
-		if err != nil {
-			return nil, fmt.Errorf("%s: Deployment %q: %w", files[d], d.Name, err)
+	var svcs []*corev1.Service
+	files := map[any]string{}
+	var sources []runtime.Object
+	for _, doc := range docs {
+		files[doc.Object] = doc.Where()
+		switch o := doc.Object.(type) {
+		case *appsv1.Deployment:
+			spec, err := validateDeployment(o, images, programs)
+			if err != nil {
+				return nil, fmt.Errorf("%s: Deployment %q: %w", doc.Where(), o.Name, err)
+			}
+			spec.file = doc.File
+			set.deployments = append(set.deployments, spec)
+		case *corev1.Service:
+			svcs = append(svcs, o)
+		case *corev1.ConfigMap, *corev1.Secret:
+			sources = append(sources, o)
+		default:
+			return nil, fmt.Errorf("%s: %s is not supported by the embedded cluster (Deployments, Services, ConfigMaps and Secrets)", doc.Where(), doc)
 		}
-		spec.file = files[d]
-		set.deployments = append(set.deployments, spec)
+	}
+	set.sources = podenv.NewSources(sources...)
+	if programs != nil {
+		var uses []image.Use
+		for _, d := range set.deployments {
+			for _, cs := range [][]corev1.Container{d.template.Spec.InitContainers, d.template.Spec.Containers} {
+				for _, ct := range cs {
+					uses = append(uses, image.Use{Image: ct.Image, Object: "Deployment " + d.name + ", container " + ct.Name})
+				}
+			}
+		}
+		if err := programs.Check(uses); err != nil {
+			return nil, err
+		}
+	}
+	// Every environment resolves before anything starts (a missing ConfigMap key is an error now,
+	// not a pod that never starts).
+	for _, d := range set.deployments {
+		probe := podenv.Pod{Name: d.name + "-0", Namespace: d.namespace, Labels: d.template.Labels, Annotations: d.template.Annotations,
+			NodeName: nodeName, ServiceAccountName: d.template.Spec.ServiceAccountName, PodIPs: []string{"127.0.0.1"}, HostIPs: []string{hostIP}}
+		spec := &d.template.Spec
+		for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+			for i := range cs {
+				if _, err := podenv.Resolve(probe, spec, &cs[i], set.sources, nil); err != nil {
+					return nil, fmt.Errorf("%s: Deployment %q: %w", d.file, d.name, err)
+				}
+			}
+		}
 	}
 	lb := ""
 	for _, s := range svcs {
@@ -125,7 +158,7 @@ func validate(deps []*appsv1.Deployment, svcs []*corev1.Service, files map[any]s
 	return set, nil
 }
 
-func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*deploySpec, error) {
+func validateDeployment(d *appsv1.Deployment, images map[string][]string, programs *image.Table) (*deploySpec, error) {
 	spec := &deploySpec{name: d.Name, namespace: orDefault(d.Namespace, defaultNamespace), replicas: 1}
 	if d.Spec.Replicas != nil {
 		spec.replicas = *d.Spec.Replicas
@@ -179,7 +212,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 		if ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			return nil, fmt.Errorf("init container %q: restartPolicy Always (a sidecar) is not supported by the embedded cluster; run it as a separate Deployment or drop it", ic.Name)
 		}
-		args, err := validateContainer(ic, images)
+		args, err := validateContainer(ic, images, programs)
 		if err != nil {
 			return nil, fmt.Errorf("init container %q: %w", ic.Name, err)
 		}
@@ -192,7 +225,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 		return nil, errors.New("terminationGracePeriodSeconds must not be negative")
 	}
 	c := ps.Containers[0]
-	args, err := validateContainer(c, images)
+	args, err := validateContainer(c, images, programs)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", c.Name, err)
 	}
@@ -243,9 +276,12 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string) (*depl
 
 // validateContainer checks what the embedded cluster needs of one container (main or init)
 // and returns the program arguments its image maps to.
-func validateContainer(c corev1.Container, images map[string][]string) ([]string, error) {
+func validateContainer(c corev1.Container, images map[string][]string, programs *image.Table) ([]string, error) {
 	if c.Image == "" {
 		return nil, errors.New("image is required")
+	}
+	if programs != nil {
+		return nil, nil // every image is checked at once, command and args resolved per pod
 	}
 	args, ok := images[imageRepository(c.Image)]
 	if !ok {
@@ -254,35 +290,12 @@ func validateContainer(c corev1.Container, images map[string][]string) ([]string
 	if len(c.Command) > 0 || len(c.Args) > 0 {
 		return nil, fmt.Errorf("command/args cannot be honoured: the embedded cluster runs the command mapped to image %q", imageRepository(c.Image))
 	}
-	if len(c.EnvFrom) > 0 {
-		return nil, errors.New("envFrom is not supported by the embedded cluster (no ConfigMaps or Secrets)")
-	}
-	for _, e := range c.Env {
-		if e.ValueFrom == nil {
-			continue
-		}
-		if e.ValueFrom.FieldRef == nil {
-			return nil, fmt.Errorf("env %s: only valueFrom.fieldRef is supported by the embedded cluster", e.Name)
-		}
-		if _, ok := fieldRefs[e.ValueFrom.FieldRef.FieldPath]; !ok {
-			return nil, fmt.Errorf("env %s: fieldRef %q is not supported (supported: %s)", e.Name, e.ValueFrom.FieldRef.FieldPath, strings.Join(sortedKeys(fieldRefs), ", "))
-		}
-	}
 	return args, nil
 }
 
 func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
 	h := p.ProbeHandler
-	n := 0
-	if h.HTTPGet != nil {
-		n++
-	}
-	if h.TCPSocket != nil {
-		n++
-	}
-	if h.Exec != nil {
-		n++
-	}
+	n := countTrue(h.HTTPGet != nil, h.TCPSocket != nil, h.Exec != nil)
 	if h.GRPC != nil {
 		return errors.New("grpc probes are not supported by the embedded cluster")
 	}
@@ -304,18 +317,9 @@ func validateProbe(p *corev1.Probe, c corev1.Container, liveness bool) error {
 }
 
 func validateHandler(h corev1.LifecycleHandler, c corev1.Container) error {
-	n := 0
-	if h.HTTPGet != nil {
-		n++
-	}
-	if h.Exec != nil {
-		n++
-	}
-	if h.Sleep != nil {
-		n++
-		if h.Sleep.Seconds < 0 {
-			return errors.New("sleep.seconds must not be negative")
-		}
+	n := countTrue(h.HTTPGet != nil, h.Exec != nil, h.Sleep != nil)
+	if h.Sleep != nil && h.Sleep.Seconds < 0 {
+		return errors.New("sleep.seconds must not be negative")
 	}
 	if h.TCPSocket != nil {
 		return errors.New("tcpSocket is not a valid lifecycle hook (Kubernetes ignores it); use httpGet, exec or sleep")
@@ -324,6 +328,17 @@ func validateHandler(h corev1.LifecycleHandler, c corev1.Container) error {
 		return errors.New("exactly one of httpGet, exec, sleep must be set")
 	}
 	return validateTarget(h.HTTPGet, nil, h.Exec, c)
+}
+
+// countTrue counts the handlers set, for "exactly one of" checks.
+func countTrue(set ...bool) int {
+	n := 0
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func validateTarget(hg *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction, ex *corev1.ExecAction, c corev1.Container) error {

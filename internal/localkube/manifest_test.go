@@ -179,7 +179,7 @@ func TestNewRejectsBadManifests(t *testing.T) {
 		{"sidecar init container", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: side, image: test/app:v1, restartPolicy: Always}\n      containers:\n", 1), `init container "side": restartPolicy Always (a sidecar) is not supported`},
 		{"unmapped init image", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: migrate, image: acme/migrate:1}\n      containers:\n", 1), `init container "migrate": image "acme/migrate:1" is not mapped`},
 		{"startup success threshold", strings.Replace(goodDeployment, "ports: [", "startupProbe: {tcpSocket: {port: 8080}, successThreshold: 2}\n        ports: [", 1), "startupProbe: successThreshold must be 1"},
-		{"envFrom", strings.Replace(goodDeployment, "ports: [", "envFrom: [{configMapRef: {name: x}}]\n        ports: [", 1), "envFrom is not supported"},
+		{"envFrom", strings.Replace(goodDeployment, "ports: [", "envFrom: [{configMapRef: {name: x}}]\n        ports: [", 1), `container "app": envFrom[0]: ConfigMap "x" not found in namespace default`},
 		{"service named targetPort missing", goodDeployment + strings.Replace(svc, "targetPort: http", "targetPort: metrics", 1), `no container port named "metrics"`},
 		{"headless service", goodDeployment + strings.Replace(svc, "spec:\n", "spec:\n  clusterIP: None\n", 1), "headless Services"},
 		{"service without selector", goodDeployment + strings.Replace(svc, "  selector: {app: web}\n", "", 1), "spec.selector is required"},

@@ -2,15 +2,20 @@ package localkube
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gracelab/gracelab/internal/podenv"
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // A pod as the kubelet holds it: its spec, address, environment and the state of its one
@@ -20,18 +25,23 @@ type pod struct {
 	name      string
 	d         *deployment
 	rs        *replicaSet
+	uid       string
 	labels    map[string]string
 	container corev1.Container
 	grace     time.Duration
 	ip        string
 	portMap   map[int32]int32 // container port -> host port, mapped mode only
 	env       []string        // the main container's environment
+	argv      []string        // and command line
 	inits     []initRun       // init containers, run to completion in order before it
 	created   time.Time
 	deleteCh  chan struct{} // closed when deletion starts
 	net       *podNet
 	logPath   string
 	tail      tailBuffer
+	sb        *sandbox.Sandbox // SandboxNS: the pod's namespaces, from before its first start to teardown
+	sbDir     string
+	sbClient  *http.Client // the prober, dialling into the sandbox
 
 	// Guarded by Cluster.mu.
 	inst        *container
@@ -51,21 +61,24 @@ type podNet struct {
 	removed atomic.Bool // the pod's network is torn down: connections to it go nowhere
 }
 
-// initRun is an init container: its name, program arguments and environment.
+// initRun is an init container: its name, command line and environment.
 type initRun struct {
 	name string
-	args []string
+	argv []string
 	env  []string
 }
 
 // container is one run of the pod's process.
 type container struct {
-	init    string // the init container's name, "" for the pod's main container
-	cmd     *exec.Cmd
-	started time.Time
-	exited  chan struct{} // closed after the exit is recorded
-	logFile *os.File
-	killWhy string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
+	init string           // the init container's name, "" for the pod's main container
+	cmd  *exec.Cmd        // on the host, or
+	proc *sandbox.Process // in the pod's sandbox
+	// stdioDone is closed once a sandboxed process's stderr pipe has been read to its end.
+	stdioDone chan struct{}
+	started   time.Time
+	exited    chan struct{} // closed after the exit is recorded
+	logFile   *os.File
+	killWhy   string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
 }
 
 func (p *pod) available(minReady time.Duration, now time.Time) bool {
@@ -92,28 +105,31 @@ func (p *pod) logHint() string {
 	return ""
 }
 
-// fieldRefs are the downward-API fields a pod's env may use.
-var fieldRefs = map[string]func(p *pod) string{
-	"metadata.name":      func(p *pod) string { return p.name },
-	"metadata.namespace": func(p *pod) string { return p.d.spec.namespace },
-	"status.podIP":       func(p *pod) string { return p.ip },
-	"status.hostIP":      func(p *pod) string { return "127.0.0.1" },
-	"spec.nodeName":      func(p *pod) string { return "localkube" },
-}
+// What the downward API says about the node: one node, on this machine's loopback.
+const (
+	nodeName = "localkube"
+	hostIP   = "127.0.0.1"
+)
 
-// podEnvLocked builds the process environment: PATH (so exec probes find commands),
-// HOSTNAME, the manifest's env with Service names rewritten as cluster DNS would resolve
-// them, then HOST (the pod's address) and PORT (its first container port, unless the manifest
-// sets PORT; mapped to the host port off Linux).
-func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) []string {
+// podEnvLocked builds a container's process environment: PATH (so exec probes find
+// commands), HOSTNAME, the manifest's env and envFrom as the kubelet resolves them (package
+// podenv: ConfigMaps, Secrets, the downward API, $(VAR)) with Service names rewritten as
+// cluster DNS would resolve them, then HOST (the pod's address) and PORT (its first container
+// port, unless the manifest sets PORT; mapped to the host port off Linux).
+func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, podenv.Env, error) {
+	self := podenv.Pod{Name: p.name, Namespace: p.d.spec.namespace, UID: p.uid, Labels: p.labels,
+		Annotations: p.rs.template.Annotations, NodeName: nodeName, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
+		PodIPs: []string{p.ip}, HostIPs: []string{hostIP}}
+	resolved, err := podenv.Resolve(self, &p.rs.template.Spec, ct, c.set.sources, nil)
+	if err != nil {
+		return nil, nil, err
+	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.name}
 	lookup := c.serviceResolverLocked(p.d.spec.namespace)
 	portSet := ""
-	for _, e := range ct.Env {
+	for _, e := range resolved {
 		v := e.Value
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			v = fieldRefs[e.ValueFrom.FieldRef.FieldPath](p)
-		} else {
+		if c.sandboxMode != SandboxNS { // a sandbox resolves Service names itself
 			v = rewriteServiceRef(v, lookup)
 		}
 		if e.Name == "PORT" {
@@ -138,7 +154,18 @@ func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) []string {
 		}
 		env = append(env, "PORT="+strconv.Itoa(int(cp)))
 	}
-	return env
+	return env, resolved, nil
+}
+
+// argvLocked is a container's command line: with Programs, its image's program and the
+// manifest's command and args ($(VAR)-expanded) as Kubernetes composes them; else Executable
+// with the arguments Images maps the image to.
+func (c *Cluster) argvLocked(ct *corev1.Container, env podenv.Env, imageArgs []string) ([]string, error) {
+	if c.opts.Programs == nil {
+		return append([]string{c.opts.Executable}, imageArgs...), nil
+	}
+	command, args := podenv.ExpandCommand(ct, env)
+	return c.opts.Programs.Argv(ct.Image, command, args)
 }
 
 // serviceResolverLocked maps a Service DNS name and port, as seen from namespace podNS, to the
@@ -212,4 +239,29 @@ func lastLine(s string) string {
 		s = s[:300] + "..."
 	}
 	return s
+}
+
+// signal sends sig to the container's process group.
+func (inst *container) signal(sig syscall.Signal) error {
+	if inst.proc != nil {
+		return inst.proc.Signal(sig)
+	}
+	return signalGroup(inst.cmd.Process.Pid, sig)
+}
+
+// wait blocks until the process has exited and returns how it ended.
+func (inst *container) wait() (code int, detail string) {
+	if inst.proc != nil {
+		<-inst.proc.Done
+		return waitStatusDetail(inst.proc.Status)
+	}
+	_ = inst.cmd.Wait()
+	return exitDetail(inst.cmd)
+}
+
+func (inst *container) pid() int {
+	if inst.proc != nil {
+		return inst.proc.Pid
+	}
+	return inst.cmd.Process.Pid
 }

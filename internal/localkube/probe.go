@@ -93,8 +93,7 @@ func (c *Cluster) probeOnce(ctx context.Context, p *pod, h corev1.ProbeHandler) 
 		if h.TCPSocket.Host != "" {
 			addr = net.JoinHostPort(h.TCPSocket.Host, strconv.Itoa(int(port)))
 		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
+		conn, err := p.dial(ctx, addr)
 		if err != nil {
 			return err
 		}
@@ -146,6 +145,13 @@ var probeClient = &http.Client{
 	},
 }
 
+// sandboxProbeClient is probeClient dialling inside the pod's sandbox.
+func (p *pod) sandboxProbeClient() *http.Client {
+	t := probeClient.Transport.(*http.Transport).Clone()
+	t.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return p.dial(ctx, addr) }
+	return &http.Client{Transport: t, CheckRedirect: probeClient.CheckRedirect}
+}
+
 func (c *Cluster) httpGet(ctx context.Context, p *pod, g *corev1.HTTPGetAction) error {
 	port, _ := resolvePort(g.Port, p.container)
 	host := p.addr(port)
@@ -168,7 +174,11 @@ func (c *Cluster) httpGet(ctx context.Context, p *pod, g *corev1.HTTPGetAction) 
 	for _, h := range g.HTTPHeaders {
 		req.Header.Add(h.Name, h.Value)
 	}
-	resp, err := probeClient.Do(req)
+	client := probeClient
+	if p.sbClient != nil {
+		client = p.sbClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -183,6 +193,9 @@ func (c *Cluster) httpGet(ctx context.Context, p *pod, g *corev1.HTTPGetAction) 
 // execIn runs a command "in the container": with the pod's environment, in its own process
 // group, killed with its group when ctx ends.
 func (c *Cluster) execIn(ctx context.Context, p *pod, argv []string) error {
+	if p.sb != nil {
+		return c.execInSandbox(ctx, p, argv)
+	}
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = p.env

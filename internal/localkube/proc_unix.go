@@ -31,11 +31,18 @@ func exitDetail(cmd *exec.Cmd) (code int, detail string) {
 	if ps == nil {
 		return -1, "unknown exit status"
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		// Containers report a signal death as 128+signal.
-		return 128 + int(ws.Signal()), "exit code " + strconv.Itoa(128+int(ws.Signal())) + " (killed by " + signalName(ws.Signal()) + ")"
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return waitStatusDetail(ws)
 	}
 	return ps.ExitCode(), "exit code " + strconv.Itoa(ps.ExitCode())
+}
+
+// waitStatusDetail reports an exit as a container runtime does: a signal death is 128+signal.
+func waitStatusDetail(ws syscall.WaitStatus) (code int, detail string) {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), "exit code " + strconv.Itoa(128+int(ws.Signal())) + " (killed by " + signalName(ws.Signal()) + ")"
+	}
+	return ws.ExitStatus(), "exit code " + strconv.Itoa(ws.ExitStatus())
 }
 
 func signalName(s syscall.Signal) string {

@@ -41,3 +41,7 @@ const (
 	sigTERM = syscall.SIGTERM
 	sigKILL = syscall.SIGKILL
 )
+
+func waitStatusDetail(ws syscall.WaitStatus) (int, string) {
+	return ws.ExitStatus(), "exit code " + strconv.Itoa(ws.ExitStatus())
+}

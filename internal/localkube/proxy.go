@@ -1,6 +1,7 @@
 package localkube
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // The Service proxy, an L4 userspace kube-proxy. Every Service port listens on the Service's
@@ -67,7 +69,8 @@ type pendingUpdate struct {
 type route struct {
 	pod   string
 	net   *podNet
-	addrs []string // per Service port index
+	sb    *sandbox.Sandbox // the pod's sandbox, dialled through; nil: the host
+	addrs []string         // per Service port index
 }
 
 type portProxy struct {
@@ -183,7 +186,7 @@ func (c *Cluster) applyEndpoints(s *service, snap []apiEndpoint) {
 	routes := make([]route, 0, len(use))
 	pods := make([]*pod, 0, len(use))
 	for _, e := range use {
-		r := route{pod: e.pod.name, net: e.pod.net}
+		r := route{pod: e.pod.name, net: e.pod.net, sb: e.pod.sb}
 		for _, sp := range s.spec.ports {
 			port, err := resolvePort(sp.TargetPort, e.pod.container)
 			if err != nil {
@@ -251,7 +254,7 @@ func (pp *portProxy) handle(client *net.TCPConn) {
 		blackhole(client)
 		return
 	}
-	backend, err := net.DialTimeout("tcp", r.addrs[pp.index], 2*time.Second)
+	backend, err := r.dial(r.addrs[pp.index])
 	if err != nil {
 		pp.svc.stats.refused.Add(1)
 		reset(client)
@@ -263,7 +266,29 @@ func (pp *portProxy) handle(client *net.TCPConn) {
 		return
 	}
 	defer pp.svc.untrack(backend)
-	splice(client, backend.(*net.TCPConn))
+	splice(client, backend)
+}
+
+func (r route) dial(addr string) (*net.TCPConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var c net.Conn
+	var err error
+	if r.sb != nil {
+		c, err = r.sb.Dial(ctx, addr)
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("not a TCP connection: %T", c)
+	}
+	return tc, nil
 }
 
 // blackhole holds the connection and never answers, until the caller closes it (or Down).

@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -181,14 +182,15 @@ func marksOnAxis(s Scenario, xmax float64) []chartMark {
 		return nil
 	}
 	var out []chartMark
+	events := withRolloutRestarts(s)
 	restarts := 0
-	for _, e := range s.Events {
+	for _, e := range events {
 		if e.Kind == cluster.RestartTriggered {
 			restarts++
 		}
 	}
 	n := 0
-	for _, e := range s.Events {
+	for _, e := range events {
 		st, ok := markEvents[e.Kind]
 		if !ok {
 			continue
@@ -211,6 +213,24 @@ func marksOnAxis(s Scenario, xmax float64) []chartMark {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].x < out[j].x })
 	return out
+}
+
+// withRolloutRestarts is s's events plus a restart for each rollout whose restart no event
+// records (within half a second), so the chart marks every restart whoever recorded it.
+func withRolloutRestarts(s Scenario) []cluster.Event {
+	events := s.Events
+	for _, ro := range s.Rollouts {
+		found := false
+		for _, e := range s.Events {
+			d := e.Time.Sub(ro.RestartAt)
+			found = found || (e.Kind == cluster.RestartTriggered && d > -500*time.Millisecond && d < 500*time.Millisecond)
+		}
+		if !found && !ro.RestartAt.IsZero() {
+			events = append(events[:len(events):len(events)], cluster.Event{Time: ro.RestartAt, Kind: cluster.RestartTriggered, Source: cluster.SourceDrill})
+		}
+	}
+	sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
+	return events
 }
 
 // rolloutWindows are the rollouts' windows (restart to window end) on the axis.

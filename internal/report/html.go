@@ -30,7 +30,7 @@ code { background: #f3f3f3; padding: 0 .2rem; }
 </head>
 <body>
 <h1>gracelab report</h1>
-<p>Created {{.Created}}. Each scenario ran load against the downstream while the upstream Deployment went through a rolling restart; every request has exactly one outcome, and any non-2xx answer or body whose status is not ok counts as an error.</p>
+<p>Created {{.Created}}. Each scenario ran load against the downstream while the upstream Deployment went through a {{.Disruption}}; every request has exactly one outcome, and any non-2xx answer or body whose status is not ok counts as an error.</p>
 <h2>Settings</h2>
 <table>
 {{range .Settings}}<tr><th>{{index . 0}}</th><td>{{index . 1}}</td></tr>
@@ -95,6 +95,7 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 	}
 	page := struct {
 		Created       string
+		Disruption    string
 		Settings      [][2]string
 		Titles        []string
 		Rows          []htmlRow
@@ -103,7 +104,7 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 		Comparisons   []string
 		Breaches      []string
 		Scenarios     []htmlScenario
-	}{Created: r.Created.UTC().Format(time.RFC3339), Settings: settingsLines(r)}
+	}{Created: r.Created.UTC().Format(time.RFC3339), Disruption: disruptionNoun(r.Settings.Disruption), Settings: settingsLines(r)}
 	for _, c := range r.Comparisons {
 		page.Comparisons = append(page.Comparisons, comparisonLine(c))
 	}

@@ -177,8 +177,8 @@ func TestRolloutChartsRender(t *testing.T) {
 		t.Error("a report without rollouts should have no rollouts chart")
 	}
 
+	// The second restart has no event: the rollout's own restart time marks it.
 	s := r.Scenarios[0]
-	s.Events = append(s.Events, cluster.Event{Time: s.Rollouts[1].RestartAt, Kind: cluster.RestartTriggered, Deployment: "upstream", Source: cluster.SourceDrill})
 	buf.Reset()
 	if err := WriteChart(&buf, s, SVG); err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestNewEventKinds(t *testing.T) {
 	}
 	s := syntheticReport().Scenarios[0]
 	s.Events = append(s.Events, cluster.Event{Time: s.Start.Add(3 * time.Second), Kind: cluster.NodeCordoned, Node: "node-a"})
-	if marks := marksOnAxis(s, 30); len(marks) != 2 || marks[1].label != "cordoned node-a" {
+	if marks := marksOnAxis(s, 30); len(marks) != 3 || marks[1].label != "cordoned node-a" || marks[2].label != "restart 2" {
 		t.Errorf("marks %+v", marks)
 	}
 }

@@ -41,6 +41,7 @@ func loadResult() *load.Result {
 		ErrorsByKind:  map[load.Outcome]int64{load.HTTP5xx: 8, load.Refused: 2},
 		UpstreamKinds: map[string]int64{"eof": 3, "refused": 5},
 		Retries:       4,
+		ReusedConn:    load.ReusedConnFailures{Upstream: 1},
 		Latency:       load.Latency{Avg: 150, P50: 140, P90: 190, P95: 200, P99: 300, Max: 5001},
 		Timeline: []load.Second{
 			{Second: 0, Requests: 50, OK: 50, ErrorsByKind: map[load.Outcome]int64{load.HTTP5xx: 0}, P50: 140, P99: 200, Max: 210},

@@ -28,6 +28,9 @@ import (
 	"syscall"
 )
 
+// ShimArg is the shim's first argument, so that ps shows "gracelab sandbox-shim POD".
+const ShimArg = "sandbox-shim"
+
 // ErrUnsupported is returned (wrapped) where sandboxes cannot be made: not Linux, or the
 // kernel or its security policy refuses the namespaces.
 var ErrUnsupported = errors.New("pod sandboxes need Linux namespaces")
@@ -41,8 +44,9 @@ type Config struct {
 	Hosts []HostEntry
 	// Search is the resolv.conf search list (NS.svc.cluster.local svc.cluster.local ...).
 	Search []string
-	// Listen are addresses (IP:port) the shim listens on inside the sandbox, typically each
-	// Service's ClusterIP and port; every accepted connection arrives on Accepted.
+	// Listen are addresses (IPv4:port) the pod reaches through gracelab, typically each
+	// Service's ClusterIP and port: a connection to one inside the pod arrives on Accepted,
+	// even when a program in the pod listens on that port on all interfaces.
 	Listen []string
 	// Dir holds the sandbox's generated files; it must exist and outlive the sandbox.
 	Dir string

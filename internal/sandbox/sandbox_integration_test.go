@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(serveProgram())
 	case "dial":
 		os.Exit(dialProgram())
+
 	}
 	switch os.Getenv("GRACELAB_SANDBOX_TEST_PARENT") {
 	case "hold":
@@ -184,18 +185,21 @@ func TestIntegrationNamesResolveToServices(t *testing.T) {
 }
 
 func TestIntegrationServiceTrafficComesOut(t *testing.T) {
+	// The pod itself listens on all interfaces at the Service's port, as most programs do.
 	sb := start(t, "client", sandbox.Config{
 		Hosts:  []sandbox.HostEntry{{IP: "127.96.0.9", Names: []string{"api"}}},
-		Listen: []string{"127.96.0.9:7000"},
+		Listen: []string{"127.96.0.9:8080"},
 	})
-	p, out := run(t, sb, "dial", "TARGET=api:7000")
+	run(t, sb, "serve")
+	get(t, sb, "/")
+	p, out := run(t, sb, "dial", "TARGET=api:8080")
 	var acc sandbox.Accepted
 	select {
 	case acc = <-sb.Accepted():
 	case <-time.After(15 * time.Second):
 		t.Fatal("no connection came out of the sandbox")
 	}
-	if acc.Listen != "127.96.0.9:7000" {
+	if acc.Listen != "127.96.0.9:8080" {
 		t.Errorf("accepted on %q", acc.Listen)
 	}
 	line, err := bufio.NewReader(acc.Conn).ReadString('\n')

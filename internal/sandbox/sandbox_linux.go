@@ -20,11 +20,12 @@ import (
 
 // Sandbox is a running pod sandbox: its shim and the namespaces it holds.
 type Sandbox struct {
-	cfg    Config
-	cmd    *exec.Cmd
-	ctl    int
-	done   chan struct{} // closed when the reader has stopped (the shim is gone or Close ran)
-	exited chan struct{} // closed when the shim process has exited
+	cfg     Config
+	cmd     *exec.Cmd
+	ctl     int
+	done    chan struct{} // closed when the reader has stopped (the shim is gone or Close ran)
+	exited  chan struct{} // closed when the shim process has exited
+	closing chan struct{} // closed by Close: nobody takes accepted connections any more
 
 	accepted chan Accepted
 
@@ -75,6 +76,7 @@ func Start(ctx context.Context, exe string, cfg Config, start Starter) (*Sandbox
 	defer logf.Close()
 
 	cmd := exec.Command(exe)
+	cmd.Args = []string{exe, ShimArg, cfg.Name} // for ps; the environment makes it the shim
 	cmd.Env = []string{envShim + "=1", envConfig + "=" + string(conf), "PATH=" + os.Getenv("PATH")}
 	cmd.ExtraFiles = []*os.File{child}
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -89,7 +91,7 @@ func Start(ctx context.Context, exe string, cfg Config, start Starter) (*Sandbox
 		unix.Close(pair[0])
 		return nil, fmt.Errorf("starting the sandbox of %s: %w (%w)", cfg.Name, err, ErrUnsupported)
 	}
-	s := &Sandbox{cfg: cfg, cmd: cmd, ctl: pair[0], done: make(chan struct{}), exited: exited,
+	s := &Sandbox{cfg: cfg, cmd: cmd, ctl: pair[0], done: make(chan struct{}), exited: exited, closing: make(chan struct{}),
 		accepted: make(chan Accepted, 64), pending: map[uint64]chan reply{}, procs: map[uint64]*Process{}}
 
 	first := make(chan message, 1)
@@ -234,7 +236,7 @@ func (s *Sandbox) read(first chan<- message) {
 			}
 			select {
 			case s.accepted <- Accepted{Listen: m.Addr, Conn: c}:
-			default: // nobody keeps up: refuse rather than block the shim's messages
+			case <-s.closing:
 				c.Close()
 			}
 		default:
@@ -373,6 +375,7 @@ func (s *Sandbox) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	if !already {
+		close(s.closing)
 		unix.Shutdown(s.ctl, unix.SHUT_RDWR)
 	}
 	select {
@@ -384,6 +387,36 @@ func (s *Sandbox) Close() error {
 	<-s.done
 	if !already {
 		unix.Close(s.ctl)
+	}
+	return nil
+}
+
+// Probe makes one sandbox and runs a process in it (exe, re-executed in probe mode), the way a
+// pod would use it: what the kernel or a security policy refuses shows here, wrapped in
+// ErrUnsupported. dir is a scratch directory.
+func Probe(ctx context.Context, exe, dir string, start Starter) error {
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	sb, err := Start(ctx, exe, Config{Name: "probe", Dir: dir}, start)
+	if err != nil {
+		return err
+	}
+	defer sb.Close()
+	p, err := sb.Run(ctx, ProcSpec{Path: exe, Args: []string{exe}, Env: []string{envShim + "=probe"}})
+	if err != nil {
+		return fmt.Errorf("%w (%w)", err, ErrUnsupported)
+	}
+	select {
+	case <-p.Done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !p.Status.Exited() || p.Status.ExitStatus() != 0 {
+		return fmt.Errorf("a process in a pod sandbox ended with %v (%w)", p.Status, ErrUnsupported)
 	}
 	return nil
 }

@@ -28,6 +28,11 @@ func Start(context.Context, string, Config, Starter) (*Sandbox, error) {
 	return nil, fmt.Errorf("%w (this is %s)", ErrUnsupported, runtime.GOOS)
 }
 
+// Probe fails: sandboxes need Linux namespaces.
+func Probe(context.Context, string, string, Starter) error {
+	return fmt.Errorf("%w (this is %s)", ErrUnsupported, runtime.GOOS)
+}
+
 func (*Sandbox) Run(context.Context, ProcSpec) (*Process, error) { return nil, ErrUnsupported }
 func (*Sandbox) Dial(context.Context, string) (net.Conn, error)  { return nil, ErrUnsupported }
 func (*Sandbox) Accepted() <-chan Accepted                       { return nil }

@@ -16,20 +16,28 @@ import (
 // The shim side. gracelab re-executes itself with these variables set; IsShim tells its main
 // to run ShimMain instead of the command line.
 const (
-	envShim   = "GRACELAB_SANDBOX_SHIM"
+	envShim   = "GRACELAB_SANDBOX_SHIM" // "1": the shim; "probe": a process Probe starts inside
 	envConfig = "GRACELAB_SANDBOX_CONFIG"
 	shimFD    = 3 // the control socket, ExtraFiles[0]
 )
 
-// IsShim reports whether this process was started as a pod sandbox's shim.
-func IsShim() bool { return os.Getenv(envShim) == "1" }
+// IsShim reports whether this process was started as a pod sandbox's shim (or as Probe's
+// process inside one).
+func IsShim() bool { v := os.Getenv(envShim); return v == "1" || v == "probe" }
 
 // ShimMain runs the shim until gracelab closes the control socket or dies, and returns the
 // process's exit code. Call it first thing in main when IsShim is true.
 func ShimMain() int {
+	if os.Getenv(envShim) == "probe" {
+		return 0
+	}
+	conf := os.Getenv(envConfig)
+	// Nothing of the shim's own environment may reach the pod's processes.
+	os.Unsetenv(envShim)
+	os.Unsetenv(envConfig)
 	s := &shim{ctl: shimFD, procs: map[int]uint64{}}
 	var cfg Config
-	if err := json.Unmarshal([]byte(os.Getenv(envConfig)), &cfg); err != nil {
+	if err := json.Unmarshal([]byte(conf), &cfg); err != nil {
 		s.fatal(fmt.Errorf("reading the sandbox config: %w", err))
 		return 1
 	}
@@ -37,12 +45,12 @@ func ShimMain() int {
 		s.fatal(err)
 		return 1
 	}
-	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			s.fatal(fmt.Errorf("listening inside the sandbox on %s: %w", addr, err))
-			return 1
-		}
+	lns, err := redirect(cfg.Listen)
+	if err != nil {
+		s.fatal(fmt.Errorf("Service addresses inside the sandbox: %w", err))
+		return 1
+	}
+	for addr, ln := range lns {
 		go s.accept(ln, addr)
 	}
 	go s.reap()
@@ -149,27 +157,33 @@ func (s *shim) reply(id uint64, err error, fds ...int) {
 	send(s.ctl, r, fds...)
 }
 
-// start runs a pod process with the stdio gracelab sent (stdout, stderr; -1 for none).
+// start runs a pod process with the stdio gracelab sent (stdout, stderr). Every descriptor
+// is owned by one *os.File and closed through it: a raw close beside an os.File's finalizer
+// would close whatever socket reuses the number later.
 func (s *shim) start(m message, fds []int) {
-	defer closeAll(fds)
-	files := []*os.File{nil, nil, nil}
+	var files []*os.File
+	for _, fd := range fds {
+		files = append(files, os.NewFile(uintptr(fd), "stdio"))
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		s.reply(m.ID, err)
 		return
 	}
 	defer devnull.Close()
-	files[0] = devnull
-	for i := 0; i < 2; i++ {
-		if i < len(fds) {
-			files[i+1] = os.NewFile(uintptr(fds[i]), "stdio")
-		} else {
-			files[i+1] = devnull
-		}
+	stdio := []*os.File{devnull, devnull, devnull}
+	for i := 0; i < 2 && i < len(files); i++ {
+		stdio[i+1] = files[i]
 	}
+	env := append([]string{}, m.Env...) // never nil: nil would pass the shim's own
 	s.mu.Lock()
 	p, err := os.StartProcess(m.Path, m.Args, &os.ProcAttr{
-		Dir: m.Dir, Env: m.Env, Files: files,
+		Dir: m.Dir, Env: env, Files: stdio,
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
 	pid := 0

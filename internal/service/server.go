@@ -90,7 +90,12 @@ func NewServer(cfg Config, logger *slog.Logger) *Server {
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ConnState:         s.Shutdown.ConnState,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
 	}
+	// HTTP/1.1, and HTTP/2 without TLS (h2c, prior knowledge) for clients with PROTOCOL=h2c:
+	// there a response's "Connection: close" becomes a GOAWAY.
+	s.http.Protocols.SetHTTP1(true)
+	s.http.Protocols.SetUnencryptedHTTP2(true)
 	return s
 }
 

@@ -1,12 +1,13 @@
 package service
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"strings"
 	"sync"
@@ -17,25 +18,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gracelab/gracelab/internal/lifecycle"
+
+	"github.com/gracelab/gracelab/internal/lifecycle/lifecycletest"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // harness runs a Server on 127.0.0.1:0 with a /slow route that answers when released (or when
 // its client goes away) and an injected signal channel.
@@ -47,7 +32,7 @@ type harness struct {
 	sigs    chan os.Signal
 	release chan struct{}
 	code    chan int
-	logs    *syncBuffer
+	logs    *lifecycletest.SyncBuffer
 	once    sync.Once
 }
 
@@ -57,7 +42,7 @@ func startHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	cfg.Host = "127.0.0.1"
 	cfg.Mode = lifecycle.Graceful
-	logs := &syncBuffer{}
+	logs := &lifecycletest.SyncBuffer{}
 	h := &harness{
 		t:       t,
 		srv:     NewServer(cfg, slog.New(slog.NewJSONHandler(logs, nil))),
@@ -248,7 +233,7 @@ func TestListenFailureIsReported(t *testing.T) {
 	}
 	defer busy.Close()
 	port := busy.Addr().(*net.TCPAddr).Port
-	logs := &syncBuffer{}
+	logs := &lifecycletest.SyncBuffer{}
 	s := NewServer(Config{Host: "127.0.0.1", Port: port, Config: lifecycle.Config{Mode: lifecycle.Graceful, DrainTimeout: time.Second}}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if code := s.ListenAndRun(); code != lifecycle.ExitForced {
 		t.Fatalf("exit code %d, want %d", code, lifecycle.ExitForced)
@@ -269,5 +254,41 @@ func TestOversizedHeadersAreRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("a %d-byte header got %d, want 431", 2*MaxHeaderBytes, resp.StatusCode)
+	}
+}
+
+// With h2c the chassis speaks HTTP/2 without TLS, and retiring a connection is a GOAWAY: after
+// /prestop the next request is answered, and the one after goes out on a new connection.
+func TestH2CConnectionIsRetiredByGOAWAY(t *testing.T) {
+	h := startHarness(t, Config{PrestopDelay: 0, Config: lifecycle.Config{DrainTimeout: time.Second, RetireKeepAlive: true}})
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	get := func(path string) (proto int, reused bool) {
+		t.Helper()
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", h.url+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("h2c GET %s: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("h2c GET %s: %d", path, resp.StatusCode)
+		}
+		return resp.ProtoMajor, reused
+	}
+	if proto, _ := get("/health"); proto != 2 {
+		t.Fatalf("protocol HTTP/%d, want HTTP/2", proto)
+	}
+	if _, reused := get("/health"); !reused {
+		t.Fatal("the second h2c request should reuse the connection")
+	}
+	get("/prestop") // the first sign: from now on each answer retires its connection
+	get("/health")  // answered, with a GOAWAY
+	if _, reused := get("/health"); reused {
+		t.Fatal("after the GOAWAY the next request must go out on a new connection")
 	}
 }

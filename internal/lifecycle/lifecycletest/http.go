@@ -2,12 +2,14 @@ package lifecycletest
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -122,4 +124,22 @@ func (c *Conn) Do(method, path string) (*http.Response, []byte, error) {
 		return nil, nil, err
 	}
 	return c.Read()
+}
+
+// SyncBuffer is a log sink a server's goroutines and the test can share.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
