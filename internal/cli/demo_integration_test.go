@@ -461,3 +461,69 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 		t.Error("a report was written after the second Ctrl-C")
 	}
 }
+
+// Exit codes end to end on a workload whose outcome is certain: v1 loses requests in every
+// rollout, so --max-errors 0 is breached (exit 3, one line naming v1) and a limit no run can
+// reach is not (exit 0). The other codes: 2 in TestDemoBadFlags, 1 in
+// TestDemoFailedScenarioErrorFirst and TestIntegrationDemoInterrupt.
+func TestIntegrationDemoThresholdExitCodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real cluster processes")
+	}
+	exe := gracelabBinary(t)
+	for _, tc := range []struct {
+		name, maxErrors string
+		code            int
+	}{{"breached", "0", ExitBreached}, {"within", "1000000", ExitOK}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			junit := filepath.Join(dir, "r.xml")
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, exe, "demo", "--quiet", "--scenarios", "v1", "--duration", "4s", "--restart-at", "1s",
+				"--rollouts", "2", "--rollout-gap", "500ms", "--settle-tail", "5s", "--port", "0", "--out", filepath.Join(dir, "report"),
+				"--max-errors", tc.maxErrors, "--per-rollout", "--junit", junit)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			code := exitCode(t, cmd.Run())
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+			}
+			breaches := regexp.MustCompile(`(?m)^gracelab: threshold breached: v1 rollout [12]: \d+ errors, limit --max-errors 0$`).FindAllString(stderr.String(), -1)
+			if tc.code == ExitBreached && (len(breaches) != 2 || strings.Count(stderr.String(), "\n") != 2) {
+				t.Errorf("want one breach line per rollout and nothing else on stderr:\n%s", stderr.String())
+			}
+			if tc.code == ExitOK && stderr.Len() != 0 {
+				t.Errorf("stderr within the limits: %s", stderr.String())
+			}
+			raw, err := os.ReadFile(junit)
+			if err != nil || !strings.Contains(string(raw), `<testsuite name="v1" tests="2"`) {
+				t.Errorf("junit: %v\n%s", err, raw)
+			}
+			raw, err = os.ReadFile(filepath.Join(dir, "report", "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Scenarios []struct {
+					Rollouts []struct {
+						Index    int   `json:"index"`
+						Requests int64 `json:"requests"`
+						Errors   int64 `json:"errors"`
+					} `json:"rollouts"`
+				} `json:"scenarios"`
+				Breaches []map[string]any `json:"breaches"`
+			}
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if rs := doc.Scenarios[0].Rollouts; len(rs) != 2 || rs[0].Index != 1 || rs[1].Index != 2 || rs[0].Errors == 0 || rs[1].Errors == 0 {
+				t.Errorf("report.json rollouts %+v: want two, each with v1's errors", rs)
+			}
+			if wantBreaches := map[int]int{ExitBreached: 2, ExitOK: 0}[tc.code]; len(doc.Breaches) != wantBreaches {
+				t.Errorf("report.json breaches %v, want %d", doc.Breaches, wantBreaches)
+			}
+		})
+	}
+}

@@ -162,6 +162,15 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 		Deployment: exp.Deployment, SettleTail: report.Duration(o.settleTail), Model: string(lc.Model),
 		VUs: lc.VUs, Think: report.Duration(lc.Think), Rate: lc.Rate, Timeout: report.Duration(lc.Timeout),
 		Connections: lc.Connections, Method: lc.Method, EndpointLag: report.Duration(o.endpointLag),
+		PerRollout: th.PerRollout,
+	}
+	if rollouts > 1 {
+		settings.Rollouts, settings.RolloutGap = rollouts, report.Duration(gap)
+	}
+	for _, name := range []string{"max-errors", "max-error-rate", "max-disruption", "max-latency"} {
+		if fl := cmd.Flags().Lookup(name); fl.Changed {
+			settings.Thresholds = append(settings.Thresholds, name+"="+fl.Value.String())
+		}
 	}
 	if kp != nil {
 		settings.EndpointLag, settings.Target = 0, o.target

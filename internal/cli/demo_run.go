@@ -122,9 +122,16 @@ func runDemo(plan *demoPlan, streams Streams) error {
 			break
 		}
 	}
+	rolloutsMu.Lock()
+	for i, sc := range res.scenarios {
+		res.scenarios[i].Rollouts = reportRollouts(rollouts[sc.Scenario], exp.Rollouts)
+	}
+	// Judged before writing so report.json holds the breaches; printed after it is written.
+	ev, everr := evaluate(plan.thresholds, plan.junit, res.scenarios, rollouts)
+	rolloutsMu.Unlock()
 	rep := &report.Report{
 		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
-		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios,
+		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios, Breaches: breachesOf(ev),
 	}
 	// The failure first: a table of a scenario that measured nothing says nothing.
 	measured := false
@@ -150,9 +157,7 @@ func runDemo(plan *demoPlan, streams Streams) error {
 	fmt.Fprintf(streams.Out, "  %s (%s)\n", filepath.Join(plan.out, "logs"), logsNote)
 
 	// Judged after the report is written; a run failure below wins over a breach.
-	rolloutsMu.Lock()
-	verdict := judge(plan.thresholds, plan.junit, res.scenarios, rollouts, streams)
-	rolloutsMu.Unlock()
+	verdict := judge(ev, everr, plan.junit, res.scenarios, streams)
 	switch {
 	case res.err != nil:
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted: the report holds what ran (%w)", res.err)}

@@ -39,16 +39,59 @@ func measurements(scenarios []report.Scenario, rollouts map[string][]experiment.
 	return out
 }
 
-// judge evaluates the thresholds after the report is written, prints one line per breach on
-// stderr and writes the JUnit file. It returns the exit error for the breaches (nil when
-// none); the caller lets a run failure win.
-func judge(th gate.Thresholds, junitPath string, scenarios []report.Scenario, rollouts map[string][]experiment.Rollout, streams Streams) error {
+// evaluate judges the thresholds; nil when there is nothing to judge (no threshold, no
+// --junit).
+func evaluate(th gate.Thresholds, junitPath string, scenarios []report.Scenario, rollouts map[string][]experiment.Rollout) (*gate.Evaluation, error) {
 	if th.Empty() && junitPath == "" {
-		return nil
+		return nil, nil
 	}
 	ev, err := gate.Evaluate(th, measurements(scenarios, rollouts))
 	if err != nil {
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("judging the thresholds: %w", err)}
+		return nil, err
+	}
+	return &ev, nil
+}
+
+// breachesOf is report.json's record of the breaches.
+func breachesOf(ev *gate.Evaluation) []report.Breach {
+	if ev == nil {
+		return nil
+	}
+	var out []report.Breach
+	for _, c := range ev.Breaches() {
+		out = append(out, report.Breach{Threshold: c.Name, Scenario: c.Measurement.Scenario, Rollout: c.Measurement.Rollout,
+			Measured: c.Value, Limit: c.Limit, Unit: c.Unit})
+	}
+	return out
+}
+
+// reportRollouts are report.json's rows of a run of several rollouts (none for one).
+func reportRollouts(rs []experiment.Rollout, planned int) []report.Rollout {
+	if planned < 2 {
+		return nil
+	}
+	var out []report.Rollout
+	for _, r := range rs {
+		row := report.Rollout{Index: r.Index, RestartAt: r.Start, SettledAt: r.Settled, WindowEnd: r.End,
+			Requests: r.Requests, OK: r.OK, Errors: r.Errors, ErrorsByKind: r.ErrorsByKind, UpstreamKinds: r.UpstreamKinds,
+			LongestDisruption: r.LongestDisruption.Seconds(), LatencyMax: float64(r.LatencyMax) / float64(time.Millisecond)}
+		if !r.Settled.IsZero() {
+			row.RolloutSeconds = r.Settled.Sub(r.Start).Seconds()
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// judge acts on the evaluation once the report is written: it writes the JUnit file and prints
+// one line per breach on stderr. It returns the exit error for the breaches (nil when none);
+// the caller lets a run failure win.
+func judge(ev *gate.Evaluation, everr error, junitPath string, scenarios []report.Scenario, streams Streams) error {
+	if everr != nil {
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("judging the thresholds: %w", everr)}
+	}
+	if ev == nil {
+		return nil
 	}
 	if junitPath != "" {
 		failures := map[string]string{}

@@ -36,7 +36,7 @@ func TestJudgeOneLinePerBreachAndJUnit(t *testing.T) {
 	zero := int64(0)
 	junit := filepath.Join(t.TempDir(), "r.xml")
 	var stderr bytes.Buffer
-	err := judge(gate.Thresholds{MaxErrors: &zero, PerRollout: true}, junit, scenarios, rollouts, Streams{ErrOut: &stderr})
+	err := judgeNow(gate.Thresholds{MaxErrors: &zero, PerRollout: true}, junit, scenarios, rollouts, Streams{ErrOut: &stderr})
 	var exitErr *ExitError
 	if !errors.As(err, &exitErr) || exitErr.Code != ExitBreached {
 		t.Fatalf("judge: %v, want exit %d", err, ExitBreached)
@@ -78,10 +78,15 @@ func TestJudgeOneLinePerBreachAndJUnit(t *testing.T) {
 			len(doc.Suites), cases, failures, errs, raw)
 	}
 
+	ev, _ := evaluate(gate.Thresholds{MaxErrors: &zero, PerRollout: true}, "", scenarios, rollouts)
+	if got := breachesOf(ev); len(got) != 1 || got[0] != (report.Breach{Threshold: "max-errors", Scenario: "v1", Rollout: 1, Measured: 37, Limit: 0, Unit: "requests"}) {
+		t.Errorf("report.json breaches %+v", got)
+	}
+
 	// Whole run: v1 breaches --max-latency p99 and --max-disruption, v2 does not.
 	stderr.Reset()
 	limit, p99 := 2*time.Second, gate.LatencyLimit{Quantile: gate.P99, Limit: 300 * time.Millisecond}
-	err = judge(gate.Thresholds{MaxDisruption: &limit, MaxLatency: []gate.LatencyLimit{p99}}, "", scenarios, rollouts, Streams{ErrOut: &stderr})
+	err = judgeNow(gate.Thresholds{MaxDisruption: &limit, MaxLatency: []gate.LatencyLimit{p99}}, "", scenarios, rollouts, Streams{ErrOut: &stderr})
 	if !errors.As(err, &exitErr) || exitErr.Code != ExitBreached || strings.Count(stderr.String(), "\n") != 2 ||
 		!strings.Contains(stderr.String(), "v1 (whole run): longest disruption 7s, limit --max-disruption 2s") ||
 		!strings.Contains(stderr.String(), "v1 (whole run): p99 latency 5.01s") || strings.Contains(stderr.String(), "v2") {
@@ -91,7 +96,7 @@ func TestJudgeOneLinePerBreachAndJUnit(t *testing.T) {
 	// Within the limits: no line, no error.
 	stderr.Reset()
 	many := int64(100)
-	if err := judge(gate.Thresholds{MaxErrors: &many}, "", scenarios, rollouts, Streams{ErrOut: &stderr}); err != nil || stderr.Len() != 0 {
+	if err := judgeNow(gate.Thresholds{MaxErrors: &many}, "", scenarios, rollouts, Streams{ErrOut: &stderr}); err != nil || stderr.Len() != 0 {
 		t.Errorf("within limits: %v %q", err, stderr.String())
 	}
 }
@@ -110,4 +115,9 @@ func TestDemoThresholdFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 with %q", tc.args, code, stderr, tc.want)
 		}
 	}
+}
+
+func judgeNow(th gate.Thresholds, junit string, scenarios []report.Scenario, rollouts map[string][]experiment.Rollout, streams Streams) error {
+	ev, err := evaluate(th, junit, scenarios, rollouts)
+	return judge(ev, err, junit, scenarios, streams)
 }
