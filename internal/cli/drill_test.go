@@ -139,3 +139,31 @@ func TestDrillPlan(t *testing.T) {
 		})
 	}
 }
+
+// TestDrillPlanLoadBalancer: a local target is the LoadBalancer Service, on the port given,
+// sent as given (no Host rewrite), and its Deployment is the one behind it.
+func TestDrillPlanLoadBalancer(t *testing.T) {
+	team := filepath.Join(t.TempDir(), "team.yaml")
+	lb := strings.Replace(drillTeam, "  selector: {app: api}\n  ports:", "  type: LoadBalancer\n  selector: {app: api}\n  ports:", 1)
+	if err := os.WriteFile(team, []byte(lb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := &drillOptions{}
+	cmd := newDrillCommandFor(o, Streams{})
+	if err := cmd.ParseFlags([]string{"-f", team, "--run", "ghcr.io/acme/api=/bin/true", "--target", "http://127.0.0.1:18080/x"}); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := o.plan(cmd, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg := plan.drill.target; !tg.lb || tg.service != "api" || plan.port != 18080 || plan.exp.Deployment != "api" {
+		t.Errorf("target %+v, port %d, deployment %s: want the LoadBalancer api on 18080", tg, plan.port, plan.exp.Deployment)
+	}
+	if h := plan.exp.Load.Header.Get("Host"); h != "" {
+		t.Errorf("Host %q: a local target is sent as given", h)
+	}
+	if got := (&drillCluster{plan: plan.drill}).Target(); got != "http://127.0.0.1:18080/x" {
+		t.Errorf("Target() = %q, want the URL given", got)
+	}
+}
