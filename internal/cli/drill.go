@@ -91,9 +91,7 @@ threshold was breached.`,
 			if err != nil {
 				return err
 			}
-			if plan.drill.skipped != "" {
-				fmt.Fprintln(streams.ErrOut, "gracelab: "+plan.drill.skipped)
-			}
+			// The skipped objects are listed once: as a warning of the scenario (table, report).
 			if !o.quiet {
 				plan.progress = newDrillProgress(streams.ErrOut, isTerminal(streams.ErrOut)).update
 			}

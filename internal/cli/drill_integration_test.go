@@ -112,8 +112,8 @@ func TestIntegrationDrill(t *testing.T) {
 				t.Fatalf("exit %d, want 0", code)
 			}
 			assertNoneLeft(t, exe)
-			if n := strings.Count(stderr.String(), "skipped 1 object"); n != 1 {
-				t.Errorf("the skipped ServiceAccount should be printed once on stderr, got %d times", n)
+			if n := strings.Count(stdout.String()+stderr.String(), "skipped 1 object"); n != 1 {
+				t.Errorf("the skipped ServiceAccount should be printed once, got %d times", n)
 			}
 			table := strings.Index(stdout.String(), "requests")
 			findings := strings.Index(stdout.String(), "gracelab check on these manifests:")
