@@ -26,6 +26,10 @@ type demoOptions struct {
 	out            string
 	quiet          bool
 
+	// Set by drill: run these scenarios and restart this Deployment instead of the demo's.
+	given      []experiment.Scenario
+	deployment string
+
 	// Real cluster (--cluster).
 	kubeFlags
 	keep            bool
@@ -90,6 +94,21 @@ report of what ran; a second Ctrl-C exits at once.`,
 	f := cmd.Flags()
 	f.StringVar(&o.scenarios, "scenarios", "v1,v2,v3", "built-in scenarios to run, in order")
 	f.StringVar(&o.manifests, "manifests", "", "run this manifest directory instead, as one scenario named after it")
+	o.registerRun(cmd)
+	f.IntVar(&o.port, "port", localkube.DefaultLoadBalancerPort, "port of the downstream LoadBalancer on 127.0.0.1 (0: the OS chooses)")
+	o.kubeFlags.register(cmd, "run on a real Kubernetes cluster (the kubeconfig's current context) instead of the embedded one",
+		"namespace to deploy into (default: a new gracelab-XXXXX, deleted afterwards unless --keep); with --cluster")
+	f.BoolVar(&o.keep, "keep", false, "leave the namespace and objects in place afterwards; with --cluster")
+	f.StringVar(&o.target, "target", "", "URL of the downstream Service as this machine reaches it (default: its LoadBalancer address, else its ClusterIP); with --cluster")
+	f.StringVar(&o.imageUpstream, "image-upstream", "", "image for the upstream container instead of the manifests'; with --cluster")
+	f.StringVar(&o.imageDownstream, "image-downstream", "", "image for the downstream container instead of the manifests'; with --cluster")
+	return cmd
+}
+
+// registerRun adds the flags of how a drill runs, shared by demo and drill: load, rollouts,
+// thresholds, timing, report.
+func (o *demoOptions) registerRun(cmd *cobra.Command) {
+	f := cmd.Flags()
 	o.loadFlags.register(cmd, "load runs at least this long")
 	o.rolloutFlags.register(cmd)
 	o.gate.Register(cmd.Flags())
@@ -98,14 +117,6 @@ report of what ran; a second Ctrl-C exits at once.`,
 	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
 	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")
 	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
-	f.IntVar(&o.port, "port", localkube.DefaultLoadBalancerPort, "port of the downstream LoadBalancer on 127.0.0.1 (0: the OS chooses)")
 	f.StringVar(&o.out, "out", "", "report directory (default reports/<timestamp>/)")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress display")
-	o.kubeFlags.register(cmd, "run on a real Kubernetes cluster (the kubeconfig's current context) instead of the embedded one",
-		"namespace to deploy into (default: a new gracelab-XXXXX, deleted afterwards unless --keep); with --cluster")
-	f.BoolVar(&o.keep, "keep", false, "leave the namespace and objects in place afterwards; with --cluster")
-	f.StringVar(&o.target, "target", "", "URL of the downstream Service as this machine reaches it (default: its LoadBalancer address, else its ClusterIP); with --cluster")
-	f.StringVar(&o.imageUpstream, "image-upstream", "", "image for the upstream container instead of the manifests'; with --cluster")
-	f.StringVar(&o.imageDownstream, "image-downstream", "", "image for the downstream container instead of the manifests'; with --cluster")
-	return cmd
 }

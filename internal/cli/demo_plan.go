@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"path/filepath"
@@ -35,8 +36,9 @@ type demoPlan struct {
 	progress    func(experiment.Progress) // nil: quiet
 	thresholds  gate.Thresholds
 	junit       string
-	executable  string    // pods' binary; "" = this one
-	kube        *kubePlan // nil: the embedded cluster
+	executable  string     // pods' binary; "" = this one
+	kube        *kubePlan  // nil: the embedded cluster
+	drill       *drillPlan // nil: the demo's manifests and images
 }
 
 // kubePlan is the real cluster a demo runs on: one client for every scenario, and the options
@@ -67,7 +69,11 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	case o.port < 0 || o.port > 65535:
 		return nil, usageError("--port %d is out of range: give 1-65535 (0 lets the OS choose)", o.port)
 	}
-	if err := o.needCluster(cmd, "kubeconfig", "context", "namespace", "keep", "target", "image-upstream", "image-downstream"); err != nil {
+	kubeOnly := []string{"kubeconfig", "context", "namespace", "keep", "target", "image-upstream", "image-downstream"}
+	if o.given != nil {
+		kubeOnly = nil // drill: its --target is its own
+	}
+	if err := o.needCluster(cmd, kubeOnly...); err != nil {
 		return nil, err
 	}
 	if o.cluster {
@@ -86,7 +92,9 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	}
 
 	var scenarios []experiment.Scenario
-	if changed("manifests") {
+	if o.given != nil {
+		scenarios = o.given // drill's, from its documents
+	} else if changed("manifests") {
 		if changed("scenarios") {
 			return nil, usageError("--manifests and --scenarios exclude each other: --manifests runs one directory of your own")
 		}
@@ -138,7 +146,7 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 
 	exp := experiment.Config{
 		Scenarios: scenarios, Load: lc, Duration: o.duration, RestartAt: o.restartAt,
-		Deployment: experiment.DefaultDeployment, SettleTail: o.settleTail, RolloutTimeout: o.rolloutTimeout,
+		Deployment: cmp.Or(o.deployment, experiment.DefaultDeployment), SettleTail: o.settleTail, RolloutTimeout: o.rolloutTimeout,
 		Rollouts: rollouts, RolloutGap: gap,
 	}
 	exp.Factory = func(experiment.Scenario) (cluster.Cluster, error) { return nil, errors.New("no cluster factory") }

@@ -64,10 +64,14 @@ func runDemo(plan *demoPlan, streams Streams) error {
 			}
 			return c, nil
 		}
-		return localkube.New(localkube.Options{
+		opts := localkube.Options{
 			Manifests: sc.FS, Executable: plan.executable, EndpointLag: plan.endpointLag,
 			LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
-		})
+		}
+		if plan.drill != nil {
+			return plan.drill.cluster(opts)
+		}
+		return localkube.New(opts)
 	}
 	exp.Progress = plan.progress
 	var rolloutsMu sync.Mutex
@@ -150,6 +154,9 @@ func runDemo(plan *demoPlan, streams Streams) error {
 			rolloutsMu.Lock()
 			writeRollouts(streams.Out, res.scenarios, rollouts)
 			rolloutsMu.Unlock()
+		}
+		if plan.drill != nil {
+			plan.drill.writeFindings(streams.Out)
 		}
 	}
 	files, werr := report.WriteAll(plan.out, rep)

@@ -83,6 +83,7 @@ client retries), drives load through them, restarts the upstream mid-load and co
 		newRestartCommand(streams),
 		newReportCommand(streams),
 		newCheckCommand(streams),
+		newDrillCommand(streams),
 	)
 	usageArgs(root)
 	return root

@@ -322,7 +322,7 @@ func (d *drill) drive(ctx context.Context, c cluster.Cluster) {
 		d.samples = append(d.samples, s)
 		d.samplesMu.Unlock()
 	}
-	if err := awaitServing(ctx, lc.URL, cfg.ServingTimeout); err != nil {
+	if err := awaitServing(ctx, lc.URL, lc.Header.Get("Host"), cfg.ServingTimeout); err != nil {
 		if ctx.Err() != nil {
 			d.fail("interrupted while waiting for the target to answer")
 		} else {
@@ -529,8 +529,9 @@ const (
 	servingWidth  = 6
 )
 
-// awaitServing returns once url answers, or an error saying what it answered last.
-func awaitServing(ctx context.Context, url string, timeout time.Duration) error {
+// awaitServing returns once url answers, or an error saying what it answered last. host, when
+// set, is the Host header the load sends (a Service by its DNS name).
+func awaitServing(ctx context.Context, url, host string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
@@ -540,6 +541,9 @@ func awaitServing(ctx context.Context, url string, timeout time.Duration) error 
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
+		}
+		if host != "" {
+			req.Host = host
 		}
 		resp, err := client.Do(req)
 		if err != nil {
