@@ -82,13 +82,7 @@ report of what ran; a second Ctrl-C exits at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			plan, err := o.plan(cmd, time.Now())
-			if err != nil {
-				return err
-			}
-			if !o.quiet {
-				plan.progress = newDrillProgress(streams.ErrOut, isTerminal(streams.ErrOut)).update
-			}
-			return runDemo(plan, streams)
+			return runPlanned(plan, err, o.quiet, streams)
 		},
 	}
 	f := cmd.Flags()

@@ -19,6 +19,17 @@ import (
 	"github.com/gracelab/gracelab/internal/report"
 )
 
+// runPlanned runs a planned demo or drill, with the terminal progress unless quiet.
+func runPlanned(plan *demoPlan, planErr error, quiet bool, streams Streams) error {
+	if planErr != nil {
+		return planErr
+	}
+	if !quiet {
+		plan.progress = newDrillProgress(streams.ErrOut, isTerminal(streams.ErrOut)).update
+	}
+	return runDemo(plan, streams)
+}
+
 // runDemo runs the drill on the embedded cluster and writes the report. The first signal
 // interrupts the drill (the report of what ran is still written); a second returns at once.
 func runDemo(plan *demoPlan, streams Streams) error {

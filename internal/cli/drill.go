@@ -87,15 +87,9 @@ threshold was breached.`,
       --target http://127.0.0.1:8000/ --deployment api --max-errors 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			plan, err := o.plan(cmd, streams.In, time.Now())
-			if err != nil {
-				return err
-			}
 			// The skipped objects are listed once: as a warning of the scenario (table, report).
-			if !o.quiet {
-				plan.progress = newDrillProgress(streams.ErrOut, isTerminal(streams.ErrOut)).update
-			}
-			return runDemo(plan, streams)
+			plan, err := o.plan(cmd, streams.In, time.Now())
+			return runPlanned(plan, err, o.quiet, streams)
 		},
 	}
 	f := cmd.Flags()

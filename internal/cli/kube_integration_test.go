@@ -184,9 +184,10 @@ func TestIntegrationDemoClusterForbidden(t *testing.T) {
 	if code != ExitFailed || !strings.Contains(stderr, "the run failed for v1") {
 		t.Fatalf("exit %d, stderr %q; want exit 1, the run failed for v1", code, stderr)
 	}
+	// A failed scenario's reason comes first, on stderr (no table when nothing was measured).
 	for _, want := range []string{"v1 failed: the cluster did not come up", "permission denied", `User "dev" cannot create resource "namespaces"`} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("output lacks %q:\n%s", want, stdout)
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s\nstdout:\n%s", want, stderr, stdout)
 		}
 	}
 	if !strings.Contains(stderr, "Running on Kubernetes, context lab") {
