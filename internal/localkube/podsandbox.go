@@ -163,9 +163,10 @@ func (c *Cluster) startInSandbox(p *pod, inst *container, env []string) error {
 	if inst.logFile != nil {
 		sink = io.MultiWriter(inst.logFile, &p.tail)
 	}
-	inst.stdioDone = make(chan struct{})
+	copied := make(chan struct{})
+	inst.stdioDone = copied
 	go func() {
-		defer close(inst.stdioDone)
+		defer close(copied)
 		defer r.Close()
 		io.Copy(sink, r)
 	}()
