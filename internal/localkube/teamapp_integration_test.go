@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/gracelab/gracelab/internal/cluster"
+	"github.com/gracelab/gracelab/internal/manifest"
 )
 
 // teamManifests are a team's two Deployments, shop calling stock by its Service DNS name,
-// both running testdata/teamapp (not one of gracelab's services). graceful adds what a team
+// both running testdata/teamapp (not one of gracelab's services), which takes its settings
+// from a ConfigMap through envFrom and its address and name from the downward API. graceful adds what a team
 // adds to stop losing requests: a readiness probe, a preStop delay longer than the endpoint
 // lag, and a program that drains on SIGTERM.
 func teamManifests(graceful bool) map[string]string {
@@ -40,11 +42,10 @@ spec:
       - name: app
         image: %[2]s
         ports: [{containerPort: 8080}]
+        envFrom: [{configMapRef: {name: team-settings}}]
         env:
         - {name: LISTEN_HOST, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
-        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-        - {name: BACKEND_URL, value: "http://stock/"}
-        - {name: SHUTDOWN, value: %[3]s}%[4]s
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}%[4]s
 ---
 apiVersion: v1
 kind: Service
@@ -54,14 +55,28 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `, name, image, shutdown, extra)
 	}
-	return map[string]string{"shop.yaml": deployment("shop", "ghcr.io/acme/shop:1.4"), "stock.yaml": deployment("stock", "ghcr.io/acme/stock:2.0")}
+	settings := fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: team-settings}
+data: {BACKEND_URL: "http://stock/", SHUTDOWN: %s}
+`, shutdown)
+	return map[string]string{"shop.yaml": deployment("shop", "ghcr.io/acme/shop:1.4"),
+		"stock.yaml": deployment("stock", "ghcr.io/acme/stock:2.0"), "settings.yaml": settings}
 }
 
 // drillTeamApp restarts stock under load sent to shop and returns every answer's status.
 func drillTeamApp(t *testing.T, graceful bool) []int {
 	t.Helper()
 	bin := binary(t, "./testdata/teamapp")
-	c := startCluster(t, Options{Manifests: manifests(teamManifests(graceful)), Executable: bin,
+	files, err := manifest.FilesOf(manifests(teamManifests(graceful)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := manifest.Decode(files, manifest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, Options{Documents: docs, Executable: bin,
 		Images: map[string][]string{"ghcr.io/acme/shop": {"-role=front"}, "ghcr.io/acme/stock": {"-role=back"}}})
 	addr, ok := c.ServiceAddr("shop", 80)
 	if !ok {
