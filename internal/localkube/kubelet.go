@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 )
@@ -30,6 +31,7 @@ import (
 // runPod is the pod's kubelet worker. It returns once the pod is deleted.
 func (c *Cluster) runPod(p *pod) {
 	defer c.podWG.Done()
+	c.awaitScheduled(p)
 	// The sandbox and container creation a real kubelet spends before the process runs.
 	if d := c.opts.PodStartDelay; d > 0 && p.ip != "" {
 		t := time.NewTimer(d)
@@ -59,6 +61,7 @@ func (c *Cluster) runPod(p *pod) {
 		}
 	}
 	var backoff time.Duration
+	crashes, restarting := newRestartBackoff(clock.RealClock{}), false
 	next := 0 // the next init container to run to completion; len(p.inits): the main one
 	for p.ip != "" {
 		if backoff > 0 {
@@ -72,6 +75,10 @@ func (c *Cluster) runPod(p *pod) {
 		}
 		if c.stopping(p) {
 			break
+		}
+		if restarting {
+			crashes.restarting()
+			restarting = false
 		}
 		var inst *container
 		var err error
@@ -109,10 +116,8 @@ func (c *Cluster) runPod(p *pod) {
 		c.mu.Lock()
 		p.restarts++
 		c.mu.Unlock()
-		// As the kubelet: the first restart is immediate, then 10s doubling to 5 min.
-		if p.restarts > 1 {
-			backoff = nextBackoff(backoff)
-		}
+		backoff = crashes.exited(time.Now())
+		restarting = true
 	}
 	if p.ip == "" {
 		select {
@@ -203,6 +208,9 @@ func (c *Cluster) startContainer(p *pod, init string, argv, env []string) (*cont
 		detail += ", restart " + strconv.Itoa(p.restarts)
 	}
 	c.record(cluster.PodStarted, nil, p, detail)
+	if p.restarts > 0 && init == "" {
+		c.record(cluster.ContainerRestarted, nil, p, "restartCount "+strconv.Itoa(p.restarts))
+	}
 	c.notifyLocked()
 	c.mu.Unlock()
 	go c.waitContainer(p, inst)
