@@ -39,6 +39,7 @@ type demoPlan struct {
 	executable  string     // pods' binary; "" = this one
 	kube        *kubePlan  // nil: the embedded cluster
 	drill       *drillPlan // nil: the demo's manifests and images
+	disrupt     *disruptionPlan
 }
 
 // kubePlan is the real cluster a demo runs on: one client for every scenario, and the options
@@ -183,8 +184,12 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	if kp != nil {
 		settings.EndpointLag, settings.Target = 0, o.target
 	}
+	dp, err := o.disruption.plan(cmd, o.cluster, &o.restartAt, &exp, &settings)
+	if err != nil {
+		return nil, err
+	}
 	return &demoPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: o.port, kube: kp,
-		thresholds: th, junit: o.junit}, nil
+		thresholds: th, junit: o.junit, disrupt: dp}, nil
 }
 
 // kubePlan builds the client (nothing is contacted yet) and checks every scenario's manifests,

@@ -77,13 +77,14 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		}
 		opts := localkube.Options{
 			Manifests: sc.FS, Executable: plan.executable, EndpointLag: plan.endpointLag,
-			LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
+			LoadBalancerPort: plan.port, Logger: logger, LogDir: dir, Nodes: plan.disrupt.nodeCount(),
 		}
 		if plan.drill != nil {
 			return plan.drill.cluster(opts)
 		}
 		return localkube.New(opts)
 	}
+	exp.Factory = plan.disrupt.wrap(exp.Factory, streams.ErrOut)
 	exp.Progress = plan.progress
 	var rolloutsMu sync.Mutex
 	rollouts := map[string][]experiment.Rollout{}
@@ -117,6 +118,7 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		fmt.Fprintln(streams.ErrOut, "interrupted: stopping the load and tearing the cluster down; the report of what ran will still be written (Ctrl-C again to exit at once)")
 		var hard error
 		if res, hard = await(in, done); hard != nil {
+			plan.disrupt.restoreAll(streams.ErrOut) // nothing stays cordoned or scaled
 			if plan.kube != nil {
 				return &ExitError{Code: ExitFailed, Err: fmt.Errorf("%w; %s", hard, leftBehind(plan.kube.opts))}
 			}
@@ -144,6 +146,7 @@ func runDemo(plan *demoPlan, streams Streams) error {
 	// Judged before writing so report.json holds the breaches; printed after it is written.
 	ev, everr := evaluate(plan.thresholds, plan.junit, res.scenarios, rollouts)
 	rolloutsMu.Unlock()
+	plan.disrupt.label(res.scenarios)
 	rep := &report.Report{
 		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
 		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios, Breaches: breachesOf(ev),
@@ -158,7 +161,7 @@ func runDemo(plan *demoPlan, streams Streams) error {
 	}
 	if measured {
 		fmt.Fprintln(streams.Out)
-		if err := report.WriteTable(streams.Out, rep); err != nil {
+		if err := plan.disrupt.writeTable(streams.Out, rep); err != nil {
 			return err
 		}
 		if exp.Rollouts > 1 {

@@ -148,7 +148,7 @@ func Disrupt(ctx context.Context, c Disrupter, deployment string, d Disruption, 
 	case DisruptDrain:
 		return drain(ctx, c, deployment, d, say)
 	case DisruptScale:
-		return scale(ctx, c, deployment, d)
+		return scale(ctx, c, deployment, d, say)
 	}
 	return nil, fmt.Errorf("disruption %q is not applied through Disrupt", d.Kind)
 }
@@ -230,6 +230,13 @@ func drain(ctx context.Context, c Disrupter, deployment string, d Disruption, sa
 			return err
 		}
 	}
+	var names []string
+	for _, p := range pods {
+		if p.Node == node {
+			names = append(names, p.Name)
+		}
+	}
+	say(fmt.Sprintf("draining node %s: evicting %s's pods on it (%s); other workloads' pods stay", node, deployment, strings.Join(names, ", ")))
 	var wg sync.WaitGroup
 	errs := make([]error, len(pods))
 	for i, p := range pods {
@@ -250,7 +257,7 @@ func drain(ctx context.Context, c Disrupter, deployment string, d Disruption, sa
 }
 
 // scale sets the replicas to d.To (or one less) and returns the Restore that scales back.
-func scale(ctx context.Context, c Disrupter, deployment string, d Disruption) (Restore, error) {
+func scale(ctx context.Context, c Disrupter, deployment string, d Disruption, say func(string)) (Restore, error) {
 	to := d.To
 	if to < 0 {
 		pods, err := c.DeploymentPods(ctx, deployment)
@@ -263,6 +270,7 @@ func scale(ctx context.Context, c Disrupter, deployment string, d Disruption) (R
 	if err != nil {
 		return nil, err
 	}
+	say(fmt.Sprintf("scaled %s from %d to %d replicas; back to %d once it settles", deployment, prev, to, prev))
 	var once sync.Once
 	return func(ctx context.Context) error {
 		var err error
