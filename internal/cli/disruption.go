@@ -60,7 +60,7 @@ type disruptionPlan struct {
 
 // plan validates the flags and, for --disruption all, multiplies the scenarios by the
 // disruptions. It sets *restartAt from --disrupt-at and records the disruption in settings.
-func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *time.Duration, exp *experiment.Config, settings *report.Settings) (*disruptionPlan, error) {
+func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *time.Duration, exp *experiment.Config, settings *report.Settings, local *localPlan) (*disruptionPlan, error) {
 	changed := cmd.Flags().Changed
 	if changed("disrupt-at") {
 		if changed("restart-at") {
@@ -134,6 +134,9 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 			cell := sc
 			cell.Name, cell.Title = sc.Name+"-"+string(k), sc.Title+", "+string(k)
 			p.kinds[cell.Name] = k
+			if local != nil && local.docs[sc.Name] != nil {
+				local.docs[cell.Name] = local.docs[sc.Name]
+			}
 			cells = append(cells, cell)
 		}
 	}

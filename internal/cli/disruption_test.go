@@ -33,7 +33,7 @@ func TestDisruptionBadFlags(t *testing.T) {
 }
 
 func TestDisruptionPlan(t *testing.T) {
-	o := &demoOptions{}
+	o := &drillOptions{}
 	cmd := newDemoCommandFor(o, Streams{})
 	if err := cmd.ParseFlags([]string{"--disruption", "all", "--scenarios", "v1,v3", "--disrupt-at", "3s", "--out", t.TempDir()}); err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestDisruptionPlan(t *testing.T) {
 }
 
 func TestMatrixTable(t *testing.T) {
-	o := &demoOptions{}
+	o := &drillOptions{}
 	cmd := newDemoCommandFor(o, Streams{})
 	_ = cmd.ParseFlags([]string{"--disruption", "all", "--scenarios", "v1,v2", "--out", t.TempDir()})
 	plan, err := o.plan(cmd, time.Now())

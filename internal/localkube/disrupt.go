@@ -61,7 +61,7 @@ func (c *Cluster) KillContainer(ctx context.Context, name string) error {
 		return err
 	}
 	inst := p.inst
-	if !p.running || inst == nil || inst.init != "" {
+	if !p.running || inst == nil || inst.ct.role == roleInit {
 		c.mu.Unlock()
 		return fmt.Errorf("pod %s has no running container to kill", name)
 	}
