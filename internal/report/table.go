@@ -145,17 +145,15 @@ func rolloutRows(r *Report) []row {
 		row{label: "losses min/median/max", cells: stat(func(st *Statistics, _ *Result) string {
 			return fmtNum(st.Losses.Min) + " / " + fmtNum(st.Losses.Median) + " / " + fmtNum(st.Losses.Max)
 		})})
-	for _, s := range r.Scenarios {
-		if s.Statistics != nil && s.Statistics.RequestErrorUpper > 0 {
-			rows = append(rows, row{label: "error rate bound", cells: stat(func(st *Statistics, _ *Result) string {
-				if st.RequestErrorUpper <= 0 {
-					return "-"
-				}
-				return "≤ " + fmtPercentPrecise(st.RequestErrorUpper)
-			})})
-			break
+	rows = append(rows, row{label: "error rate, if independent", cells: stat(func(st *Statistics, _ *Result) string {
+		switch {
+		case st.RequestErrorUpper > 0:
+			return "≤ " + fmtPercentPrecise(st.RequestErrorUpper)
+		case st.RequestErrorInterval != nil:
+			return fmtPercentPrecise(st.RequestErrorInterval.Low) + "–" + fmtPercentPrecise(st.RequestErrorInterval.High)
 		}
-	}
+		return "-"
+	})})
 	return rows
 }
 
@@ -192,20 +190,6 @@ func breachLine(b Breach) string {
 		unit = " " + b.Unit
 	}
 	return fmt.Sprintf("%s: %s measured %s%s, limit %s%s", where, b.Threshold, fmtNum(b.Measured), unit, fmtNum(b.Limit), unit)
-}
-
-// comparisonLine says whether two scenarios differ, in words a reader can act on.
-func comparisonLine(c Comparison) string {
-	verdict := "significant"
-	if !c.Significant {
-		verdict = fmt.Sprintf("not significant with %d and %d rollouts", c.RolloutsA, c.RolloutsB)
-	}
-	test := map[string]string{"fisher_exact": "Fisher's exact test on lossy rollouts", "mann_whitney": "Mann-Whitney test on losses per rollout"}[c.Test]
-	if test == "" {
-		test = c.Test
-	}
-	return fmt.Sprintf("%s vs %s: %s (%s, p = %s, alpha %s)", c.Scenarios[0], c.Scenarios[1], verdict, test,
-		strconv.FormatFloat(c.PValue, 'g', 2, 64), fmtNum(c.Alpha))
 }
 
 // WriteTable writes, for a terminal, first the failed scenarios' errors, then the comparison
@@ -246,8 +230,8 @@ func WriteTable(w io.Writer, r *Report) error {
 			}
 		}
 	}
-	for _, c := range r.Comparisons {
-		if _, err := fmt.Fprintln(w, comparisonLine(c)); err != nil {
+	for _, line := range comparisonLines(r.Comparisons) {
+		if _, err := fmt.Fprintln(w, line); err != nil {
 			return err
 		}
 	}
