@@ -97,3 +97,18 @@ func TestSummarizeSignificant(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+func TestBreachLineNumbers(t *testing.T) {
+	for _, c := range []struct {
+		b    Breach
+		want string
+	}{
+		{Breach{Threshold: "baseline lossy rollouts", Scenario: "v2", Measured: 50, Limit: 30.849710337, Unit: "%"}, "v2: baseline lossy rollouts measured 50 %, limit 30.8 %"},
+		{Breach{Threshold: "max-latency max", Scenario: "v1", Rollout: 2, Measured: 5010.7, Limit: 1000, Unit: "ms"}, "v1 rollout 2: max-latency max measured 5011 ms, limit 1000 ms"},
+		{Breach{Threshold: "max-error-rate", Scenario: "v1", Measured: 0.034512, Limit: 0.01, Unit: "%"}, "v1: max-error-rate measured 0.0345 %, limit 0.01 %"},
+	} {
+		if got := breachLine(c.b); got != c.want {
+			t.Errorf("got  %q\nwant %q", got, c.want)
+		}
+	}
+}
