@@ -93,6 +93,14 @@ func TestJudgeOneLinePerBreachAndJUnit(t *testing.T) {
 		t.Errorf("whole run: %v\n%s", err, stderr.String())
 	}
 
+	// Per rollout, every quantile is the window's own: v1's first rollout has a 5s p99.
+	stderr.Reset()
+	rollouts["v1"][0].Latency.P99 = 5 * time.Second
+	err = judgeNow(gate.Thresholds{MaxLatency: []gate.LatencyLimit{p99}, PerRollout: true}, "", scenarios, rollouts, Streams{ErrOut: &stderr})
+	if want := "gracelab: threshold breached: v1 rollout 1: p99 latency 5s, limit --max-latency p99=300ms\n"; !errors.As(err, &exitErr) || stderr.String() != want {
+		t.Errorf("per-rollout p99: %v\n%q, want %q", err, stderr.String(), want)
+	}
+
 	// Within the limits: no line, no error.
 	stderr.Reset()
 	many := int64(100)
