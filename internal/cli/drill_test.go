@@ -112,11 +112,14 @@ func TestDrillPlan(t *testing.T) {
 				"--method", "post", "-H", "X-Team: shop", "--body", "{}", "--expect-status", "200,201"}); err != nil {
 				t.Fatal(err)
 			}
-			plan, err := o.plan(cmd, nil, time.Now())
+			plan, err := o.plan(cmd, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := plan.drill
+			d := plan.local
+			if d.sandbox != "auto" {
+				t.Errorf("sandbox %q, want the drill's default auto", d.sandbox)
+			}
 			if d.target.service != "api" || d.target.port != 8080 || d.target.lb {
 				t.Errorf("target %+v, want Service api port 8080", d.target)
 			}
@@ -153,17 +156,17 @@ func TestDrillPlanLoadBalancer(t *testing.T) {
 	if err := cmd.ParseFlags([]string{"-f", team, "--run", "ghcr.io/acme/api=/bin/true", "--target", "http://127.0.0.1:18080/x"}); err != nil {
 		t.Fatal(err)
 	}
-	plan, err := o.plan(cmd, nil, time.Now())
+	plan, err := o.plan(cmd, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg := plan.drill.target; !tg.lb || tg.service != "api" || plan.port != 18080 || plan.exp.Deployment != "api" {
+	if tg := plan.local.target; !tg.lb || tg.service != "api" || plan.port != 18080 || plan.exp.Deployment != "api" {
 		t.Errorf("target %+v, port %d, deployment %s: want the LoadBalancer api on 18080", tg, plan.port, plan.exp.Deployment)
 	}
 	if h := plan.exp.Load.Header.Get("Host"); h != "" {
 		t.Errorf("Host %q: a local target is sent as given", h)
 	}
-	if got := (&drillCluster{plan: plan.drill}).Target(); got != "http://127.0.0.1:18080/x" {
+	if got := (&drillCluster{plan: plan.local}).Target(); got != "http://127.0.0.1:18080/x" {
 		t.Errorf("Target() = %q, want the URL given", got)
 	}
 }
