@@ -7,10 +7,10 @@
 // report's schema. Wiring, in a command:
 //
 //	var gf gate.Flags
-//	gf.Register(cmd.Flags())                  // at command construction
-//	th, err := gf.Thresholds()                // in RunE, before anything starts: err is bad input (exit 2)
+//	gf.Register(cmd.Flags(), loadBaseline)    // at command construction; a bad value is a flag error (exit 2)
+//	th := gf.Thresholds()                     // in RunE, before anything starts
 //	... run, write the report ...
-//	ev, err := gate.Evaluate(th, measurements) // one Measurement per rollout and one per whole run
+//	ev, err := gate.Evaluate(th, measurements) // one Measurement per rollout and one per whole run; the baseline's checks too
 //	for _, b := range ev.Breaches() { fmt.Fprintln(stderr, b) }
 //	ev.WriteJUnit(file, runFailures)          // with --junit
 //	return gate.ExitCode(runFailed, len(ev.Breaches()) > 0)
