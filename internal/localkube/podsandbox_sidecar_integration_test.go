@@ -114,8 +114,8 @@ func upPrograms(t *testing.T, mode SandboxMode, bin, yaml string) *Cluster {
 			dumpEvents(t, c.Events())
 		}
 	})
-	if c.SandboxMode() != mode {
-		t.Fatalf("sandbox mode %q, want %q", c.SandboxMode(), mode)
+	if used, fallback := c.SandboxUsed(); used != string(mode) || fallback != "" {
+		t.Fatalf("sandbox mode %q (fallback %q), want %q", used, fallback, mode)
 	}
 	return c
 }
