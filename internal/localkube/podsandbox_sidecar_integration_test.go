@@ -233,7 +233,8 @@ func TestIntegrationSidecarSharesThePodAddressWithoutSandbox(t *testing.T) {
 // The kubelet's order, with the test pod program: an init container runs to completion first;
 // a sidecar starts next and the container only once the sidecar's startup probe has passed; on
 // deletion the container stops first, then the sidecars in reverse order, each after the
-// previous one has exited, every one with its own preStop and SIGTERM.
+// previous one has exited, every one with its own preStop and SIGTERM. The pod is ready when
+// all of them are.
 func TestIntegrationSidecarStartAndStopOrder(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -261,7 +262,8 @@ spec:
         image: test/app:v1
         restartPolicy: Always
         ports: [{containerPort: 9092}]
-        env: [{name: POD_TERM, value: graceful}]
+        env: [{name: POD_TERM, value: graceful}, {name: POD_READY_AFTER, value: 2s}]
+        readinessProbe: {httpGet: {path: /health, port: 9092}, periodSeconds: 1}
       containers:
       - name: app
         image: test/app:v1
@@ -299,6 +301,12 @@ spec:
 	// first answers its startup probe only 1.5s after it starts: second waits for that.
 	if gap := evs[second].Time.Sub(evs[first].Time); gap < 1500*time.Millisecond {
 		t.Errorf("second started %s after first, before first's startup probe could pass", gap)
+	}
+	// The pod is ready once every container and sidecar is: second, ready 2s after its start,
+	// is the last.
+	ready := at(podKind(pod, cluster.PodReady), "pod ready")
+	if gap := evs[ready].Time.Sub(evs[second].Time); gap < 2*time.Second || !strings.HasPrefix(evs[ready].Detail, "sidecar second: readiness probe") {
+		t.Errorf("pod ready %s after second started (%q); want >= 2s, made ready by second", gap, evs[ready].Detail)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
