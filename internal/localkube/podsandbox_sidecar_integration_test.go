@@ -74,10 +74,12 @@ spec:
 }
 
 // upPrograms starts a cluster of the manifests with the images mapped to bin (as --run does),
-// in the given sandbox mode. At cleanup nothing of it may be left: no process of bin, no shim.
+// in the given sandbox mode. At cleanup nothing of it may be left: no pod process, no shim
+// (whose death takes its pod's processes with it).
 func upPrograms(t *testing.T, mode SandboxMode, bin, yaml string) *Cluster {
 	t.Helper()
 	integration(t)
+	t.Parallel()
 	files, err := manifest.FilesOf(manifests(map[string]string{"pod.yaml": yaml}))
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +106,9 @@ func upPrograms(t *testing.T, mode SandboxMode, bin, yaml string) *Cluster {
 	}
 	t.Cleanup(func() {
 		c.Down(context.Background())
-		waitNoProcess(t, bin)
+		if mode == SandboxNone {
+			assertGone(t, c.allPIDs()...)
+		}
 		for _, e := range c.Events() {
 			if e.Kind == cluster.PodCreated {
 				waitNoProcess(t, sandbox.ShimArg+"\x00"+e.Pod+"\x00")
