@@ -148,13 +148,6 @@ func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error)
 		return nil, err
 	}
 	th := o.gate.Thresholds()
-	if th.PerRollout {
-		for _, l := range th.MaxLatency {
-			if l.Quantile != gate.Max {
-				return nil, usageError("--per-rollout judges only --max-latency max=D (a rollout's window has no %s): drop --per-rollout, or use max", l.Quantile)
-			}
-		}
-	}
 
 	out := o.out
 	if out == "" {
@@ -195,7 +188,7 @@ func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error)
 	if rollouts > 1 {
 		settings.Rollouts, settings.RolloutGap = rollouts, report.Duration(gap)
 	}
-	for _, name := range []string{"max-errors", "max-error-rate", "max-disruption", "max-latency"} {
+	for _, name := range []string{"max-errors", "max-error-rate", "max-disruption", "max-latency", "baseline"} {
 		if fl := cmd.Flags().Lookup(name); fl.Changed {
 			settings.Thresholds = append(settings.Thresholds, name+"="+fl.Value.String())
 		}

@@ -148,6 +148,9 @@ func runDrill(plan *runPlan, streams Streams) error {
 		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
 		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios, Breaches: breachesOf(ev),
 	}
+	if err := rep.Summarize(); err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
+	}
 	// The failure first: a table of a scenario that measured nothing says nothing.
 	measured := false
 	for _, s := range rep.Scenarios {
