@@ -244,10 +244,10 @@ func (o Outcome) WriteMarkdown(w io.Writer, link func(scenario string) string) e
 		fmt.Fprintf(&b, "\nNot run (interrupted): %s.\n", strings.Join(o.NotRun, ", "))
 	}
 	for _, p := range o.protections() {
-		fmt.Fprintf(&b, "\n### %s\n\n", p)
+		fmt.Fprintf(&b, "\n### %s\n", p)
 		for _, r := range o.Rows {
 			if r.Protection == p && !r.isBase() {
-				b.WriteString(o.paragraph(r) + "\n\n")
+				b.WriteString("\n" + o.paragraph(r) + "\n")
 			}
 		}
 	}
@@ -301,11 +301,11 @@ func (o Outcome) paragraph(r Row) string {
 	b, _ := o.base(r.Base)
 	var s string
 	if r.Adds {
-		s = fmt.Sprintf("Added alone to %s (%s), %s lost %s requests per rollout (mean %.1f, worst latency %s) against %s (mean %.1f, worst latency %s) without it.",
-			r.Base, r.Scenario, r.Scenario, lossesCell(r.Losses), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell())
+		s = fmt.Sprintf("Added alone to %s, %s lost %s requests per rollout (mean %.1f, worst latency %s), against %s (mean %.1f, worst latency %s) without it.",
+			r.Base, r.Scenario, lossesCell(r.Losses), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell())
 	} else {
-		s = fmt.Sprintf("Without it (%s) %s lost %s requests per rollout (mean %.1f, worst latency %s), against %s (mean %.1f, worst latency %s) in %s with it.",
-			r.Scenario, r.Scenario, lossesCell(r.Losses), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell(), r.Base)
+		s = fmt.Sprintf("Without it, %s lost %s requests per rollout (mean %.1f, worst latency %s), against %s (mean %.1f, worst latency %s) in %s with it.",
+			r.Scenario, lossesCell(r.Losses), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell(), r.Base)
 	}
 	s += fmt.Sprintf(" Verdict: **%s** (%s).", r.Verdict, r.Reason)
 	if r.CostSeconds != nil {

@@ -198,7 +198,13 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 		if err := writeScaled(streams.Out, ap.scaled); err != nil {
 			return nil, err
 		}
-		return nil, ablate.WriteList(streams.Out, all, ap.skipped)
+		if err := ablate.WriteList(streams.Out, all, ap.skipped); err != nil {
+			return nil, err
+		}
+		if !foreign {
+			fmt.Fprintf(streams.Out, "\na bare gracelab ablate runs v2 and %s\n", strings.Join(ablate.DefaultNames, ", "))
+		}
+		return nil, nil
 	}
 	if len(ap.variants) == 0 {
 		return nil, usageError("no variant can be derived from these manifests (see gracelab ablate --list)")
@@ -485,7 +491,7 @@ func runAblation(ap *ablatePlan, quiet bool, streams Streams) error {
 		}
 		// Correct the rest of the estimate by how the finished scenarios compared with theirs.
 		left = time.Duration(float64(left) * float64(time.Since(start)) / float64(estimatedDone))
-		line := fmt.Sprintf("[%d/%d] %s: losses per rollout %v", i+1, len(ap.runs), r.name, m.Losses)
+		line := fmt.Sprintf("[%d/%d] %s: losses per rollout %s", i+1, len(ap.runs), r.name, strings.Trim(fmt.Sprint(m.Losses), "[]"))
 		if m.Failure != "" {
 			line += " (" + m.Failure + ")"
 		}
