@@ -26,7 +26,7 @@ import (
 	"github.com/gracelab/gracelab/k8s"
 )
 
-// ablateOptions are gracelab ablate's flags: drill's (and through it the demo's run flags),
+// ablateOptions are gracelab ablate's flags: drill's (with the run flags every preset shares),
 // the demo's real-cluster flags, and the ablation's own.
 type ablateOptions struct {
 	drill    drillOptions
@@ -51,7 +51,7 @@ type ablatePlan struct {
 
 type ablateRun struct {
 	name string
-	plan *demoPlan
+	plan *runPlan
 }
 
 // Time an embedded scenario spends outside its load (cluster up, serving, report, tear down),
@@ -103,11 +103,11 @@ bad input (nothing started, no report written), 3 when a threshold was breached.
 		},
 	}
 	f := cmd.Flags()
-	// drill's flags, bound to o.drill; its run flags are the demo's.
+	// drill's flags (its run flags are every preset's), bound to o.drill.
 	f.AddFlagSet(newDrillCommandFor(&o.drill, streams).Flags())
-	// The demo's real-cluster flags, bound to the same demo options. --target is drill's:
-	// with --cluster it is the demo's (where this machine reaches the downstream).
-	demo := newDemoCommandFor(&o.drill.demoOptions, streams).Flags()
+	// The demo preset's real-cluster flags, bound to the same options. --target is drill's
+	// field too: with --cluster it is the demo's (where this machine reaches the downstream).
+	demo := newDemoCommandFor(&o.drill, streams).Flags()
 	for _, name := range []string{"cluster", "kubeconfig", "context", "namespace", "keep", "image-upstream", "image-downstream", "port"} {
 		f.AddFlag(demo.Lookup(name))
 	}
@@ -157,16 +157,25 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 	}
 
 	d.rollouts = o.repeat
+	// The demo preset for the built-in versions, the drill for a team's, each with its own
+	// default sandbox.
+	d.builtin = !foreign
+	if !changed("sandbox") {
+		d.sandbox = string(localkube.SandboxAuto)
+		if d.builtin {
+			d.sandbox = string(localkube.SandboxNone)
+		}
+	}
 	ap := &ablatePlan{repeat: o.repeat}
 	var bases map[string][]manifest.Document
-	var base *demoPlan
+	var base *runPlan
 	var err error
 	if foreign && !o.list {
 		// drill's planning reads and checks the manifests, programs and target.
-		if base, err = d.plan(cmd, streams.In, now); err != nil {
+		if base, err = d.plan(cmd, now); err != nil {
 			return nil, err
 		}
-		bases, err = o.foreignVariants(ap, setName(d.files), base.drill.docs)
+		bases, err = o.foreignVariants(ap, setName(d.files), base.local.docs[base.exp.Scenarios[0].Name])
 	} else if foreign {
 		files, cerr := manifest.Collect(d.files, d.recursive, streams.In)
 		if cerr != nil {
@@ -224,22 +233,25 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 		}
 	}
 	if !foreign {
-		d.demoOptions.given = scenarios
-		d.demoOptions.target = d.target // --target is the demo's with --cluster
-		if base, err = d.demoOptions.plan(cmd, now); err != nil {
+		// The demo preset's planning checks the flags; its scenarios are replaced by ours.
+		if base, err = d.plan(cmd, now); err != nil {
 			return nil, err
 		}
+		if base.kube != nil {
+			if base.kube, err = d.kubePlan(scenarios); err != nil {
+				return nil, err
+			}
+		}
 	} else {
-		// The base's plan was made by drill: validate every scenario as drill does.
-		base.exp.Scenarios = scenarios
+		// Every scenario's objects, checked as drill checks its own.
 		for _, sc := range scenarios {
-			dp := *base.drill
-			dp.docs = docsOf[sc.Name]
-			if _, err := dp.cluster(localkube.Options{}); err != nil {
+			base.local.docs[sc.Name] = docsOf[sc.Name]
+			if _, err := base.local.cluster(sc, localkube.Options{}); err != nil {
 				return nil, usageError("variant %s: %v", sc.Name, err)
 			}
 		}
 	}
+	base.exp.Scenarios = scenarios
 	ap.out = base.out
 
 	podStart, overhead := time.Second, embeddedOverhead
@@ -251,11 +263,6 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 		p.exp.Scenarios = []experiment.Scenario{sc}
 		p.settings.Scenarios = []string{sc.Name}
 		p.out = filepath.Join(base.out, "runs", safeDirName(sc.Name))
-		if base.drill != nil {
-			dp := *base.drill
-			dp.docs = docsOf[sc.Name]
-			p.drill = &dp
-		}
 		ap.runs = append(ap.runs, ablateRun{name: sc.Name, plan: &p})
 		e := overhead + loadLength(p.exp, ablate.RolloutGuess(docsOf[sc.Name], p.exp.Deployment, podStart))
 		ap.perRun = append(ap.perRun, e)
@@ -369,7 +376,7 @@ type ablationReport struct {
 	Ablation ablate.Outcome `json:"ablation"`
 }
 
-// runAblation prints the variants and the estimate, runs each scenario through the demo's run
+// runAblation prints the variants and the estimate, runs each scenario through the drill's run
 // path (its report in <out>/runs/<scenario>/), and writes the verdict. The first signal stops
 // the scenario under way and skips the rest; the finished ones are judged.
 func runAblation(ap *ablatePlan, quiet bool, streams Streams) error {
@@ -454,7 +461,7 @@ func runAblation(ap *ablatePlan, quiet bool, streams Streams) error {
 		if err != nil {
 			return &ExitError{Code: ExitFailed, Err: err}
 		}
-		runErr := runDemo(&p, Streams{In: streams.In, Out: summary, ErrOut: streams.ErrOut, Signals: sig})
+		runErr := runDrill(&p, Streams{In: streams.In, Out: summary, ErrOut: streams.ErrOut, Signals: sig})
 		summary.Close()
 		mu.Lock()
 		stop = interrupted
