@@ -185,3 +185,48 @@ func TestIntegrationAblateInterrupt(t *testing.T) {
 		t.Errorf("the terminal's verdict does not say what did not run:\n%s", stdout.String())
 	}
 }
+
+// TestIntegrationAblateTeam: a team's manifests (here the demo's v2, read with -f as any
+// team's) through drill's planning: the variant runs its own objects (no preStop hook: its
+// upstream pods get SIGTERM without one, the base's run the hook first).
+func TestIntegrationAblateTeam(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real cluster processes")
+	}
+	exe := gracelabBinary(t)
+	out := filepath.Join(t.TempDir(), "ablation")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, exe, "ablate", "-f", filepath.Join("..", "..", "k8s", "v2-graceful"),
+		"--target", "http://downstream:8000/", "--deployment", "upstream", "--sandbox", "none",
+		"--variants", "v2-graceful-no-prestop", "--repeat", "2", "--duration", "2s", "--restart-at", "1s", "--settle-tail", "1s",
+		"--quiet", "--out", out)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	assertNoneLeft(t, exe)
+	doc := readAblation(t, out)
+	if len(doc.Scenarios) != 2 || doc.Scenarios[0].Scenario != "v2-graceful" || doc.Scenarios[1].Scenario != "v2-graceful-no-prestop" {
+		t.Fatalf("scenarios %d, want v2-graceful and v2-graceful-no-prestop", len(doc.Scenarios))
+	}
+	prestops := func(s report.Scenario) int {
+		n := 0
+		for _, e := range s.Events {
+			if e.Kind == "prestop_started" && e.Deployment == "upstream" {
+				n++
+			}
+		}
+		return n
+	}
+	if base, variant := prestops(doc.Scenarios[0]), prestops(doc.Scenarios[1]); base == 0 || variant != 0 {
+		t.Errorf("preStop hooks run: base %d, variant %d; want some, then none", base, variant)
+	}
+	if !strings.Contains(stdout.String(), "cannot be derived:\n  v2-graceful: SIGTERM drain: the program's own behaviour") {
+		t.Errorf("the list does not say what cannot be removed from a team's service:\n%s", stdout.String())
+	}
+	if r := doc.Ablation.Rows; len(r) != 2 || r[1].Protection != "preStop hook" || len(r[1].Losses) != 2 {
+		t.Errorf("rows %+v", r)
+	}
+}
