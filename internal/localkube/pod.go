@@ -122,23 +122,7 @@ func (p *pod) serving() []*ctr {
 // targetPort resolves a Service's targetPort as the endpoints controller does: a number, or
 // a port name looked up in the containers, then in the sidecars.
 func (p *pod) targetPort(port intstr.IntOrString) (int32, error) {
-	if port.Type == intstr.Int {
-		return resolvePort(port, corev1.Container{})
-	}
-	return resolvePort(port, corev1.Container{Ports: servedPorts(p.ctrs)})
-}
-
-// servedPorts are the ports of the containers, then of the sidecars.
-func servedPorts(cs []*ctr) []corev1.ContainerPort {
-	var out []corev1.ContainerPort
-	for _, role := range []ctrRole{roleMain, roleSidecar} {
-		for _, ct := range cs {
-			if ct.role == role {
-				out = append(out, ct.spec.Ports...)
-			}
-		}
-	}
-	return out
+	return resolvePort(port, corev1.Container{Ports: templatePorts(&p.rs.template.Spec)})
 }
 
 // container is one run of one of the pod's containers.
