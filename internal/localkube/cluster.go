@@ -29,6 +29,7 @@ import (
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // Options configure an embedded cluster. The zero value of every field but Manifests is usable.
@@ -120,6 +121,7 @@ type Cluster struct {
 	changed  chan struct{} // closed and replaced on every change, for waiters
 	upErr    error         // a pod failed while Up was waiting
 	lbAddr   string
+	redact   *podenv.Redactor // Secret values, hidden in everything shown (redact.go)
 
 	evMu   sync.Mutex
 	events []cluster.Event
@@ -199,6 +201,7 @@ func New(opts Options) (*Cluster, error) {
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		downCh:  make(chan struct{}),
+		redact:  podenv.NewRedactor(set.sources.SecretValues()...),
 	}
 	for _, d := range set.deployments {
 		c.deploys = append(c.deploys, &deployment{spec: d, template: *d.template.DeepCopy()})
@@ -239,6 +242,7 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			_ = c.Down(context.Background())
+			err = c.redact.Error(err)
 		}
 	}()
 	if c.opts.LogDir != "" {
@@ -448,6 +452,7 @@ func (c *Cluster) Events() []cluster.Event {
 
 // record appends an event; callers hold c.mu so events and state changes agree in order.
 func (c *Cluster) record(kind cluster.EventKind, d *deployment, p *pod, detail string) {
+	detail = c.redact.String(detail)
 	ev := cluster.Event{Kind: kind, Detail: detail, Source: cluster.SourceEmbedded}
 	if d != nil {
 		ev.Deployment = d.spec.name
