@@ -308,17 +308,7 @@ func TestNewAcceptsSidecarsAndSeveralContainers(t *testing.T) {
 	if fmt.Sprint(got) != "[8080 9100 9090]" {
 		t.Errorf("pod ports %v, want the containers' then the sidecar's: [8080 9100 9090]", got)
 	}
-	p := &pod{}
-	for _, ic := range d.template.Spec.InitContainers {
-		role := roleInit
-		if ic.RestartPolicy != nil {
-			role = roleSidecar
-		}
-		p.ctrs = append(p.ctrs, newCtr(ic, role))
-	}
-	for _, ct := range d.template.Spec.Containers {
-		p.ctrs = append(p.ctrs, newCtr(ct, roleMain))
-	}
+	p := &pod{rs: &replicaSet{template: d.template}}
 	for name, want := range map[string]int32{"proxy": 9090, "metrics": 9100, "http": 8080} {
 		if port, err := p.targetPort(intstr.FromString(name)); err != nil || port != want {
 			t.Errorf("targetPort %s: %d, %v; want %d", name, port, err, want)

@@ -42,9 +42,12 @@ type pod struct {
 	sbClient *http.Client // the prober, dialling into the sandbox
 
 	// Guarded by Cluster.mu.
-	inst        *container // the first container's current run, for its PID
-	running     bool       // a process of one of its containers runs
-	ready       bool       // every container and sidecar is ready
+	node        string            // the node it is bound to; "" while pending (nodes.go)
+	scheduled   chan struct{}     // closed once bound to a node
+	annotations map[string]string // the pod's own, beside its template's (pod-deletion-cost)
+	inst        *container        // the first container's current run, for its PID
+	running     bool              // a process of one of its containers runs
+	ready       bool              // every container and sidecar is ready
 	readySince  time.Time
 	terminating bool
 	deletedAt   time.Time
@@ -122,23 +125,7 @@ func (p *pod) serving() []*ctr {
 // targetPort resolves a Service's targetPort as the endpoints controller does: a number, or
 // a port name looked up in the containers, then in the sidecars.
 func (p *pod) targetPort(port intstr.IntOrString) (int32, error) {
-	if port.Type == intstr.Int {
-		return resolvePort(port, corev1.Container{})
-	}
-	return resolvePort(port, corev1.Container{Ports: servedPorts(p.ctrs)})
-}
-
-// servedPorts are the ports of the containers, then of the sidecars.
-func servedPorts(cs []*ctr) []corev1.ContainerPort {
-	var out []corev1.ContainerPort
-	for _, role := range []ctrRole{roleMain, roleSidecar} {
-		for _, ct := range cs {
-			if ct.role == role {
-				out = append(out, ct.spec.Ports...)
-			}
-		}
-	}
-	return out
+	return resolvePort(port, corev1.Container{Ports: templatePorts(&p.rs.template.Spec)})
 }
 
 // container is one run of one of the pod's containers.
@@ -193,7 +180,7 @@ const (
 // port, unless the manifest sets PORT; mapped to the host port off Linux).
 func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, podenv.Env, error) {
 	self := podenv.Pod{Name: p.name, Namespace: p.d.spec.namespace, UID: p.uid, Labels: p.labels,
-		Annotations: p.rs.template.Annotations, NodeName: nodeName, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
+		Annotations: p.rs.template.Annotations, NodeName: p.node, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
 		PodIPs: []string{p.ip}, HostIPs: []string{hostIP}}
 	resolved, err := podenv.Resolve(self, &p.rs.template.Spec, ct, c.set.sources, nil)
 	if err != nil {

@@ -47,8 +47,11 @@ func ParseSandboxMode(s string) (SandboxMode, error) {
 // SandboxMode is the mode the cluster runs in, after auto's choice (valid after Up).
 func (c *Cluster) SandboxMode() SandboxMode { return c.sandboxMode }
 
-// SandboxFallback is why auto fell back to SandboxNone, or "" (valid after Up).
-func (c *Cluster) SandboxFallback() string { return c.sandboxFallback }
+// SandboxUsed is the mode the pods ran in and why auto fell back to none, if it did, for the
+// report (experiment.Sandboxer; valid after Up).
+func (c *Cluster) SandboxUsed() (mode, fallback string) {
+	return string(c.sandboxMode), c.sandboxFallback
+}
 
 // SandboxSummary says in one line how the pods run and, with sandboxes, what they cannot
 // reach (valid after Up).

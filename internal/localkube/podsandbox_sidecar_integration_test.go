@@ -74,10 +74,12 @@ spec:
 }
 
 // upPrograms starts a cluster of the manifests with the images mapped to bin (as --run does),
-// in the given sandbox mode. At cleanup nothing of it may be left: no process of bin, no shim.
+// in the given sandbox mode. At cleanup nothing of it may be left: no pod process, no shim
+// (whose death takes its pod's processes with it).
 func upPrograms(t *testing.T, mode SandboxMode, bin, yaml string) *Cluster {
 	t.Helper()
 	integration(t)
+	t.Parallel()
 	files, err := manifest.FilesOf(manifests(map[string]string{"pod.yaml": yaml}))
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +106,9 @@ func upPrograms(t *testing.T, mode SandboxMode, bin, yaml string) *Cluster {
 	}
 	t.Cleanup(func() {
 		c.Down(context.Background())
-		waitNoProcess(t, bin)
+		if mode == SandboxNone {
+			assertGone(t, c.allPIDs()...)
+		}
 		for _, e := range c.Events() {
 			if e.Kind == cluster.PodCreated {
 				waitNoProcess(t, sandbox.ShimArg+"\x00"+e.Pod+"\x00")
@@ -114,8 +118,8 @@ func upPrograms(t *testing.T, mode SandboxMode, bin, yaml string) *Cluster {
 			dumpEvents(t, c.Events())
 		}
 	})
-	if c.SandboxMode() != mode {
-		t.Fatalf("sandbox mode %q, want %q", c.SandboxMode(), mode)
+	if used, fallback := c.SandboxUsed(); used != string(mode) || fallback != "" {
+		t.Fatalf("sandbox mode %q (fallback %q), want %q", used, fallback, mode)
 	}
 	return c
 }
@@ -233,7 +237,8 @@ func TestIntegrationSidecarSharesThePodAddressWithoutSandbox(t *testing.T) {
 // The kubelet's order, with the test pod program: an init container runs to completion first;
 // a sidecar starts next and the container only once the sidecar's startup probe has passed; on
 // deletion the container stops first, then the sidecars in reverse order, each after the
-// previous one has exited, every one with its own preStop and SIGTERM.
+// previous one has exited, every one with its own preStop and SIGTERM. The pod is ready when
+// all of them are.
 func TestIntegrationSidecarStartAndStopOrder(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -261,7 +266,8 @@ spec:
         image: test/app:v1
         restartPolicy: Always
         ports: [{containerPort: 9092}]
-        env: [{name: POD_TERM, value: graceful}]
+        env: [{name: POD_TERM, value: graceful}, {name: POD_READY_AFTER, value: 2s}]
+        readinessProbe: {httpGet: {path: /health, port: 9092}, periodSeconds: 1}
       containers:
       - name: app
         image: test/app:v1
@@ -299,6 +305,12 @@ spec:
 	// first answers its startup probe only 1.5s after it starts: second waits for that.
 	if gap := evs[second].Time.Sub(evs[first].Time); gap < 1500*time.Millisecond {
 		t.Errorf("second started %s after first, before first's startup probe could pass", gap)
+	}
+	// The pod is ready once every container and sidecar is: second, ready 2s after its start,
+	// is the last.
+	ready := at(podKind(pod, cluster.PodReady), "pod ready")
+	if gap := evs[ready].Time.Sub(evs[second].Time); gap < 2*time.Second || !strings.HasPrefix(evs[ready].Detail, "sidecar second: readiness probe") {
+		t.Errorf("pod ready %s after second started (%q); want >= 2s, made ready by second", gap, evs[ready].Detail)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
