@@ -29,6 +29,7 @@ import (
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // Options configure an embedded cluster. The zero value of every field but Manifests is usable.
@@ -123,6 +124,7 @@ type Cluster struct {
 	changed  chan struct{} // closed and replaced on every change, for waiters
 	upErr    error         // a pod failed while Up was waiting
 	lbAddr   string
+	redact   *podenv.Redactor // Secret values, hidden in everything shown (redact.go)
 
 	evMu   sync.Mutex
 	events []cluster.Event
@@ -211,6 +213,7 @@ func New(opts Options) (*Cluster, error) {
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		downCh:  make(chan struct{}),
+		redact:  podenv.NewRedactor(set.sources.SecretValues()...),
 	}
 	for _, d := range set.deployments {
 		c.deploys = append(c.deploys, &deployment{spec: d, template: *d.template.DeepCopy()})
@@ -251,6 +254,7 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			_ = c.Down(context.Background())
+			err = c.redact.Error(err)
 		}
 	}()
 	if c.opts.LogDir != "" {
@@ -465,6 +469,7 @@ func (c *Cluster) Events() []cluster.Event {
 
 // record appends an event; callers hold c.mu so events and state changes agree in order.
 func (c *Cluster) record(kind cluster.EventKind, d *deployment, p *pod, detail string) {
+	detail = c.redact.String(detail)
 	ev := cluster.Event{Kind: kind, Detail: detail, Source: cluster.SourceEmbedded}
 	if d != nil {
 		ev.Deployment = d.spec.name

@@ -259,10 +259,9 @@ func (c *Cluster) startContainer(p *pod, ct *ctr) (*container, error) {
 			return nil, fmt.Errorf("opening the pod log: %w", err)
 		}
 		inst.logFile = f
-		cmd.Stdout = f
-		cmd.Stderr = io.MultiWriter(f, &p.tail)
+		cmd.Stdout, cmd.Stderr = c.redactOutput(f, io.MultiWriter(f, &p.tail), &inst.flush)
 	} else {
-		cmd.Stderr = &p.tail
+		cmd.Stdout, cmd.Stderr = c.redactOutput(nil, &p.tail, &inst.flush)
 	}
 	if p.sb != nil {
 		err := c.startInSandbox(p, inst, ct.env)
@@ -313,6 +312,7 @@ func (c *Cluster) waitContainer(p *pod, inst *container) {
 	if inst.stdioDone != nil {
 		<-inst.stdioDone
 	}
+	inst.flush()
 	if inst.logFile != nil {
 		inst.logFile.Close()
 	}
