@@ -110,7 +110,7 @@ func (o *demoOptions) registerRun(cmd *cobra.Command) {
 	f.DurationVar(&o.restartAt, "restart-at", 5*time.Second, "when the rolling restart of the upstream starts, from the load's start")
 	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
 	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")
-	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
+	f.DurationVar(&o.endpointLag, "endpoint-lag", 0, "how long an endpoint change takes to reach the Service proxies (default: drawn per change from a real kube-proxy's measured delay)")
 	f.StringVar(&o.out, "out", "", "report directory (default reports/<timestamp>/)")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress display")
 }

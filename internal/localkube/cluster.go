@@ -48,8 +48,12 @@ type Options struct {
 	// default DefaultImages. Unused when Programs is set.
 	Images map[string][]string
 	// EndpointLag is how long a ready/not-ready/terminating change takes to reach the Service
-	// proxies (kube-proxy's sync period); default 1s.
+	// proxies (kube-proxy's rules sync). Zero: drawn per change from the delay measured on a
+	// real kube-proxy (measuredEndpointLag, docs/fidelity.md), with Seed.
 	EndpointLag time.Duration
+	// Seed seeds the draws of the measured delays, so that a run's timing can be repeated;
+	// zero picks one at random (Cluster.Seed reports it).
+	Seed uint64
 	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
 	// the proxy stops routing to the pod. Default 800ms: on the lab's kubelet the sandbox
@@ -84,7 +88,6 @@ var DefaultImages = map[string][]string{
 }
 
 const (
-	defaultEndpointLag   = time.Second
 	defaultNetworkLinger = 800 * time.Millisecond
 	defaultPodStartDelay = time.Second
 	defaultReadyTimeout  = 60 * time.Second
@@ -109,6 +112,7 @@ const (
 type Cluster struct {
 	opts Options
 	log  *slog.Logger
+	lags *lagSource
 	set  *manifestSet
 
 	mu       sync.Mutex
@@ -154,8 +158,9 @@ func New(opts Options) (*Cluster, error) {
 	switch {
 	case opts.EndpointLag < 0:
 		return nil, fmt.Errorf("endpoint lag must not be negative (got %s)", opts.EndpointLag)
-	case opts.EndpointLag == 0:
-		opts.EndpointLag = defaultEndpointLag
+	}
+	if opts.Seed == 0 {
+		opts.Seed = randomSeed()
 	}
 	switch {
 	case opts.NetworkLinger < 0:
@@ -192,6 +197,7 @@ func New(opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		opts:    opts,
+		lags:    newLagSource(opts.EndpointLag, opts.Seed),
 		log:     log,
 		set:     set,
 		pods:    map[string]*pod{},

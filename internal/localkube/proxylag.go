@@ -1,0 +1,59 @@
+package localkube
+
+import (
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// How long an endpoint change takes to reach the Service proxies. A real kube-proxy applies
+// a change at its next rules sync, so the delay varies per change; with no fixed
+// Options.EndpointLag it is drawn per change from what a real cluster measured.
+
+// lagQuantiles is a measured distribution as its quantiles: d[i] is the (i/(len-1))-quantile.
+type lagQuantiles []time.Duration
+
+// measuredEndpointLag: on the lab cluster (Kubernetes v1.34.4, kube-proxy iptables,
+// minSyncPeriod 1s), from a terminating upstream pod's deletion to the last new connection
+// kube-proxy sent to it (conntrack), 0th to 100th percentile in steps of 10; docs/fidelity.md.
+var measuredEndpointLag = lagQuantiles{
+	540 * time.Millisecond, 640 * time.Millisecond, 700 * time.Millisecond, 740 * time.Millisecond,
+	800 * time.Millisecond, 950 * time.Millisecond, 1090 * time.Millisecond, 1440 * time.Millisecond,
+	1470 * time.Millisecond, 1680 * time.Millisecond, 1950 * time.Millisecond,
+}
+
+// at is the inverse of the distribution at u in [0,1), linear between the quantiles.
+func (q lagQuantiles) at(u float64) time.Duration {
+	x := u * float64(len(q)-1)
+	i := int(x)
+	if i >= len(q)-1 {
+		return q[len(q)-1]
+	}
+	return q[i] + time.Duration((x-float64(i))*float64(q[i+1]-q[i]))
+}
+
+// lagSource draws endpoint lags: fixed, or from measuredEndpointLag with a seeded generator
+// so that a run can be repeated.
+type lagSource struct {
+	fixed time.Duration
+	mu    sync.Mutex
+	rng   *rand.Rand
+}
+
+func newLagSource(fixed time.Duration, seed uint64) *lagSource {
+	return &lagSource{fixed: fixed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+func (l *lagSource) next() time.Duration {
+	if l.fixed > 0 {
+		return l.fixed
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return measuredEndpointLag.at(l.rng.Float64())
+}
+
+func randomSeed() uint64 { return rand.Uint64() | 1 }
+
+// Seed is the seed of the cluster's drawn delays: Options.Seed, or the one picked at random.
+func (c *Cluster) Seed() uint64 { return c.opts.Seed }
