@@ -19,20 +19,22 @@ import (
 	"github.com/gracelab/gracelab/internal/report"
 )
 
-// runPlanned runs a planned demo or drill, with the terminal progress unless quiet.
-func runPlanned(plan *demoPlan, planErr error, quiet bool, streams Streams) error {
+// runPlanned runs a planned drill (the demo's included), with the terminal progress unless
+// quiet; planErr, when set, is returned as it is.
+func runPlanned(plan *runPlan, planErr error, quiet bool, streams Streams) error {
 	if planErr != nil {
 		return planErr
 	}
 	if !quiet {
 		plan.progress = newDrillProgress(streams.ErrOut, isTerminal(streams.ErrOut)).update
 	}
-	return runDemo(plan, streams)
+	return runDrill(plan, streams)
 }
 
-// runDemo runs the drill on the embedded cluster and writes the report. The first signal
-// interrupts the drill (the report of what ran is still written); a second returns at once.
-func runDemo(plan *demoPlan, streams Streams) error {
+// runDrill runs the drill on the embedded cluster or Kubernetes and writes the report. The
+// first signal interrupts the drill (the report of what ran is still written); a second
+// returns at once.
+func runDrill(plan *runPlan, streams Streams) error {
 	if plan.kube == nil {
 		if err := checkPortFree(plan.port); err != nil {
 			return &ExitError{Code: ExitFailed, Err: err}
@@ -75,14 +77,9 @@ func runDemo(plan *demoPlan, streams Streams) error {
 			}
 			return c, nil
 		}
-		opts := localkube.Options{
-			Manifests: sc.FS, Executable: plan.executable, EndpointLag: plan.endpointLag,
-			LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
-		}
-		if plan.drill != nil {
-			return plan.drill.cluster(opts)
-		}
-		return localkube.New(opts)
+		return plan.local.cluster(sc, localkube.Options{
+			EndpointLag: plan.endpointLag, LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
+		})
 	}
 	exp.Progress = plan.progress
 	var rolloutsMu sync.Mutex
@@ -148,6 +145,9 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
 		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios, Breaches: breachesOf(ev),
 	}
+	if err := rep.Summarize(); err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
+	}
 	// The failure first: a table of a scenario that measured nothing says nothing.
 	measured := false
 	for _, s := range rep.Scenarios {
@@ -166,8 +166,8 @@ func runDemo(plan *demoPlan, streams Streams) error {
 			writeRollouts(streams.Out, res.scenarios, rollouts)
 			rolloutsMu.Unlock()
 		}
-		if plan.drill != nil {
-			plan.drill.writeFindings(streams.Out)
+		if plan.local != nil {
+			plan.local.writeFindings(streams.Out)
 		}
 	}
 	files, werr := report.WriteAll(plan.out, rep)

@@ -133,13 +133,15 @@ type Cluster struct {
 
 	spawn       *spawner
 	sandboxMode SandboxMode // settled by Up
-	sandboxDir  string      // the sandboxes' generated files
-	kick        chan struct{}
-	downCh      chan struct{} // closed when Down starts
-	ctx         context.Context
-	cancel      context.CancelFunc
-	podWG       sync.WaitGroup // one kubelet goroutine per pod
-	bgWG        sync.WaitGroup // controller, endpoint propagation, proxies
+	// sandboxFallback is why auto fell back to SandboxNone.
+	sandboxFallback string
+	sandboxDir      string // the sandboxes' generated files
+	kick            chan struct{}
+	downCh          chan struct{} // closed when Down starts
+	ctx             context.Context
+	cancel          context.CancelFunc
+	podWG           sync.WaitGroup // one kubelet goroutine per pod
+	bgWG            sync.WaitGroup // controller, endpoint propagation, proxies
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)
@@ -321,18 +323,23 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 }
 
 func (c *Cluster) waitListening(ctx context.Context) error {
+	type port struct {
+		p    *pod
+		ct   *ctr
+		addr string
+	}
+	var ports []port
 	c.mu.Lock()
-	var addrs []string
-	var pods []*pod
 	for _, p := range c.pods {
-		for _, cp := range p.container.Ports {
-			addrs = append(addrs, p.addr(cp.ContainerPort))
-			pods = append(pods, p)
+		for _, ct := range p.serving() {
+			for _, cp := range ct.spec.Ports {
+				ports = append(ports, port{p, ct, p.addr(cp.ContainerPort)})
+			}
 		}
 	}
 	c.mu.Unlock()
-	for i, a := range addrs {
-		p := pods[i]
+	for _, w := range ports {
+		p, a := w.p, w.addr
 		for {
 			conn, err := p.dial(ctx, a)
 			if err == nil {
@@ -345,8 +352,8 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 			c.mu.Lock()
 			upErr := c.upErr
 			pid := 0 // a host process: a sandboxed one may bind any address in its pod
-			if p.running && p.inst != nil && p.inst.proc == nil {
-				pid = p.inst.cmd.Process.Pid
+			if inst := w.ct.inst; w.ct.running && inst != nil && inst.proc == nil {
+				pid = inst.cmd.Process.Pid
 			}
 			c.mu.Unlock()
 			if upErr != nil {
@@ -494,7 +501,7 @@ func (c *Cluster) Pods() []PodInfo {
 	out := make([]PodInfo, 0, len(c.pods))
 	for _, p := range c.pods {
 		pid := 0
-		if p.running && p.inst != nil {
+		if p.inst != nil && p.inst.ct.running {
 			pid = p.inst.pid()
 		}
 		out = append(out, PodInfo{Name: p.name, Deployment: p.d.spec.name, Revision: p.rs.hash, IP: p.ip, PID: pid,
@@ -657,8 +664,10 @@ func (c *Cluster) killAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.pods {
-		if p.running && p.inst != nil {
-			_ = p.inst.signal(sigKILL)
+		for _, ct := range p.ctrs {
+			if ct.running && ct.inst != nil {
+				_ = ct.inst.signal(sigKILL)
+			}
 		}
 	}
 }

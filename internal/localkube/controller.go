@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // The Deployment controller, modelled on Kubernetes' pkg/controller/deployment (rolling.go:
@@ -339,9 +338,8 @@ func deleteFirst(a, b *pod) bool {
 
 // createPodLocked creates a pod of rs and starts its kubelet.
 func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
-	ct := rs.template.Spec.Containers[0]
 	var ports []int32
-	for _, p := range ct.Ports {
+	for _, p := range templatePorts(&rs.template.Spec) {
 		ports = append(ports, p.ContainerPort)
 	}
 	inUse := map[string]bool{}
@@ -350,17 +348,16 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 	}
 	name := d.spec.name + "-" + rs.hash + "-" + rand.String(5)
 	p := &pod{
-		name:      name,
-		uid:       string(uuid.NewUUID()),
-		d:         d,
-		rs:        rs,
-		labels:    rs.template.Labels,
-		container: ct,
-		created:   time.Now(),
-		deleteCh:  make(chan struct{}),
-		net:       &podNet{},
-		logPath:   c.logPathFor(name),
-		grace:     defaultGrace,
+		name:     name,
+		uid:      string(uuid.NewUUID()),
+		d:        d,
+		rs:       rs,
+		labels:   rs.template.Labels,
+		created:  time.Now(),
+		deleteCh: make(chan struct{}),
+		net:      &podNet{},
+		logPath:  c.logPathFor(name),
+		grace:    defaultGrace,
 	}
 	if g := rs.template.Spec.TerminationGracePeriodSeconds; g != nil {
 		p.grace = time.Duration(*g) * time.Second
@@ -409,27 +406,36 @@ func (c *Cluster) deletePodLocked(p *pod, reason string) {
 	c.syncEndpointsLocked()
 }
 
-// podEnvsLocked resolves the environment of the pod's init containers and main container.
+// podEnvsLocked resolves the command line and environment of the pod's init containers
+// (sidecars among them) and containers.
 func (c *Cluster) podEnvsLocked(p *pod, d *deployment) error {
-	var err error
-	var resolved podenv.Env
-	if p.env, resolved, err = c.podEnvLocked(p, &p.container); err != nil {
-		return err
-	}
-	if p.argv, err = c.argvLocked(&p.container, resolved, d.spec.args); err != nil {
-		return err
-	}
-	for i := range p.rs.template.Spec.InitContainers {
-		ic := &p.rs.template.Spec.InitContainers[i]
-		env, resolved, err := c.podEnvLocked(p, ic)
+	spec := &p.rs.template.Spec
+	add := func(ct corev1.Container, role ctrRole, imageArgs []string) error {
+		x := newCtr(ct, role)
+		env, resolved, err := c.podEnvLocked(p, &x.spec)
 		if err != nil {
 			return err
 		}
-		argv, err := c.argvLocked(ic, resolved, d.spec.initArgs[i])
-		if err != nil {
+		if x.argv, err = c.argvLocked(&x.spec, resolved, imageArgs); err != nil {
 			return err
 		}
-		p.inits = append(p.inits, initRun{name: ic.Name, argv: argv, env: env})
+		x.env = env
+		p.ctrs = append(p.ctrs, x)
+		return nil
+	}
+	for i, ic := range spec.InitContainers {
+		role := roleInit
+		if ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			role = roleSidecar
+		}
+		if err := add(ic, role, d.spec.initArgs[i]); err != nil {
+			return err
+		}
+	}
+	for i, ct := range spec.Containers {
+		if err := add(ct, roleMain, d.spec.args[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
