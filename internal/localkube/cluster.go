@@ -56,10 +56,9 @@ type Options struct {
 	Seed uint64
 	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
-	// the proxy stops routing to the pod. Default 1.5s: a real kubelet tears the sandbox down
-	// only after its PLEG noticed the exit, between the reported exit (median 1.37s after a
-	// v1 pod's deletion on the lab) and the pod's removal (median 2.0s); docs/fidelity.md.
-	// So a black hole shows only when kube-proxy is slower than that, as rarely as there.
+	// the proxy stops routing to the pod. Zero: drawn per pod, with Seed, from what the lab's
+	// kubelet took from killing a v1 pod to tearing its network down (measuredNetworkLinger,
+	// docs/fidelity.md), so a black hole shows only when kube-proxy is slower, as rarely as there.
 	NetworkLinger time.Duration
 	// PodStartDelay is how long a new pod takes from creation to its process starting (the
 	// kubelet's sandbox, network and container creation); default 1.8s, the median of 24 pods
@@ -89,7 +88,6 @@ var DefaultImages = map[string][]string{
 }
 
 const (
-	defaultNetworkLinger = 1500 * time.Millisecond
 	defaultPodStartDelay = 1800 * time.Millisecond
 	defaultReadyTimeout  = 60 * time.Second
 	defaultGrace         = 30 * time.Second // terminationGracePeriodSeconds' default
@@ -111,10 +109,11 @@ const (
 
 // Cluster is one embedded cluster. Create it with New, start it with Up, stop it with Down.
 type Cluster struct {
-	opts Options
-	log  *slog.Logger
-	lags *lagSource
-	set  *manifestSet
+	opts    Options
+	log     *slog.Logger
+	lags    *lagSource
+	lingers *lagSource
+	set     *manifestSet
 
 	mu       sync.Mutex
 	state    lifecycleState
@@ -168,8 +167,6 @@ func New(opts Options) (*Cluster, error) {
 	switch {
 	case opts.NetworkLinger < 0:
 		return nil, fmt.Errorf("network linger must not be negative (got %s)", opts.NetworkLinger)
-	case opts.NetworkLinger == 0:
-		opts.NetworkLinger = defaultNetworkLinger
 	}
 	switch {
 	case opts.PodStartDelay < 0:
@@ -201,6 +198,7 @@ func New(opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts:    opts,
 		lags:    newLagSource(opts.EndpointLag, opts.Seed),
+		lingers: newLingerSource(opts.NetworkLinger, opts.Seed),
 		log:     log,
 		set:     set,
 		pods:    map[string]*pod{},

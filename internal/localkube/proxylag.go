@@ -33,16 +33,31 @@ func (q lagQuantiles) at(u float64) time.Duration {
 	return q[i] + time.Duration((x-float64(i))*float64(q[i+1]-q[i]))
 }
 
-// lagSource draws endpoint lags: fixed, or from measuredEndpointLag with a seeded generator
-// so that a run can be repeated.
+// measuredNetworkLinger: on the same lab runs (load 30-45), from the kubelet's kill of a v1
+// pod (containerd's StopContainer) to containerd's teardown of its network, 0th to 100th
+// percentile in steps of 10, of 20 pods; docs/fidelity.md.
+var measuredNetworkLinger = lagQuantiles{
+	1680 * time.Millisecond, 2070 * time.Millisecond, 2270 * time.Millisecond, 2840 * time.Millisecond,
+	3420 * time.Millisecond, 4710 * time.Millisecond, 5210 * time.Millisecond, 6700 * time.Millisecond,
+	8090 * time.Millisecond, 11640 * time.Millisecond, 14060 * time.Millisecond,
+}
+
+// lagSource draws delays: fixed, or from a measured distribution with a seeded generator so
+// that a run can be repeated.
 type lagSource struct {
 	fixed time.Duration
+	dist  lagQuantiles
 	mu    sync.Mutex
 	rng   *rand.Rand
 }
 
 func newLagSource(fixed time.Duration, seed uint64) *lagSource {
-	return &lagSource{fixed: fixed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	return &lagSource{fixed: fixed, dist: measuredEndpointLag, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// newLingerSource draws network lingers, from its own stream of the same seed.
+func newLingerSource(fixed time.Duration, seed uint64) *lagSource {
+	return &lagSource{fixed: fixed, dist: measuredNetworkLinger, rng: rand.New(rand.NewPCG(seed, seed^0x51afd7ed558ccd1f))}
 }
 
 func (l *lagSource) next() time.Duration {
@@ -51,7 +66,7 @@ func (l *lagSource) next() time.Duration {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return measuredEndpointLag.at(l.rng.Float64())
+	return l.dist.at(l.rng.Float64())
 }
 
 func randomSeed() uint64 { return rand.Uint64() | 1 }

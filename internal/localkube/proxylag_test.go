@@ -25,28 +25,37 @@ func TestLagQuantilesAt(t *testing.T) {
 	}
 }
 
-// The drawn lags follow the measured distribution: every decile of many draws lands near the
-// table's, and none falls outside its range.
+// The drawn delays follow their measured distributions: every decile of many draws lands near
+// the table's, and none falls outside its range.
 func TestLagSourceFollowsTheMeasuredDistribution(t *testing.T) {
-	if !slices.IsSorted(measuredEndpointLag) {
-		t.Fatalf("measuredEndpointLag is not sorted: %v", measuredEndpointLag)
-	}
-	l := newLagSource(0, 42)
-	const n = 20000
-	draws := make([]time.Duration, n)
-	for i := range draws {
-		draws[i] = l.next()
-	}
-	slices.Sort(draws)
-	lo, hi := measuredEndpointLag[0], measuredEndpointLag[len(measuredEndpointLag)-1]
-	if draws[0] < lo || draws[n-1] > hi {
-		t.Errorf("draws span %s-%s, outside the measured %s-%s", draws[0], draws[n-1], lo, hi)
-	}
-	for i := 1; i < len(measuredEndpointLag)-1; i++ {
-		got := draws[i*n/(len(measuredEndpointLag)-1)]
-		if want := measuredEndpointLag[i]; (got - want).Abs() > 50*time.Millisecond {
-			t.Errorf("decile %d of the draws is %s, the measured one %s", i, got, want)
-		}
+	for name, tc := range map[string]struct {
+		src  *lagSource
+		dist lagQuantiles
+	}{
+		"endpoint lag":   {newLagSource(0, 42), measuredEndpointLag},
+		"network linger": {newLingerSource(0, 42), measuredNetworkLinger},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !slices.IsSorted(tc.dist) {
+				t.Fatalf("the table is not sorted: %v", tc.dist)
+			}
+			const n = 20000
+			draws := make([]time.Duration, n)
+			for i := range draws {
+				draws[i] = tc.src.next()
+			}
+			slices.Sort(draws)
+			lo, hi := tc.dist[0], tc.dist[len(tc.dist)-1]
+			if draws[0] < lo || draws[n-1] > hi {
+				t.Errorf("draws span %s-%s, outside the measured %s-%s", draws[0], draws[n-1], lo, hi)
+			}
+			for i := 1; i < len(tc.dist)-1; i++ {
+				got, want := draws[i*n/(len(tc.dist)-1)], tc.dist[i]
+				if tol := (tc.dist[i+1] - tc.dist[i-1]) / 10; (got - want).Abs() > tol {
+					t.Errorf("decile %d of the draws is %s, the measured one %s", i, got, want)
+				}
+			}
+		})
 	}
 }
 
