@@ -41,6 +41,7 @@ type runPlan struct {
 	junit       string
 	kube        *kubePlan  // nil: the embedded cluster
 	local       *localPlan // the embedded cluster's objects, programs and target; nil with kube
+	disrupt     *disruptionPlan
 }
 
 // kubePlan is the real cluster a demo runs on: one client for every scenario, and the options
@@ -195,8 +196,12 @@ func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error)
 	if kp != nil {
 		settings.EndpointLag = 0
 	}
+	dp, err := o.disruption.plan(cmd, o.cluster, &o.restartAt, &exp, &settings, local)
+	if err != nil {
+		return nil, err
+	}
 	return &runPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: port, kube: kp,
-		local: local, thresholds: th, junit: o.junit}, nil
+		local: local, thresholds: th, junit: o.junit, disrupt: dp}, nil
 }
 
 // builtinScenarios are the demo's scenarios: the built-in ones --scenarios names, or the

@@ -58,6 +58,7 @@ type drillOptions struct {
 	settleTail     time.Duration
 	rolloutTimeout time.Duration
 	endpointLag    time.Duration
+	disruption     disruptionFlags // disruption.go
 	sandbox        string
 	out            string
 	quiet          bool
@@ -143,6 +144,7 @@ func (o *drillOptions) registerRun(cmd *cobra.Command, streams Streams, sandbox 
 	o.gate.Register(cmd.Flags(), loadBaseline)
 	f.StringVar(&o.junit, "junit", "", "write the thresholds' verdict as JUnit XML to this file (a suite per scenario, a case per rollout and threshold)")
 	f.DurationVar(&o.restartAt, "restart-at", 5*time.Second, "when the rolling restart of the upstream starts, from the load's start")
+	o.disruption.register(cmd)
 	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
 	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")
 	f.DurationVar(&o.endpointLag, "endpoint-lag", 0, "how long an endpoint change takes to reach the Service proxies (default: drawn per change from a real kube-proxy's measured delay)")
