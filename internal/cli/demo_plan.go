@@ -41,6 +41,7 @@ type runPlan struct {
 	junit       string
 	kube        *kubePlan  // nil: the embedded cluster
 	local       *localPlan // the embedded cluster's objects, programs and target; nil with kube
+	disrupt     *disruptionPlan
 }
 
 // kubePlan is the real cluster a demo runs on: one client for every scenario, and the options
@@ -147,13 +148,6 @@ func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error)
 		return nil, err
 	}
 	th := o.gate.Thresholds()
-	if th.PerRollout {
-		for _, l := range th.MaxLatency {
-			if l.Quantile != gate.Max {
-				return nil, usageError("--per-rollout judges only --max-latency max=D (a rollout's window has no %s): drop --per-rollout, or use max", l.Quantile)
-			}
-		}
-	}
 
 	out := o.out
 	if out == "" {
@@ -194,7 +188,7 @@ func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error)
 	if rollouts > 1 {
 		settings.Rollouts, settings.RolloutGap = rollouts, report.Duration(gap)
 	}
-	for _, name := range []string{"max-errors", "max-error-rate", "max-disruption", "max-latency"} {
+	for _, name := range []string{"max-errors", "max-error-rate", "max-disruption", "max-latency", "baseline"} {
 		if fl := cmd.Flags().Lookup(name); fl.Changed {
 			settings.Thresholds = append(settings.Thresholds, name+"="+fl.Value.String())
 		}
@@ -202,8 +196,12 @@ func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error)
 	if kp != nil {
 		settings.EndpointLag = 0
 	}
+	dp, err := o.disruption.plan(cmd, o.cluster, &o.restartAt, &exp, &settings, local)
+	if err != nil {
+		return nil, err
+	}
 	return &runPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: port, kube: kp,
-		local: local, thresholds: th, junit: o.junit}, nil
+		local: local, thresholds: th, junit: o.junit, disrupt: dp}, nil
 }
 
 // builtinScenarios are the demo's scenarios: the built-in ones --scenarios names, or the

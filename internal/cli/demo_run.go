@@ -78,9 +78,10 @@ func runDrill(plan *runPlan, streams Streams) error {
 			return c, nil
 		}
 		return plan.local.cluster(sc, localkube.Options{
-			EndpointLag: plan.endpointLag, LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
+			EndpointLag: plan.endpointLag, LoadBalancerPort: plan.port, Logger: logger, LogDir: dir, Nodes: plan.disrupt.nodeCount(),
 		})
 	}
+	exp.Factory = plan.disrupt.wrap(exp.Factory, streams.ErrOut)
 	exp.Progress = plan.progress
 	var rolloutsMu sync.Mutex
 	rollouts := map[string][]experiment.Rollout{}
@@ -114,6 +115,7 @@ func runDrill(plan *runPlan, streams Streams) error {
 		fmt.Fprintln(streams.ErrOut, "interrupted: stopping the load and tearing the cluster down; the report of what ran will still be written (Ctrl-C again to exit at once)")
 		var hard error
 		if res, hard = await(in, done); hard != nil {
+			plan.disrupt.restoreAll(streams.ErrOut) // nothing stays cordoned or scaled
 			if plan.kube != nil {
 				return &ExitError{Code: ExitFailed, Err: fmt.Errorf("%w; %s", hard, leftBehind(plan.kube.opts))}
 			}
@@ -141,9 +143,13 @@ func runDrill(plan *runPlan, streams Streams) error {
 	// Judged before writing so report.json holds the breaches; printed after it is written.
 	ev, everr := evaluate(plan.thresholds, plan.junit, res.scenarios, rollouts)
 	rolloutsMu.Unlock()
+	plan.disrupt.label(res.scenarios)
 	rep := &report.Report{
 		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
 		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios, Breaches: breachesOf(ev),
+	}
+	if err := rep.Summarize(); err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
 	}
 	// The failure first: a table of a scenario that measured nothing says nothing.
 	measured := false
@@ -155,7 +161,7 @@ func runDrill(plan *runPlan, streams Streams) error {
 	}
 	if measured {
 		fmt.Fprintln(streams.Out)
-		if err := report.WriteTable(streams.Out, rep); err != nil {
+		if err := plan.disrupt.writeTable(streams.Out, rep); err != nil {
 			return err
 		}
 		if exp.Rollouts > 1 {

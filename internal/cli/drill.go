@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -57,6 +58,7 @@ type drillOptions struct {
 	settleTail     time.Duration
 	rolloutTimeout time.Duration
 	endpointLag    time.Duration
+	disruption     disruptionFlags // disruption.go
 	sandbox        string
 	out            string
 	quiet          bool
@@ -139,9 +141,10 @@ func (o *drillOptions) registerRun(cmd *cobra.Command, streams Streams, sandbox 
 	f := cmd.Flags()
 	o.loadFlags.register(cmd, "load runs at least this long")
 	o.rolloutFlags.register(cmd)
-	o.gate.Register(cmd.Flags())
+	o.gate.Register(cmd.Flags(), loadBaseline)
 	f.StringVar(&o.junit, "junit", "", "write the thresholds' verdict as JUnit XML to this file (a suite per scenario, a case per rollout and threshold)")
 	f.DurationVar(&o.restartAt, "restart-at", 5*time.Second, "when the rolling restart of the upstream starts, from the load's start")
+	o.disruption.register(cmd)
 	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
 	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")
 	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
@@ -172,6 +175,9 @@ func (o *drillOptions) teamObjects(stdin io.Reader) ([]experiment.Scenario, *loc
 		return nil, nil, "", usageError("%v", err)
 	}
 	docs, err := manifest.Decode(files, manifest.Options{})
+	if errors.Is(err, manifest.ErrNoObjects) {
+		return nil, nil, "", usageError("-f %s: no object in the manifests: give the files of your Deployment and Service", strings.Join(o.files, " -f "))
+	}
 	if err != nil {
 		return nil, nil, "", usageError("%v", err)
 	}
@@ -186,6 +192,9 @@ func (o *drillOptions) teamObjects(stdin io.Reader) ([]experiment.Scenario, *loc
 	if err := addBuiltinImages(programs); err != nil {
 		return nil, nil, "", err
 	}
+	if err := checkCommands(honoured, programs); err != nil {
+		return nil, nil, "", usageError("%v", err)
+	}
 	target, deployment, err := resolveTarget(o.target, o.deployment, honoured)
 	if err != nil {
 		return nil, nil, "", usageError("%v", err)
@@ -199,6 +208,28 @@ func (o *drillOptions) teamObjects(stdin io.Reader) ([]experiment.Scenario, *loc
 		return nil, nil, "", usageError("%v", err)
 	}
 	return []experiment.Scenario{sc}, l, deployment, nil
+}
+
+// checkCommands checks that every container's command names a program on this machine
+// (--path) before anything starts, not as its pod is created. A command that starts with a
+// $(VAR) reference is checked then, once expanded.
+func checkCommands(docs []manifest.Document, programs *image.Table) error {
+	for _, d := range docs {
+		dep, ok := d.Object.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		spec := dep.Spec.Template.Spec
+		for _, ct := range slices.Concat(spec.InitContainers, spec.Containers) {
+			if len(ct.Command) == 0 || strings.Contains(ct.Command[0], "$(") {
+				continue
+			}
+			if _, err := programs.Argv(ct.Image, ct.Command, ct.Args); err != nil {
+				return fmt.Errorf("%s: Deployment %s, container %s: %v", d.Where(), dep.Name, ct.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // addBuiltinImages maps the demo's images to this gracelab's hidden serve command: they

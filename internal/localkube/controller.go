@@ -2,7 +2,6 @@ package localkube
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -308,32 +307,13 @@ func (c *Cluster) syncReplicaSetLocked(d *deployment, rs *replicaSet) bool {
 		}
 		return true
 	case diff < 0:
-		sort.SliceStable(active, func(i, j int) bool { return deleteFirst(active[i], active[j]) })
+		c.rankForDeletionLocked(d, active)
 		for _, p := range active[:-diff] {
 			c.deletePodLocked(p, "scaled down")
 		}
 		return true
 	}
 	return false
-}
-
-// deleteFirst ranks pods for scale-down as the ReplicaSet controller does: not started before
-// started, not ready before ready, ready for less time before longer, more restarts before
-// fewer, newer before older.
-func deleteFirst(a, b *pod) bool {
-	if a.running != b.running {
-		return !a.running
-	}
-	if a.ready != b.ready {
-		return !a.ready
-	}
-	if a.ready && !a.readySince.Equal(b.readySince) {
-		return a.readySince.After(b.readySince)
-	}
-	if a.restarts != b.restarts {
-		return a.restarts > b.restarts
-	}
-	return a.created.After(b.created)
 }
 
 // createPodLocked creates a pod of rs and starts its kubelet.
@@ -348,17 +328,19 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 	}
 	name := d.spec.name + "-" + rs.hash + "-" + rand.String(5)
 	p := &pod{
-		name:     name,
-		uid:      string(uuid.NewUUID()),
-		d:        d,
-		rs:       rs,
-		labels:   rs.template.Labels,
-		created:  time.Now(),
-		deleteCh: make(chan struct{}),
-		net:      &podNet{},
-		logPath:  c.logPathFor(name),
-		grace:    defaultGrace,
+		name:      name,
+		uid:       string(uuid.NewUUID()),
+		d:         d,
+		rs:        rs,
+		labels:    rs.template.Labels,
+		created:   time.Now(),
+		deleteCh:  make(chan struct{}),
+		net:       &podNet{},
+		logPath:   c.logPathFor(name),
+		grace:     defaultGrace,
+		scheduled: make(chan struct{}),
 	}
+	c.bindLocked(p)
 	if g := rs.template.Spec.TerminationGracePeriodSeconds; g != nil {
 		p.grace = time.Duration(*g) * time.Second
 	}
@@ -389,7 +371,7 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 		go c.runPod(p)
 		return
 	}
-	c.record(cluster.PodCreated, nil, p, "ip "+ip)
+	c.record(cluster.PodCreated, nil, p, "ip "+ip+pendingNote(p))
 	c.podWG.Add(1)
 	go c.runPod(p)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 )
@@ -41,6 +42,7 @@ import (
 // runPod is the pod's kubelet worker. It returns once the pod is deleted.
 func (c *Cluster) runPod(p *pod) {
 	defer c.podWG.Done()
+	c.awaitScheduled(p)
 	// The sandbox and container creation a real kubelet spends before the process runs.
 	if d := c.opts.PodStartDelay; d > 0 && p.ip != "" {
 		t := time.NewTimer(d)
@@ -152,9 +154,14 @@ func (c *Cluster) runInit(p *pod, ct *ctr) bool {
 // is deleted or the cluster goes down.
 func (c *Cluster) runContainer(p *pod, ct *ctr) {
 	var backoff time.Duration
+	crashes, restarting := newRestartBackoff(clock.RealClock{}), false
 	for {
 		if !c.pause(p, backoff) {
 			return
+		}
+		if restarting {
+			crashes.restarting()
+			restarting = false
 		}
 		inst, err := c.startContainer(p, ct)
 		if err != nil {
@@ -165,10 +172,8 @@ func (c *Cluster) runContainer(p *pod, ct *ctr) {
 		if c.supervise(p, ct, inst) {
 			return
 		}
-		// As the kubelet: the first restart is immediate, then 10s doubling to 5 min.
-		if c.countRestart(p, ct) > 1 {
-			backoff = nextBackoff(backoff)
-		}
+		c.countRestart(p, ct)
+		backoff, restarting = crashes.exited(time.Now()), true // restart.go
 	}
 }
 
@@ -289,6 +294,13 @@ func (c *Cluster) startContainer(p *pod, ct *ctr) (*container, error) {
 		detail += ", restart " + strconv.Itoa(ct.restarts)
 	}
 	c.record(cluster.PodStarted, nil, p, detail)
+	if ct.restarts > 0 && ct.role != roleInit {
+		detail := "restartCount " + strconv.Itoa(ct.restarts)
+		if len(p.ctrs) > 1 {
+			detail += ", container " + ct.spec.Name
+		}
+		c.record(cluster.ContainerRestarted, nil, p, detail)
+	}
 	c.notifyLocked()
 	c.mu.Unlock()
 	go c.waitContainer(p, inst)

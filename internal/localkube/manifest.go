@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,6 +31,7 @@ type deploySpec struct {
 	recreate       bool
 	maxSurge       int32 // resolved against replicas, Kubernetes rounding
 	maxUnavailable int32
+	surge, unavail *intstr.IntOrString // as written, re-resolved on a scale
 	minReady       time.Duration
 	selector       labels.Selector
 	template       corev1.PodTemplateSpec
@@ -50,6 +52,7 @@ type serviceSpec struct {
 type manifestSet struct {
 	deployments []*deploySpec
 	services    []*serviceSpec
+	pdbs        []*pdbSpec
 	sources     *podenv.Sources // ConfigMaps and Secrets, for pods' environment
 }
 
@@ -67,7 +70,7 @@ func readManifests(fsys fs.FS) ([]manifest.Document, error) {
 		var me *manifest.Error
 		var ue *manifest.UnsupportedError
 		if errors.As(err, &me) && errors.As(err, &ue) {
-			return nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", me.File, me.Index, ue.APIVersion, ue.Kind)
+			return nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment, v1 Service and policy/v1 PodDisruptionBudget)", me.File, me.Index, ue.APIVersion, ue.Kind)
 		}
 		return nil, err
 	}
@@ -96,8 +99,15 @@ func validate(docs []manifest.Document, images map[string][]string, programs *im
 			svcs = append(svcs, o)
 		case *corev1.ConfigMap, *corev1.Secret:
 			sources = append(sources, o)
+		case *policyv1.PodDisruptionBudget:
+			spec, err := validatePDB(o)
+			if err != nil {
+				return nil, fmt.Errorf("%s: PodDisruptionBudget %q: %w", doc.Where(), o.Name, err)
+			}
+			spec.file = doc.File
+			set.pdbs = append(set.pdbs, spec)
 		default:
-			return nil, fmt.Errorf("%s: %s is not supported by the embedded cluster (Deployments, Services, ConfigMaps and Secrets)", doc.Where(), doc)
+			return nil, fmt.Errorf("%s: %s is not supported by the embedded cluster (Deployments, Services, ConfigMaps, Secrets and PodDisruptionBudgets)", doc.Where(), doc)
 		}
 	}
 	set.sources = podenv.NewSources(sources...)
@@ -189,6 +199,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 		if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
 			surge, unavail = ru.MaxSurge, ru.MaxUnavailable
 		}
+		spec.surge, spec.unavail = surge, unavail
 		spec.maxSurge, spec.maxUnavailable, err = resolveRollingUpdate(spec.replicas, surge, unavail)
 		if err != nil {
 			return nil, err

@@ -42,9 +42,12 @@ type pod struct {
 	sbClient *http.Client // the prober, dialling into the sandbox
 
 	// Guarded by Cluster.mu.
-	inst        *container // the first container's current run, for its PID
-	running     bool       // a process of one of its containers runs
-	ready       bool       // every container and sidecar is ready
+	node        string            // the node it is bound to; "" while pending (nodes.go)
+	scheduled   chan struct{}     // closed once bound to a node
+	annotations map[string]string // the pod's own, beside its template's (pod-deletion-cost)
+	inst        *container        // the first container's current run, for its PID
+	running     bool              // a process of one of its containers runs
+	ready       bool              // every container and sidecar is ready
 	readySince  time.Time
 	terminating bool
 	deletedAt   time.Time
@@ -176,7 +179,7 @@ const (
 // port, unless the manifest sets PORT; mapped to the host port off Linux).
 func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, podenv.Env, error) {
 	self := podenv.Pod{Name: p.name, Namespace: p.d.spec.namespace, UID: p.uid, Labels: p.labels,
-		Annotations: p.rs.template.Annotations, NodeName: nodeName, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
+		Annotations: p.rs.template.Annotations, NodeName: p.node, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
 		PodIPs: []string{p.ip}, HostIPs: []string{hostIP}}
 	resolved, err := podenv.Resolve(self, &p.rs.template.Spec, ct, c.set.sources, nil)
 	if err != nil {

@@ -94,8 +94,8 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 	}
 	if len(r.Comparisons) > 0 {
 		p("\n## Comparisons\n\nThe rollout is the unit: errors come in bursts, so requests are not independent samples.\n\n")
-		for _, c := range r.Comparisons {
-			p("- %s\n", mdText(comparisonLine(c)))
+		for _, line := range comparisonLines(r.Comparisons) {
+			p("- %s\n", mdText(line))
 		}
 	}
 	if len(r.Breaches) > 0 {

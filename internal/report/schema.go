@@ -237,6 +237,10 @@ type Statistics struct {
 	// request failed, assuming independent requests; 0 when errors were seen.
 	RequestErrorUpper float64 `json:"request_error_upper,omitempty"`
 	UpperLevel        float64 `json:"upper_level,omitempty"` // its confidence, 0.95
+	// RequestErrorInterval is the exact two-sided interval of the per-request error rate when
+	// requests failed, assuming independent requests (which they are not: a lower bound on the
+	// uncertainty).
+	RequestErrorInterval *Interval `json:"request_error_interval,omitempty"`
 }
 
 // Interval is a confidence interval of a fraction.
