@@ -271,3 +271,49 @@ func TestWaitStartFile(t *testing.T) {
 		t.Error("a stopped wait returned an instant")
 	}
 }
+
+// The pod's clock is bounded against the reader's: from below by each record's arrival (a
+// record cannot arrive before it was written), from above by the start notice (a pod cannot
+// read the announcement before it was sent). A pod 300ms ahead, with records arriving 20ms to
+// 80ms after they were written and the notice read 150ms after the announcement, is bounded
+// to [+280ms, +450ms]; without a notice the bound is open.
+func TestMergerClockBound(t *testing.T) {
+	announced := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	ahead := 300 * time.Millisecond
+	m := NewMerger(announced.Add(5*time.Second), Config{VUs: 1})
+	m.Announced(announced)
+	noticedPod := announced.Add(150 * time.Millisecond).Add(ahead)
+	delays := []time.Duration{80 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}
+	var lines []string
+	var received []time.Time
+	for i, d := range delays {
+		written := announced.Add(time.Duration(6+i) * time.Second)
+		rec := StreamRecord{Version: StreamVersion, Seq: int64(i + 1), Time: written.Add(ahead), Start: announced.Add(5 * time.Second).Add(ahead), Noticed: noticedPod}
+		b, _ := json.Marshal(rec)
+		lines = append(lines, string(b))
+		received = append(received, written.Add(d))
+	}
+	i := 0
+	m.now = func() time.Time { i++; return received[i-1] }
+	mergeLines(t, m, "a", lines)
+	// Pod b never reports a notice (an older gracelab): no upper bound.
+	b, _ := json.Marshal(StreamRecord{Version: StreamVersion, Seq: 1, Time: announced.Add(7 * time.Second)})
+	m.now = func() time.Time { return announced.Add(7*time.Second + 10*time.Millisecond) }
+	mergeLines(t, m, "b", []string{string(b)})
+
+	got := m.Merge()
+	a := got.Pods[0].Clock
+	if !a.LowKnown || !a.HighKnown || a.Low != ahead-20*time.Millisecond || a.High != ahead+150*time.Millisecond {
+		t.Errorf("pod a's clock bound %+v, want [280ms, 450ms]", a)
+	}
+	if d, ok := a.Error(); !ok || d != 450*time.Millisecond {
+		t.Errorf("pod a's error %s %v, want 450ms", d, ok)
+	}
+	if got.Pods[0].StartSkew != ahead {
+		t.Errorf("pod a's start skew %s, want %s by its own clock", got.Pods[0].StartSkew, ahead)
+	}
+	bb := got.Pods[1].Clock
+	if _, ok := bb.Error(); ok || !bb.LowKnown || bb.Low != -10*time.Millisecond || !strings.Contains(bb.String(), "no upper bound") {
+		t.Errorf("pod b's clock bound %+v (%s), want only a lower bound of -10ms", bb, bb)
+	}
+}
