@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,8 @@ type demoPlan struct {
 	executable  string     // pods' binary; "" = this one
 	kube        *kubePlan  // nil: the embedded cluster
 	drill       *drillPlan // nil: the demo's manifests and images
+	// attach, when set, is the cluster of every scenario: a Deployment that already runs.
+	attach func(*slog.Logger) (cluster.Cluster, error)
 }
 
 // kubePlan is the real cluster a demo runs on: one client for every scenario, and the options

@@ -38,6 +38,7 @@ type drillOptions struct {
 	sandbox   string
 	request   load.RequestFlags
 	target    string // not demoOptions.target: that one is --cluster's
+	inCluster drillClusterFlags
 }
 
 // drillPlan is what the demo's run needs to drill a team's own manifests and programs.
@@ -85,8 +86,11 @@ threshold was breached.`,
   kubectl kustomize overlays/dev | gracelab drill -f - --run acme/api=./bin/api --target http://api:8080/
   gracelab drill -f k8s/ -R --run acme/api='./bin/api --config /etc/api.yaml' --path /etc/api.yaml=./dev.yaml \
       --target http://127.0.0.1:8000/ --deployment api --max-errors 0`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ran, err := o.runCluster(cmd, args, streams); ran { // drill_cluster.go
+				return err
+			}
 			// The skipped objects are listed once: as a warning of the scenario (table, report).
 			plan, err := o.plan(cmd, streams.In, time.Now())
 			return runPlanned(plan, err, o.quiet, streams)
@@ -105,6 +109,7 @@ threshold was breached.`,
 	f.StringVar(&o.request.ExpectStatus, "expect-status", "", "statuses that count as success: 2xx (default) or a list such as 200,204")
 	f.StringVar(&o.request.ExpectBody, "expect-body", "", "a regular expression every successful answer's body must match")
 	o.demoOptions.registerRun(cmd)
+	o.registerCluster(cmd)
 	return cmd
 }
 
