@@ -137,6 +137,9 @@ func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*cl
 		return nil, usageError("--load-from %q: give cluster or here", c.loadFrom)
 	}
 	fromCluster := c.loadFrom == loadFromCluster
+	if fromCluster && !changed("vus") && !changed("rate") && o.vus%c.loadPods != 0 {
+		o.vus += c.loadPods - o.vus%c.loadPods // the default VUs, split evenly
+	}
 	if !fromCluster {
 		for _, flag := range []string{"load-pods", "load-image"} {
 			if changed(flag) {

@@ -382,6 +382,9 @@ func (m *Merger) apply(pod, line string) {
 	p := m.pod(pod)
 	var rec StreamRecord
 	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Version != StreamVersion || rec.Seq <= 0 {
+		if p.summary != nil && !strings.HasPrefix(line, "{") {
+			return // the pod's text summary: its stderr shares the log after the stream
+		}
 		p.malformed++
 		reason := "not a stream record"
 		switch {

@@ -151,7 +151,8 @@ func TestStreamMalformedAndMissingLines(t *testing.T) {
 		fmt.Sprintf(`{"v":1,"seq":%d,"seconds":[{"second":8,"requests":1,"counts":{"ok":1},"latency":{"counts":[-4,1]}}]}`, n+2),
 		fmt.Sprintf(`{"v":1,"seq":%d,"seconds":[{"second":7,"requests":1,"counts":{"teapot":1}}]}`, n+3),
 	}
-	lines := append(append([]string{a[0]}, a[2:]...), bad...) // a[1] is lost
+	// a[1] is lost; text lines come before the summary (after it they are the pod's stderr)
+	lines := append(append(append([]string{a[0]}, bad[:2]...), a[2:]...), bad[2:]...)
 	m := NewMerger(start, Config{VUs: 1})
 	mergeLines(t, m, "load-a", lines)
 	got := m.Merge()
@@ -315,5 +316,22 @@ func TestMergerClockBound(t *testing.T) {
 	bb := got.Pods[1].Clock
 	if _, ok := bb.Error(); ok || !bb.LowKnown || bb.Low != -10*time.Millisecond || !strings.Contains(bb.String(), "no upper bound") {
 		t.Errorf("pod b's clock bound %+v (%s), want only a lower bound of -10ms", bb, bb)
+	}
+}
+
+// A pod's log holds its stderr too: the text summary after the stream's summary line is not
+// a problem, while text before it is.
+func TestMergerIgnoresTextAfterTheSummary(t *testing.T) {
+	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	lines := pod(t, start, podA(), true)
+	m := NewMerger(start, Config{VUs: 1})
+	mergeLines(t, m, "a", append(lines, "gracelab load: GET http://checkout.shop/", "requests       941   31.1/s"))
+	if got := m.Merge(); got.Incomplete || len(got.Problems) != 0 {
+		t.Errorf("text after the summary: incomplete %v, problems %q", got.Incomplete, got.Problems)
+	}
+	m = NewMerger(start, Config{VUs: 1})
+	mergeLines(t, m, "a", append([]string{"panic: oops"}, lines...))
+	if got := m.Merge(); !got.Incomplete || len(got.Problems) == 0 || !strings.Contains(got.Problems[0], "panic: oops") {
+		t.Errorf("text before the summary: incomplete %v, problems %q; want it reported", got.Incomplete, got.Problems)
 	}
 }
