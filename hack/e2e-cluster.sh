@@ -204,9 +204,11 @@ if [ "$ONLY" != demo ]; then
 fi
 
 # 5. Nothing of ours left on the cluster.
+# Only namespaces that appeared count: others' runs on a shared cluster may delete theirs.
 LEFT_AFTER=$("${KUBECTL[@]}" get ns -l app.kubernetes.io/managed-by=gracelab -o name 2>/dev/null | sort)
-if [ "$LEFT_AFTER" != "$LEFT_BEFORE" ]; then
-	say "FAIL: gracelab namespaces left behind: $(comm -13 <(echo "$LEFT_BEFORE") <(echo "$LEFT_AFTER") | tr '\n' ' ')"
+NEW_LEFT=$(comm -13 <(echo "$LEFT_BEFORE") <(echo "$LEFT_AFTER") | tr '\n' ' ')
+if [ -n "${NEW_LEFT// /}" ]; then
+	say "FAIL: gracelab namespaces left behind: $NEW_LEFT"
 	fail=1
 fi
 
