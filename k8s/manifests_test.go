@@ -110,8 +110,12 @@ func TestEveryScenarioHasBothManifestsAndNothingElse(t *testing.T) {
 		for _, f := range files {
 			got = append(got, f.Name())
 		}
-		if !slices.Equal(got, []string{"downstream.yaml", "upstream.yaml"}) {
-			t.Fatalf("%s holds %v", dir, got)
+		want := []string{"downstream.yaml", "upstream.yaml"}
+		if withBudget[dir] {
+			want = []string{"downstream.yaml", "upstream-pdb.yaml", "upstream.yaml"}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s holds %v, want %v", dir, got, want)
 		}
 	}
 }

@@ -22,6 +22,7 @@ type clusterUpOptions struct {
 	port        int
 	endpointLag time.Duration
 	logDir      string
+	sandbox     string
 }
 
 func newClusterCommand(streams Streams) *cobra.Command {
@@ -65,6 +66,9 @@ built-in manifest directory (k8s/v2-graceful/), which works without the source t
 			if o.endpointLag <= 0 {
 				return usageError("--endpoint-lag must be positive, for example 1s")
 			}
+			if _, err := localkube.ParseSandboxMode(o.sandbox); err != nil {
+				return usageError("%v", err)
+			}
 			catalog, err := experiment.Catalog(k8s.FS, "k8s")
 			if err != nil {
 				return err
@@ -81,6 +85,7 @@ built-in manifest directory (k8s/v2-graceful/), which works without the source t
 	f.IntVar(&o.port, "port", localkube.DefaultLoadBalancerPort, "port of the LoadBalancer Service on 127.0.0.1 (0: the OS chooses)")
 	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
 	f.StringVar(&o.logDir, "log-dir", "", "write each pod's stdout and stderr to DIR/<pod>.log (default: discarded)")
+	f.StringVar(&o.sandbox, "sandbox", string(localkube.SandboxAuto), "auto, ns (pods in namespaces of their own) or none (docs/sandbox.md)")
 	return cmd
 }
 
@@ -102,7 +107,8 @@ func runClusterUp(sc experiment.Scenario, o *clusterUpOptions, streams Streams) 
 	if err := checkPortFree(o.port); err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
-	c, err := localkube.New(localkube.Options{Manifests: sc.FS, EndpointLag: o.endpointLag, LoadBalancerPort: o.port, LogDir: o.logDir})
+	mode, _ := localkube.ParseSandboxMode(o.sandbox) // checked with the flags
+	c, err := localkube.New(localkube.Options{Manifests: sc.FS, EndpointLag: o.endpointLag, LoadBalancerPort: o.port, LogDir: o.logDir, Sandbox: mode})
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("manifests %s: %w", sc.Manifests, err)}
 	}
@@ -155,6 +161,10 @@ func runClusterUp(sc experiment.Scenario, o *clusterUpOptions, streams Streams) 
 
 	target := c.Target()
 	fmt.Fprintf(streams.Out, "The embedded cluster is up: %s\n", sc.Manifests)
+	fmt.Fprintf(streams.Out, "  pods: %s\n", c.SandboxSummary())
+	for _, w := range c.Warnings() {
+		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
+	}
 	fmt.Fprintf(streams.Out, "  downstream (LoadBalancer): %s/\n", target)
 	for _, p := range c.Pods() {
 		fmt.Fprintf(streams.Out, "  pod %-34s %-15s pid %d\n", p.Name, p.IP, p.PID)

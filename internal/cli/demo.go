@@ -1,49 +1,20 @@
 package cli
 
 import (
-	"time"
-
 	"github.com/spf13/cobra"
 
-	"github.com/gracelab/gracelab/internal/experiment"
-	"github.com/gracelab/gracelab/internal/gate"
 	"github.com/gracelab/gracelab/internal/localkube"
 )
 
-// demoOptions are the flags of `gracelab demo`.
-type demoOptions struct {
-	scenarios string
-	manifests string
-	loadFlags
-	rolloutFlags
-	gate           gate.Flags
-	junit          string
-	restartAt      time.Duration
-	settleTail     time.Duration
-	rolloutTimeout time.Duration
-	endpointLag    time.Duration
-	port           int
-	out            string
-	quiet          bool
-
-	// Set by drill: run these scenarios and restart this Deployment instead of the demo's.
-	given      []experiment.Scenario
-	deployment string
-
-	// Real cluster (--cluster).
-	kubeFlags
-	keep            bool
-	target          string
-	imageUpstream   string
-	imageDownstream string
-}
-
 func newDemoCommand(streams Streams) *cobra.Command {
-	return newDemoCommandFor(&demoOptions{}, streams)
+	return newDemoCommandFor(&drillOptions{}, streams)
 }
 
-// newDemoCommandFor binds the flags to o, so tests can plan without running.
-func newDemoCommandFor(o *demoOptions, streams Streams) *cobra.Command {
+// newDemoCommandFor binds the flags to o, so tests can plan without running. The demo is the
+// drill's preset: its built-in manifests and images, scenarios v1,v2,v3, the load through the
+// downstream LoadBalancer, the JSON status check; the flags of how it runs are the drill's.
+func newDemoCommandFor(o *drillOptions, streams Streams) *cobra.Command {
+	o.builtin = true
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole drill (v1, v2, v3 under a rolling restart) on the embedded cluster or Kubernetes",
@@ -65,7 +36,12 @@ routes to it; default: the Service's LoadBalancer address, else its ClusterIP). 
 that matches none of the Service's addresses (a kubectl port-forward pins one pod and
 bypasses the Service) is reported as a warning. The images must be pullable by the
 cluster (load them into kind or minikube first) or overridden with --image-upstream and
---image-downstream. --endpoint-lag and --port are for the embedded cluster only.
+--image-downstream. --endpoint-lag, --port and --sandbox are for the embedded cluster only.
+
+The demo is a preset of 'gracelab drill': the same run with the built-in manifests and images,
+the load sent through the downstream's LoadBalancer and each answer's JSON "status" checked.
+Its pods share the host's loopback unless --sandbox says otherwise (docs/sandbox.md): the
+demo's figures were measured that way.
 
 Exit code 0 when the run completed, whatever the errors it measured; 1 when the run itself
 failed (a cluster did not come up, a rollout did not settle) or was interrupted; 2 for bad
@@ -79,16 +55,10 @@ report of what ran; a second Ctrl-C exits at once.`,
   gracelab demo --cluster --context kind-kind --scenarios v2 --keep   # target: the LoadBalancer (cloud-provider-kind)
   gracelab demo --cluster --namespace lab --target http://192.168.49.2:31234/ \
       --image-upstream registry.example/upstream:1.2 --image-downstream registry.example/downstream:1.2`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			plan, err := o.plan(cmd, time.Now())
-			return runPlanned(plan, err, o.quiet, streams)
-		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.scenarios, "scenarios", "v1,v2,v3", "built-in scenarios to run, in order")
 	f.StringVar(&o.manifests, "manifests", "", "run this manifest directory instead, as one scenario named after it")
-	o.registerRun(cmd)
 	f.IntVar(&o.port, "port", localkube.DefaultLoadBalancerPort, "port of the downstream LoadBalancer on 127.0.0.1 (0: the OS chooses)")
 	o.kubeFlags.register(cmd, "run on a real Kubernetes cluster (the kubeconfig's current context) instead of the embedded one",
 		"namespace to deploy into (default: a new gracelab-XXXXX, deleted afterwards unless --keep); with --cluster")
@@ -96,21 +66,6 @@ report of what ran; a second Ctrl-C exits at once.`,
 	f.StringVar(&o.target, "target", "", "URL of the downstream Service as this machine reaches it (default: its LoadBalancer address, else its ClusterIP); with --cluster")
 	f.StringVar(&o.imageUpstream, "image-upstream", "", "image for the upstream container instead of the manifests'; with --cluster")
 	f.StringVar(&o.imageDownstream, "image-downstream", "", "image for the downstream container instead of the manifests'; with --cluster")
+	o.registerRun(cmd, streams, localkube.SandboxNone)
 	return cmd
-}
-
-// registerRun adds the flags of how a drill runs, shared by demo and drill: load, rollouts,
-// thresholds, timing, report.
-func (o *demoOptions) registerRun(cmd *cobra.Command) {
-	f := cmd.Flags()
-	o.loadFlags.register(cmd, "load runs at least this long")
-	o.rolloutFlags.register(cmd)
-	o.gate.Register(cmd.Flags())
-	f.StringVar(&o.junit, "junit", "", "write the thresholds' verdict as JUnit XML to this file (a suite per scenario, a case per rollout and threshold)")
-	f.DurationVar(&o.restartAt, "restart-at", 5*time.Second, "when the rolling restart of the upstream starts, from the load's start")
-	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
-	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")
-	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
-	f.StringVar(&o.out, "out", "", "report directory (default reports/<timestamp>/)")
-	f.BoolVar(&o.quiet, "quiet", false, "no progress display")
 }

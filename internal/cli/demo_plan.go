@@ -15,7 +15,9 @@ import (
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/experiment"
 	"github.com/gracelab/gracelab/internal/gate"
+	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/kube"
+	"github.com/gracelab/gracelab/internal/localkube"
 	"github.com/gracelab/gracelab/internal/report"
 	"github.com/gracelab/gracelab/k8s"
 )
@@ -27,8 +29,9 @@ const (
 	kubeDownTimeout    = kube.DefaultDeleteTimeout + 30*time.Second
 )
 
-// demoPlan is a validated demo: what runDemo needs, nothing parsed any more.
-type demoPlan struct {
+// runPlan is a validated drill (the demo's included): what runDrill needs, nothing parsed
+// any more.
+type runPlan struct {
 	exp         experiment.Config
 	settings    report.Settings
 	out         string
@@ -37,9 +40,9 @@ type demoPlan struct {
 	progress    func(experiment.Progress) // nil: quiet
 	thresholds  gate.Thresholds
 	junit       string
-	executable  string     // pods' binary; "" = this one
 	kube        *kubePlan  // nil: the embedded cluster
-	drill       *drillPlan // nil: the demo's manifests and images
+	local       *localPlan // the embedded cluster's objects, programs and target; nil with kube
+	disrupt     *disruptionPlan
 	// attach, when set, is the cluster of every scenario: a Deployment that already runs.
 	attach func(*slog.Logger) (cluster.Cluster, error)
 }
@@ -52,9 +55,10 @@ type kubePlan struct {
 	opts    kube.Options
 }
 
-// plan validates every flag before anything starts; each problem is a usage error that names
-// the flag.
-func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error) {
+// plan validates every flag, and reads and checks what runs (manifests, programs, target),
+// before anything starts; each problem is a usage error that names the flag. The demo's
+// preset (builtin) runs its built-in scenarios; the drill runs the team's objects.
+func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error) {
 	changed := cmd.Flags().Changed
 	switch {
 	case o.duration <= 0:
@@ -72,12 +76,14 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	case o.port < 0 || o.port > 65535:
 		return nil, usageError("--port %d is out of range: give 1-65535 (0 lets the OS choose)", o.port)
 	}
-	kubeOnly := []string{"kubeconfig", "context", "namespace", "keep", "target", "image-upstream", "image-downstream"}
-	if o.given != nil {
-		kubeOnly = nil // drill: its --target is its own
+	sandbox, err := localkube.ParseSandboxMode(o.sandbox)
+	if err != nil {
+		return nil, usageError("%v", err)
 	}
-	if err := o.needCluster(cmd, kubeOnly...); err != nil {
-		return nil, err
+	if o.builtin {
+		if err := o.needCluster(cmd, "kubeconfig", "context", "namespace", "keep", "target", "image-upstream", "image-downstream"); err != nil {
+			return nil, err
+		}
 	}
 	if o.cluster {
 		switch {
@@ -85,6 +91,8 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 			return nil, usageError("--endpoint-lag is for the embedded cluster: drop it with --cluster (Kubernetes propagates endpoints itself)")
 		case changed("port"):
 			return nil, usageError("--port is for the embedded cluster: drop it with --cluster and give the downstream's URL with --target")
+		case changed("sandbox"):
+			return nil, usageError("--sandbox is for the embedded cluster: drop it with --cluster (Kubernetes gives every pod its own sandbox)")
 		}
 		for name, v := range map[string]string{"kubeconfig": o.kubeconfig, "context": o.context, "namespace": o.namespace,
 			"target": o.target, "image-upstream": o.imageUpstream, "image-downstream": o.imageDownstream} {
@@ -95,49 +103,54 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	}
 
 	var scenarios []experiment.Scenario
-	if o.given != nil {
-		scenarios = o.given // drill's, from its documents
-	} else if changed("manifests") {
-		if changed("scenarios") {
-			return nil, usageError("--manifests and --scenarios exclude each other: --manifests runs one directory of your own")
+	var local *localPlan
+	deployment, port := o.deployment, o.port
+	if o.builtin {
+		if scenarios, err = o.builtinScenarios(cmd); err != nil {
+			return nil, err
 		}
-		sc, err := experiment.FromDir(o.manifests)
-		if err != nil {
-			return nil, usageError("--manifests: %v", err)
-		}
-		scenarios = []experiment.Scenario{sc}
-	} else {
-		catalog, err := experiment.Catalog(k8s.FS, "k8s")
+		programs, err := image.NewTable(nil, nil)
 		if err != nil {
 			return nil, err
 		}
-		var names []string
-		for _, n := range strings.Split(o.scenarios, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				names = append(names, n)
-			}
+		if err := addBuiltinImages(programs); err != nil {
+			return nil, err
 		}
-		if scenarios, err = experiment.Select(catalog, names); err != nil {
-			return nil, usageError("--scenarios: %v", err)
+		local = &localPlan{programs: programs}
+	} else {
+		if scenarios, local, deployment, err = o.teamObjects(cmd.InOrStdin()); err != nil {
+			return nil, err
+		}
+		port = 0
+		if local.target.lb {
+			port = int(local.target.port)
 		}
 	}
+	local.sandbox = sandbox
 
 	lc, err := o.loadFlags.resolve(cmd)
 	if err != nil {
 		return nil, err
+	}
+	if !o.builtin {
+		if err := o.request.Apply(&lc); err != nil {
+			return nil, usageError("%v", err)
+		}
+		// The JSON "status" check is made for the demo's services; a team's is judged by
+		// --expect-status and --expect-body.
+		lc.Expect.IgnoreJSONStatus = true
+		if t := local.target; !t.lb && lc.Header.Get("Host") == "" {
+			if lc.Header == nil {
+				lc.Header = map[string][]string{}
+			}
+			lc.Header.Set("Host", t.url.Host) // as the pods' client would send it
+		}
 	}
 	rollouts, gap, err := o.rolloutFlags.resolve(cmd, o.settleTail)
 	if err != nil {
 		return nil, err
 	}
 	th := o.gate.Thresholds()
-	if th.PerRollout {
-		for _, l := range th.MaxLatency {
-			if l.Quantile != gate.Max {
-				return nil, usageError("--per-rollout judges only --max-latency max=D (a rollout's window has no %s): drop --per-rollout, or use max", l.Quantile)
-			}
-		}
-	}
 
 	out := o.out
 	if out == "" {
@@ -149,7 +162,7 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 
 	exp := experiment.Config{
 		Scenarios: scenarios, Load: lc, Duration: o.duration, RestartAt: o.restartAt,
-		Deployment: cmp.Or(o.deployment, experiment.DefaultDeployment), SettleTail: o.settleTail, RolloutTimeout: o.rolloutTimeout,
+		Deployment: cmp.Or(deployment, experiment.DefaultDeployment), SettleTail: o.settleTail, RolloutTimeout: o.rolloutTimeout,
 		Rollouts: rollouts, RolloutGap: gap,
 	}
 	exp.Factory = func(experiment.Scenario) (cluster.Cluster, error) { return nil, errors.New("no cluster factory") }
@@ -158,10 +171,10 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 	}
 	var kp *kubePlan
 	if o.cluster {
-		var err error
 		if kp, err = o.kubePlan(scenarios); err != nil {
 			return nil, err
 		}
+		local = nil
 		exp.UpTimeout, exp.ServingTimeout, exp.DownTimeout = kubeUpTimeout, kubeServingTimeout, kubeDownTimeout
 	}
 	names := make([]string, len(scenarios))
@@ -173,26 +186,60 @@ func (o *demoOptions) plan(cmd *cobra.Command, now time.Time) (*demoPlan, error)
 		Deployment: exp.Deployment, SettleTail: report.Duration(o.settleTail), Model: string(lc.Model),
 		VUs: lc.VUs, Think: report.Duration(lc.Think), Rate: lc.Rate, Timeout: report.Duration(lc.Timeout),
 		Connections: lc.Connections, Method: lc.Method, EndpointLag: report.Duration(o.endpointLag),
-		PerRollout: th.PerRollout,
+		PerRollout: th.PerRollout, Target: o.target,
 	}
 	if rollouts > 1 {
 		settings.Rollouts, settings.RolloutGap = rollouts, report.Duration(gap)
 	}
-	for _, name := range []string{"max-errors", "max-error-rate", "max-disruption", "max-latency"} {
+	for _, name := range []string{"max-errors", "max-error-rate", "max-disruption", "max-latency", "baseline"} {
 		if fl := cmd.Flags().Lookup(name); fl.Changed {
 			settings.Thresholds = append(settings.Thresholds, name+"="+fl.Value.String())
 		}
 	}
 	if kp != nil {
-		settings.EndpointLag, settings.Target = 0, o.target
+		settings.EndpointLag = 0
 	}
-	return &demoPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: o.port, kube: kp,
-		thresholds: th, junit: o.junit}, nil
+	dp, err := o.disruption.plan(cmd, o.cluster, &o.restartAt, &exp, &settings, local)
+	if err != nil {
+		return nil, err
+	}
+	return &runPlan{exp: exp, settings: settings, out: out, endpointLag: o.endpointLag, port: port, kube: kp,
+		local: local, thresholds: th, junit: o.junit, disrupt: dp}, nil
+}
+
+// builtinScenarios are the demo's scenarios: the built-in ones --scenarios names, or the
+// directory --manifests gives, read when its cluster is made.
+func (o *drillOptions) builtinScenarios(cmd *cobra.Command) ([]experiment.Scenario, error) {
+	if cmd.Flags().Changed("manifests") {
+		if cmd.Flags().Changed("scenarios") {
+			return nil, usageError("--manifests and --scenarios exclude each other: --manifests runs one directory of your own")
+		}
+		sc, err := experiment.FromDir(o.manifests)
+		if err != nil {
+			return nil, usageError("--manifests: %v", err)
+		}
+		return []experiment.Scenario{sc}, nil
+	}
+	catalog, err := experiment.Catalog(k8s.FS, "k8s")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, n := range strings.Split(o.scenarios, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	scenarios, err := experiment.Select(catalog, names)
+	if err != nil {
+		return nil, usageError("--scenarios: %v", err)
+	}
+	return scenarios, nil
 }
 
 // kubePlan builds the client (nothing is contacted yet) and checks every scenario's manifests,
 // image overrides and target with kube.New, so bad input fails before anything is created.
-func (o *demoOptions) kubePlan(scenarios []experiment.Scenario) (*kubePlan, error) {
+func (o *drillOptions) kubePlan(scenarios []experiment.Scenario) (*kubePlan, error) {
 	client, contextName, err := o.client()
 	if err != nil {
 		return nil, err

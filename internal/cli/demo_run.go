@@ -19,20 +19,22 @@ import (
 	"github.com/gracelab/gracelab/internal/report"
 )
 
-// runPlanned runs a planned demo or drill, with the terminal progress unless quiet.
-func runPlanned(plan *demoPlan, planErr error, quiet bool, streams Streams) error {
+// runPlanned runs a planned drill (the demo's included), with the terminal progress unless
+// quiet; planErr, when set, is returned as it is.
+func runPlanned(plan *runPlan, planErr error, quiet bool, streams Streams) error {
 	if planErr != nil {
 		return planErr
 	}
 	if !quiet {
 		plan.progress = newDrillProgress(streams.ErrOut, isTerminal(streams.ErrOut)).update
 	}
-	return runDemo(plan, streams)
+	return runDrill(plan, streams)
 }
 
-// runDemo runs the drill on the embedded cluster and writes the report. The first signal
-// interrupts the drill (the report of what ran is still written); a second returns at once.
-func runDemo(plan *demoPlan, streams Streams) error {
+// runDrill runs the drill on the embedded cluster or Kubernetes and writes the report. The
+// first signal interrupts the drill (the report of what ran is still written); a second
+// returns at once.
+func runDrill(plan *runPlan, streams Streams) error {
 	if plan.kube == nil {
 		if err := checkPortFree(plan.port); err != nil {
 			return &ExitError{Code: ExitFailed, Err: err}
@@ -78,15 +80,11 @@ func runDemo(plan *demoPlan, streams Streams) error {
 			}
 			return c, nil
 		}
-		opts := localkube.Options{
-			Manifests: sc.FS, Executable: plan.executable, EndpointLag: plan.endpointLag,
-			LoadBalancerPort: plan.port, Logger: logger, LogDir: dir,
-		}
-		if plan.drill != nil {
-			return plan.drill.cluster(opts)
-		}
-		return localkube.New(opts)
+		return plan.local.cluster(sc, localkube.Options{
+			EndpointLag: plan.endpointLag, LoadBalancerPort: plan.port, Logger: logger, LogDir: dir, Nodes: plan.disrupt.nodeCount(),
+		})
 	}
+	exp.Factory = plan.disrupt.wrap(exp.Factory, streams.ErrOut)
 	exp.Progress = plan.progress
 	var rolloutsMu sync.Mutex
 	rollouts := map[string][]experiment.Rollout{}
@@ -120,6 +118,7 @@ func runDemo(plan *demoPlan, streams Streams) error {
 		fmt.Fprintln(streams.ErrOut, "interrupted: stopping the load and tearing the cluster down; the report of what ran will still be written (Ctrl-C again to exit at once)")
 		var hard error
 		if res, hard = await(in, done); hard != nil {
+			plan.disrupt.restoreAll(streams.ErrOut) // nothing stays cordoned or scaled
 			if plan.kube != nil {
 				return &ExitError{Code: ExitFailed, Err: fmt.Errorf("%w; %s", hard, leftBehind(plan.kube.opts))}
 			}
@@ -147,9 +146,13 @@ func runDemo(plan *demoPlan, streams Streams) error {
 	// Judged before writing so report.json holds the breaches; printed after it is written.
 	ev, everr := evaluate(plan.thresholds, plan.junit, res.scenarios, rollouts)
 	rolloutsMu.Unlock()
+	plan.disrupt.label(res.scenarios)
 	rep := &report.Report{
 		Schema: report.SchemaVersion, Created: time.Now().UTC(), Cluster: clusterName,
 		Host: report.CurrentHost(), Settings: settings, Scenarios: res.scenarios, Breaches: breachesOf(ev),
+	}
+	if err := rep.Summarize(); err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
 	}
 	// The failure first: a table of a scenario that measured nothing says nothing.
 	measured := false
@@ -161,7 +164,7 @@ func runDemo(plan *demoPlan, streams Streams) error {
 	}
 	if measured {
 		fmt.Fprintln(streams.Out)
-		if err := report.WriteTable(streams.Out, rep); err != nil {
+		if err := plan.disrupt.writeTable(streams.Out, rep); err != nil {
 			return err
 		}
 		if exp.Rollouts > 1 {
@@ -169,8 +172,8 @@ func runDemo(plan *demoPlan, streams Streams) error {
 			writeRollouts(streams.Out, res.scenarios, rollouts)
 			rolloutsMu.Unlock()
 		}
-		if plan.drill != nil {
-			plan.drill.writeFindings(streams.Out)
+		if plan.local != nil {
+			plan.local.writeFindings(streams.Out)
 		}
 	}
 	files, werr := report.WriteAll(plan.out, rep)

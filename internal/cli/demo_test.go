@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/localkube"
 )
 
 func TestDemoBadFlags(t *testing.T) {
@@ -40,6 +42,8 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--settle-tail", "-1s"}, "--settle-tail must not be negative"},
 		{[]string{"--out", withReport}, "already holds a report"},
 		{[]string{"--duration", "five"}, `invalid argument "five" for "--duration"`},
+		{[]string{"--sandbox", "vm"}, `--sandbox must be auto, ns or none, not "vm"`},
+		{[]string{"--cluster", "--sandbox", "ns"}, "--sandbox is for the embedded cluster"},
 		{[]string{"extra"}, `unknown command "extra"`},
 	}
 	for _, tc := range cases {
@@ -193,7 +197,7 @@ func TestDemoRolloutFlags(t *testing.T) {
 		}
 	}
 	// The gap defaults to the settle tail.
-	o := &demoOptions{}
+	o := &drillOptions{}
 	cmd := newDemoCommandFor(o, Streams{})
 	if err := cmd.ParseFlags([]string{"--rollouts", "3", "--settle-tail", "4s", "--out", t.TempDir()}); err != nil {
 		t.Fatal(err)
@@ -204,5 +208,63 @@ func TestDemoRolloutFlags(t *testing.T) {
 	}
 	if plan.exp.Rollouts != 3 || plan.exp.RolloutGap != 4*time.Second {
 		t.Errorf("rollouts %d gap %s; want 3 and the settle tail 4s", plan.exp.Rollouts, plan.exp.RolloutGap)
+	}
+}
+
+// TestDemoIsDrillPreset: the demo plans through the drill's one planning function with its
+// preset: the built-in scenarios, manifests (read from their directories) and images, the
+// cluster's own target (the downstream LoadBalancer on --port), the upstream restarted, the
+// JSON status check on, pods on the shared loopback unless --sandbox says otherwise.
+func TestDemoIsDrillPreset(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		sandbox string
+	}{
+		{nil, "none"},
+		{[]string{"--sandbox", "ns"}, "ns"},
+		{[]string{"--sandbox", "auto"}, "auto"},
+	} {
+		o := &drillOptions{}
+		cmd := newDemoCommandFor(o, Streams{})
+		if err := cmd.ParseFlags(append([]string{"--out", t.TempDir(), "--port", "18000"}, tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := o.plan(cmd, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := plan.local
+		if l == nil || string(l.sandbox) != tc.sandbox {
+			t.Fatalf("%v: local plan %+v, want sandbox %s", tc.args, l, tc.sandbox)
+		}
+		var names []string
+		for _, sc := range plan.exp.Scenarios {
+			names = append(names, sc.Name)
+			if l.docs[sc.Name] != nil {
+				t.Errorf("scenario %s: documents decoded at plan time; the demo's are read from its directory", sc.Name)
+			}
+		}
+		if strings.Join(names, ",") != "v1,v2,v3" || plan.exp.Deployment != "upstream" || plan.port != 18000 {
+			t.Errorf("scenarios %v, deployment %s, port %d: want v1,v2,v3, upstream, 18000", names, plan.exp.Deployment, plan.port)
+		}
+		if l.target.url != nil || l.findings != nil || l.skipped != "" {
+			t.Errorf("target %+v, findings %v, skipped %q: the demo loads its LoadBalancer and prints no findings", l.target, l.findings, l.skipped)
+		}
+		if plan.exp.Load.Expect.IgnoreJSONStatus || plan.exp.Load.Header.Get("Host") != "" {
+			t.Errorf("the demo keeps its JSON status check and sends no Host header: %+v", plan.exp.Load)
+		}
+		for _, img := range []string{"gracelab/upstream:v1", "docker.io/gracelab/downstream"} {
+			if p, ok := l.programs.Lookup(img); !ok || len(p.Args) != 2 || p.Args[0] != "serve" {
+				t.Errorf("image %s: program %+v, %v; want the built-in serve", img, p, ok)
+			}
+		}
+		// The cluster each scenario gets is made from the same plan (nothing starts in New).
+		c, err := l.cluster(plan.exp.Scenarios[0], localkube.Options{})
+		if err != nil {
+			t.Fatalf("cluster of %s: %v", plan.exp.Scenarios[0].Name, err)
+		}
+		if _, ok := c.(*drillCluster); !ok {
+			t.Errorf("cluster %T, want the drill's", c)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,34 +22,68 @@ import (
 	"github.com/gracelab/gracelab/internal/check"
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/gate"
 	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/load"
 	"github.com/gracelab/gracelab/internal/localkube"
 	"github.com/gracelab/gracelab/internal/manifest"
 )
 
-// drillOptions are gracelab drill's flags; the timing, load, thresholds and report flags are
-// the demo's, and so is the run (runDemo).
+// drillOptions are the flags of gracelab drill and of its preset gracelab demo: one struct,
+// one planning function (plan, demo_plan.go) and one run (runPlanned, demo_run.go). The
+// preset (builtin) is the demo's: its built-in manifests and images, scenarios v1,v2,v3, the
+// downstream LoadBalancer as the target and the JSON status check.
 type drillOptions struct {
-	demoOptions
+	builtin bool // the demo
+
+	inCluster drillClusterFlags // drill --cluster (drill_cluster.go)
+
+	// What runs, the demo's way: built-in scenarios, or one directory of manifests.
+	scenarios string
+	manifests string
+	// What runs, the drill's way: a team's manifests and programs.
 	files     []string
 	recursive bool
 	runs      []string
 	paths     []string
-	sandbox   string
-	request   load.RequestFlags
-	target    string // not demoOptions.target: that one is --cluster's
-	inCluster drillClusterFlags
+	// target is the drill's Service under test, or the demo's downstream URL with --cluster.
+	target     string
+	deployment string // default: the drill's target's Deployment, the demo's upstream
+	request    load.RequestFlags
+
+	// How it runs: the same flags for every preset (registerRun).
+	loadFlags
+	rolloutFlags
+	gate           gate.Flags
+	junit          string
+	restartAt      time.Duration
+	settleTail     time.Duration
+	rolloutTimeout time.Duration
+	endpointLag    time.Duration
+	disruption     disruptionFlags // disruption.go
+	sandbox        string
+	out            string
+	quiet          bool
+	port           int // the LoadBalancer's: the demo's --port, or a local --target's
+
+	// Real cluster (demo --cluster).
+	kubeFlags
+	keep            bool
+	imageUpstream   string
+	imageDownstream string
 }
 
-// drillPlan is what the demo's run needs to drill a team's own manifests and programs.
-type drillPlan struct {
-	docs     []manifest.Document // the honoured objects
+// localPlan is what runs on the embedded cluster: each scenario's objects, the programs
+// that play the images, and where the load goes.
+type localPlan struct {
+	// docs are each scenario's honoured objects, by scenario name; a scenario without any
+	// (the demo's) is read from its directory when its cluster is made.
+	docs     map[string][]manifest.Document
 	programs *image.Table
 	sandbox  localkube.SandboxMode
-	target   drillTarget
-	skipped  string // manifest.SkippedLine; "" when none
-	findings check.Result
+	target   drillTarget   // zero: the cluster's own, the downstream LoadBalancer
+	skipped  string        // manifest.SkippedLine; "" when none
+	findings *check.Result // gracelab check on the drilled manifests; nil: none printed
 }
 
 // drillTarget is the Service the load goes to.
@@ -86,15 +121,6 @@ threshold was breached.`,
   kubectl kustomize overlays/dev | gracelab drill -f - --run acme/api=./bin/api --target http://api:8080/
   gracelab drill -f k8s/ -R --run acme/api='./bin/api --config /etc/api.yaml' --path /etc/api.yaml=./dev.yaml \
       --target http://127.0.0.1:8000/ --deployment api --max-errors 0`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if ran, err := o.runCluster(cmd, args, streams); ran { // drill_cluster.go
-				return err
-			}
-			// The skipped objects are listed once: as a warning of the scenario (table, report).
-			plan, err := o.plan(cmd, streams.In, time.Now())
-			return runPlanned(plan, err, o.quiet, streams)
-		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file, directory, or - for stdin (repeatable)")
@@ -103,115 +129,159 @@ threshold was breached.`,
 	f.StringArrayVar(&o.paths, "path", nil, "CONTAINER_PATH=LOCAL_PATH: where a manifest command's path is on this machine (repeatable)")
 	f.StringVar(&o.target, "target", "", "URL of the Service under test, by its cluster DNS name (http://api:8080/path) or the LoadBalancer's local address")
 	f.StringVar(&o.deployment, "deployment", "", "Deployment to restart (default: the one behind the target's Service)")
-	f.StringVar(&o.sandbox, "sandbox", string(localkube.SandboxAuto), "auto, ns (pods in namespaces of their own) or none")
 	f.StringArrayVarP(&o.request.Headers, "header", "H", nil, "request header 'Key: Value' (repeatable)")
 	f.StringVar(&o.request.Body, "body", "", "request body: a string, or @FILE")
 	f.StringVar(&o.request.ExpectStatus, "expect-status", "", "statuses that count as success: 2xx (default) or a list such as 200,204")
 	f.StringVar(&o.request.ExpectBody, "expect-body", "", "a regular expression every successful answer's body must match")
-	o.demoOptions.registerRun(cmd)
-	o.registerCluster(cmd)
+	o.registerRun(cmd, streams, localkube.SandboxAuto)
+	o.registerCluster(cmd, streams) // drill_cluster.go
 	return cmd
 }
 
-// plan reads and checks everything (manifests, programs, target, flags) before anything starts;
-// each problem is one usage error.
-func (o *drillOptions) plan(cmd *cobra.Command, stdin io.Reader, now time.Time) (*demoPlan, error) {
+// registerRun adds the flags of how a drill runs, the same for every preset (load, rollouts,
+// thresholds, timing, sandbox, report), and the run itself: plan, then runPlanned.
+func (o *drillOptions) registerRun(cmd *cobra.Command, streams Streams, sandbox localkube.SandboxMode) {
+	f := cmd.Flags()
+	o.loadFlags.register(cmd, "load runs at least this long")
+	o.rolloutFlags.register(cmd)
+	o.gate.Register(cmd.Flags(), loadBaseline)
+	f.StringVar(&o.junit, "junit", "", "write the thresholds' verdict as JUnit XML to this file (a suite per scenario, a case per rollout and threshold)")
+	f.DurationVar(&o.restartAt, "restart-at", 5*time.Second, "when the rolling restart of the upstream starts, from the load's start")
+	o.disruption.register(cmd)
+	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
+	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")
+	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
+	f.StringVar(&o.sandbox, "sandbox", string(sandbox), "auto, ns (pods in namespaces of their own, docs/sandbox.md) or none (each pod on its own 127.x address); embedded cluster")
+	f.StringVar(&o.out, "out", "", "report directory (default reports/<timestamp>/)")
+	f.BoolVar(&o.quiet, "quiet", false, "no progress display")
+	cmd.Args = cobra.NoArgs
+	if streams.In != nil {
+		cmd.SetIn(streams.In)
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		plan, err := o.plan(cmd, time.Now())
+		return runPlanned(plan, err, o.quiet, streams)
+	}
+}
+
+// teamObjects reads and checks the drill's manifests, programs and target: its one scenario,
+// what runs it, and the Deployment to restart. Each problem is one usage error.
+func (o *drillOptions) teamObjects(stdin io.Reader) ([]experiment.Scenario, *localPlan, string, error) {
 	if len(o.files) == 0 {
-		return nil, usageError("give your manifests with -f FILE|DIR|- (repeatable)")
+		return nil, nil, "", usageError("give your manifests with -f FILE|DIR|- (repeatable)")
 	}
 	if o.target == "" {
-		return nil, usageError("--target is required: the URL of your Service as a pod calls it, for example http://api:8080/")
-	}
-	sandbox, err := localkube.ParseSandboxMode(o.sandbox)
-	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, nil, "", usageError("--target is required: the URL of your Service as a pod calls it, for example http://api:8080/")
 	}
 	files, err := manifest.Collect(o.files, o.recursive, stdin)
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, nil, "", usageError("%v", err)
 	}
 	docs, err := manifest.Decode(files, manifest.Options{})
+	if errors.Is(err, manifest.ErrNoObjects) {
+		return nil, nil, "", usageError("-f %s: no object in the manifests: give the files of your Deployment and Service", strings.Join(o.files, " -f "))
+	}
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, nil, "", usageError("%v", err)
 	}
 	honoured, skipped, err := manifest.Triage(docs, false)
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, nil, "", usageError("%v", err)
 	}
 	programs, err := image.NewTable(o.runs, o.paths)
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, nil, "", usageError("%v", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
+	if err := addBuiltinImages(programs); err != nil {
+		return nil, nil, "", err
 	}
-	for img, args := range localkube.DefaultImages {
-		if err := programs.Builtin(img, image.Program{Path: exe, Args: args}); err != nil {
-			return nil, err
-		}
+	if err := checkCommands(honoured, programs); err != nil {
+		return nil, nil, "", usageError("%v", err)
 	}
 	target, deployment, err := resolveTarget(o.target, o.deployment, honoured)
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, nil, "", usageError("%v", err)
 	}
-	d := &drillPlan{docs: honoured, programs: programs, sandbox: sandbox, target: target,
-		skipped: manifest.SkippedLine(skipped), findings: check.Run(check.FromDocuments(docs), check.Options{})}
+	sc := experiment.Scenario{Name: deployment, Title: deployment, Manifests: strings.Join(o.files, " "), FS: filesFS(files)}
+	findings := check.Run(check.FromDocuments(docs), check.Options{})
+	l := &localPlan{docs: map[string][]manifest.Document{sc.Name: honoured}, programs: programs, target: target,
+		skipped: manifest.SkippedLine(skipped), findings: &findings}
 	// New checks the objects and that every image has a program; it starts nothing.
-	if _, err := d.cluster(localkube.Options{}); err != nil {
-		return nil, usageError("%v", err)
+	if _, err := l.cluster(sc, localkube.Options{}); err != nil {
+		return nil, nil, "", usageError("%v", err)
 	}
-
-	o.given = []experiment.Scenario{{Name: deployment, Title: deployment, Manifests: strings.Join(o.files, " "), FS: filesFS(files)}}
-	o.deployment, o.port = deployment, 0
-	if target.lb {
-		o.port = int(target.port)
-	}
-	plan, err := o.demoOptions.plan(cmd, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := o.request.Apply(&plan.exp.Load); err != nil {
-		return nil, usageError("%v", err)
-	}
-	// The JSON "status" check is made for the demo's services; a team's is judged by
-	// --expect-status and --expect-body.
-	plan.exp.Load.Expect.IgnoreJSONStatus = true
-	if !target.lb && plan.exp.Load.Header.Get("Host") == "" {
-		if plan.exp.Load.Header == nil {
-			plan.exp.Load.Header = map[string][]string{}
-		}
-		plan.exp.Load.Header.Set("Host", target.url.Host) // as the pods' client would send it
-	}
-	plan.drill, plan.settings.Target = d, o.target
-	return plan, nil
+	return []experiment.Scenario{sc}, l, deployment, nil
 }
 
-// cluster makes the embedded cluster of the drilled objects from the demo's options.
-func (d *drillPlan) cluster(opts localkube.Options) (cluster.Cluster, error) {
-	opts.Manifests, opts.Documents, opts.Programs, opts.Sandbox = nil, d.docs, d.programs, d.sandbox
+// checkCommands checks that every container's command names a program on this machine
+// (--path) before anything starts, not as its pod is created. A command that starts with a
+// $(VAR) reference is checked then, once expanded.
+func checkCommands(docs []manifest.Document, programs *image.Table) error {
+	for _, d := range docs {
+		dep, ok := d.Object.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		spec := dep.Spec.Template.Spec
+		for _, ct := range slices.Concat(spec.InitContainers, spec.Containers) {
+			if len(ct.Command) == 0 || strings.Contains(ct.Command[0], "$(") {
+				continue
+			}
+			if _, err := programs.Argv(ct.Image, ct.Command, ct.Args); err != nil {
+				return fmt.Errorf("%s: Deployment %s, container %s: %v", d.Where(), dep.Name, ct.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// addBuiltinImages maps the demo's images to this gracelab's hidden serve command: they
+// stay built in, for the demo and for every drill.
+func addBuiltinImages(programs *image.Table) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	for img, args := range localkube.DefaultImages {
+		if err := programs.Builtin(img, image.Program{Path: exe, Args: args}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cluster makes scenario sc's embedded cluster from the run's options: its objects (or its
+// directory), the programs, the sandbox, the target.
+func (l *localPlan) cluster(sc experiment.Scenario, opts localkube.Options) (cluster.Cluster, error) {
+	opts.Manifests, opts.Documents, opts.Programs, opts.Sandbox = sc.FS, l.docs[sc.Name], l.programs, l.sandbox
 	c, err := localkube.New(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &drillCluster{Cluster: c, plan: d}, nil
+	return &drillCluster{Cluster: c, plan: l}, nil
 }
 
-// writeFindings prints gracelab check's findings for the drilled manifests.
-func (d *drillPlan) writeFindings(w io.Writer) {
+// writeFindings prints gracelab check's findings for the drilled manifests, if any were made.
+func (l *localPlan) writeFindings(w io.Writer) {
+	if l.findings == nil {
+		return
+	}
 	fmt.Fprintln(w, "\ngracelab check on these manifests:")
-	_ = check.WriteText(w, d.findings, check.TextOptions{NoFix: true})
+	_ = check.WriteText(w, *l.findings, check.TextOptions{NoFix: true})
 }
 
 // drillCluster sends the load to the target's Service and reports the skipped objects.
 type drillCluster struct {
 	*localkube.Cluster
-	plan *drillPlan
+	plan *localPlan
 }
 
 func (c *drillCluster) Target() string {
 	t := c.plan.target
-	if t.lb {
+	switch {
+	case t.url == nil:
+		return c.Cluster.Target()
+	case t.lb:
 		return t.url.String()
 	}
 	addr, ok := c.ServiceAddr(t.service, t.port)

@@ -40,8 +40,17 @@ const (
 	loadFromHere    = "here"
 )
 
-// registerCluster adds --cluster, the kubectl-like flags and the in-cluster load's flags.
-func (o *drillOptions) registerCluster(cmd *cobra.Command) {
+// registerCluster adds --cluster, the kubectl-like flags and the in-cluster load's flags, and
+// runs drill --cluster before the embedded cluster's drill.
+func (o *drillOptions) registerCluster(cmd *cobra.Command, streams Streams) {
+	local := cmd.RunE
+	cmd.Args = cobra.MaximumNArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if ran, err := o.runCluster(cmd, args, streams); ran {
+			return err
+		}
+		return local(cmd, args)
+	}
 	o.kubeFlags.register(cmd, "drill a Deployment that runs on a real Kubernetes cluster (the kubeconfig's current context), named as deployment/NAME or NAME",
 		"namespace of the Deployment (default: the kubeconfig context's, else default); with --cluster")
 	f := cmd.Flags()
@@ -84,9 +93,9 @@ type clusterDrill struct {
 // checkClusterFlags is every check of drill --cluster's flags that needs no cluster.
 func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*clusterDrill, error) {
 	changed := cmd.Flags().Changed
-	for _, name := range []string{"run", "path", "sandbox"} {
+	for _, name := range []string{"run", "path", "sandbox", "header", "body", "expect-status", "expect-body"} {
 		if changed(name) {
-			return nil, usageError("--%s is for the embedded cluster: with --cluster the images are the cluster's business; drop --%s", name, name)
+			return nil, usageError("--%s is not for --cluster (images are the cluster's business; request options are not passed to load pods yet): drop --%s", name, name)
 		}
 	}
 	for _, name := range []string{"endpoint-lag", "port"} {
@@ -147,11 +156,6 @@ func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*cl
 			}
 		}
 	} else {
-		for _, flag := range []string{"header", "body", "expect-status", "expect-body"} {
-			if changed(flag) {
-				return nil, usageError("--%s is not passed to load pods yet: drop it, or send the load from here with --load-from here", flag)
-			}
-		}
 		if o.rollouts > 1 || o.gate.Thresholds().PerRollout {
 			return nil, usageError("--rollouts and --per-rollout need every request's outcome, which load pods do not report one by one: drop them, or use --load-from here")
 		}
@@ -190,22 +194,24 @@ func reachableHere(u *url.URL) bool {
 
 // planCluster checks the flags, then asks the cluster: the plan, the permissions, the
 // refusals. --dry-run prints the plan and returns a nil plan.
-func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams Streams) (*demoPlan, error) {
+func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams Streams) (*runPlan, error) {
 	cd, err := o.checkClusterFlags(cmd, args)
 	if err != nil {
 		return nil, err
 	}
-	// The run's flags are the demo's; the embedded cluster's checks do not apply (cluster
-	// is cleared while the demo plans, and restored).
-	o.given = []experiment.Scenario{{Name: cd.deployment, Title: "deployment/" + cd.deployment + " in " + cd.namespace,
-		Manifests: "deployment/" + cd.deployment + " (namespace " + cd.namespace + ", as it runs)", FS: fstest.MapFS{}}}
+	// The run's flags are checked as the demo --cluster's (one built-in scenario stands in
+	// for the Deployment, then is replaced by it).
 	o.deployment = cd.deployment
-	o.demoOptions.cluster = false
-	plan, err := o.demoOptions.plan(cmd, time.Now())
-	o.demoOptions.cluster = true
+	builtin, scenarios := o.builtin, o.scenarios
+	o.builtin, o.scenarios = true, "v1"
+	plan, err := o.plan(cmd, time.Now())
+	o.builtin, o.scenarios = builtin, scenarios
 	if err != nil {
 		return nil, err
 	}
+	plan.exp.Scenarios = []experiment.Scenario{{Name: cd.deployment, Title: "deployment/" + cd.deployment + " in " + cd.namespace,
+		Manifests: "deployment/" + cd.deployment + " (namespace " + cd.namespace + ", as it runs)", FS: fstest.MapFS{}}}
+	plan.settings.Scenarios = []string{cd.deployment}
 	plan.exp.Load.URL = cd.target.String()
 	plan.exp.UpTimeout, plan.exp.ServingTimeout, plan.exp.DownTimeout = kubeUpTimeout, kubeServingTimeout, kubeDownTimeout
 	plan.settings.EndpointLag, plan.settings.Target = 0, cd.target.String()

@@ -45,6 +45,17 @@ func TestDrillBadInput(t *testing.T) {
 	badYAML := write("bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: [x\n")
 	sts := write("sts.yaml", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: db, image: postgres}]}\n")
 	twoBehind := write("two.yaml", drillTeam+"---\n"+strings.Replace(strings.SplitN(drillTeam, "---", 2)[0], "name: api}", "name: api-canary}", 1))
+	withEnv := func(name, env string) string {
+		return write(name, strings.Replace(drillTeam, "ports: [{containerPort: 8080}]}", "ports: [{containerPort: 8080}], env: ["+env+"]}", 1))
+	}
+	missingSecret := withEnv("nosecret.yaml", "{name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}")
+	missingKey := write("nokey.yaml", strings.Replace(drillTeam, "ports: [{containerPort: 8080}]}",
+		"ports: [{containerPort: 8080}], env: [{name: LEVEL, valueFrom: {configMapKeyRef: {name: settings, key: LEVEL}}}]}", 1)+
+		"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {MODE: fast}\n")
+	noLimit := withEnv("nolimit.yaml", "{name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory}}}")
+	twoContainers := write("two-containers.yaml", strings.Replace(drillTeam, "      - {name: app,", "      - {name: sidecar, image: \"ghcr.io/acme/api:1.0\"}\n      - {name: app,", 1))
+	command := write("command.yaml", strings.Replace(drillTeam, "ports: [{containerPort: 8080}]}", "ports: [{containerPort: 8080}], command: [/app/server]}", 1))
+	typo := write("typo.yaml", strings.Replace(drillTeam, "replicas: 2", "replcas: 2", 1))
 	unreadable := filepath.Join(dir, "missing.yaml")
 	run := "ghcr.io/acme/api=/bin/true"
 
@@ -71,6 +82,18 @@ func TestDrillBadInput(t *testing.T) {
 		{"bad sandbox", []string{"-f", team, "--run", run, "--target", "http://api:8080/", "--sandbox", "vm"}, "--sandbox must be auto, ns or none"},
 		{"bad header", []string{"-f", team, "--run", run, "--target", "http://api:8080/", "-H", "nocolon"}, "-H"},
 		{"bad expect-status", []string{"-f", team, "--run", run, "--target", "http://api:8080/", "--expect-status", "abc"}, "expect-status"},
+		{"empty stdin", []string{"-f", "-", "--run", run, "--target", "http://api:8080/"}, "-f -: no object in the manifests"},
+		{"unknown field", []string{"-f", typo, "--run", run, "--target", "http://api:8080/"}, `unknown field "spec.replcas"`},
+		{"duplicate object", []string{"-f", team, "-f", team, "--run", run, "--target", "http://api:8080/"}, "Deployment"},
+		{"missing Secret", []string{"-f", missingSecret, "--run", run, "--target", "http://api:8080/"}, `Secret "creds" not found`},
+		{"missing ConfigMap key", []string{"-f", missingKey, "--run", run, "--target", "http://api:8080/"}, `ConfigMap "settings" has no key "LEVEL"`},
+		{"resourceFieldRef without limit", []string{"-f", noLimit, "--run", run, "--target", "http://api:8080/"}, "limits.memory"},
+		{"two containers", []string{"-f", twoContainers, "--run", run, "--target", "http://api:8080/"}, "container"},
+		{"command path not mapped", []string{"-f", command, "--run", run, "--target", "http://api:8080/"}, "--path /app/server=LOCAL_PATH"},
+		{"bad --path", []string{"-f", command, "--run", run, "--path", "/app/server", "--target", "http://api:8080/"}, "--path"},
+		{"bad method", []string{"-f", team, "--run", run, "--target", "http://api:8080/", "--method", "GE T"}, `method "GE T" is not a valid HTTP method`},
+		{"body file missing", []string{"-f", team, "--run", run, "--target", "http://api:8080/", "--body", "@" + filepath.Join(dir, "nobody.json")}, "--body"},
+		{"bad expect-body", []string{"-f", team, "--run", run, "--target", "http://api:8080/", "--expect-body", "("}, "--expect-body"},
 		{"restart after duration", []string{"-f", team, "--run", run, "--target", "http://api:8080/", "--duration", "2s", "--restart-at", "3s"}, "--restart-at"},
 	}
 	for _, tc := range cases {
@@ -112,11 +135,14 @@ func TestDrillPlan(t *testing.T) {
 				"--method", "post", "-H", "X-Team: shop", "--body", "{}", "--expect-status", "200,201"}); err != nil {
 				t.Fatal(err)
 			}
-			plan, err := o.plan(cmd, nil, time.Now())
+			plan, err := o.plan(cmd, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := plan.drill
+			d := plan.local
+			if d.sandbox != "auto" {
+				t.Errorf("sandbox %q, want the drill's default auto", d.sandbox)
+			}
 			if d.target.service != "api" || d.target.port != 8080 || d.target.lb {
 				t.Errorf("target %+v, want Service api port 8080", d.target)
 			}
@@ -153,17 +179,17 @@ func TestDrillPlanLoadBalancer(t *testing.T) {
 	if err := cmd.ParseFlags([]string{"-f", team, "--run", "ghcr.io/acme/api=/bin/true", "--target", "http://127.0.0.1:18080/x"}); err != nil {
 		t.Fatal(err)
 	}
-	plan, err := o.plan(cmd, nil, time.Now())
+	plan, err := o.plan(cmd, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg := plan.drill.target; !tg.lb || tg.service != "api" || plan.port != 18080 || plan.exp.Deployment != "api" {
+	if tg := plan.local.target; !tg.lb || tg.service != "api" || plan.port != 18080 || plan.exp.Deployment != "api" {
 		t.Errorf("target %+v, port %d, deployment %s: want the LoadBalancer api on 18080", tg, plan.port, plan.exp.Deployment)
 	}
 	if h := plan.exp.Load.Header.Get("Host"); h != "" {
 		t.Errorf("Host %q: a local target is sent as given", h)
 	}
-	if got := (&drillCluster{plan: plan.drill}).Target(); got != "http://127.0.0.1:18080/x" {
+	if got := (&drillCluster{plan: plan.local}).Target(); got != "http://127.0.0.1:18080/x" {
 		t.Errorf("Target() = %q, want the URL given", got)
 	}
 }

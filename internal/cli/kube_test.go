@@ -110,7 +110,7 @@ func TestDemoClusterPlan(t *testing.T) {
 		writeJSON(w, http.StatusForbidden, status(403, "Forbidden", "no"))
 	})
 	kc := writeKubeconfig(t, srv.URL, "lab", "lab", "other")
-	o := &demoOptions{}
+	o := &drillOptions{}
 	cmd := newDemoCommandFor(o, Streams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard})
 	err := cmd.ParseFlags([]string{"--cluster", "--kubeconfig", kc, "--context", "other", "--namespace", "work", "--keep",
 		"--target", "http://localhost:8000/", "--image-upstream", "reg/up:1", "--scenarios", "v2,v3",

@@ -35,6 +35,9 @@ func runReport(dir string, streams Streams) error {
 	if err := report.WriteTable(streams.Out, r); err != nil {
 		return err
 	}
+	for _, line := range r.BreachLines() {
+		fmt.Fprintln(streams.Out, line)
+	}
 	files, err := report.Render(dir, r)
 	printFiles(streams, dir, files)
 	if err != nil {

@@ -84,6 +84,7 @@ client retries), drives load through them, restarts the upstream mid-load and co
 		newReportCommand(streams),
 		newCheckCommand(streams),
 		newDrillCommand(streams),
+		newAblateCommand(streams),
 	)
 	usageArgs(root)
 	return root

@@ -17,7 +17,7 @@ func latencyQuantiles(l report.Latency) map[gate.Quantile]time.Duration {
 }
 
 // measurements are what the thresholds judge: each measured scenario's whole run (rollout 0)
-// and each of its rollouts (only the max latency is known per rollout).
+// and each of its rollouts.
 func measurements(scenarios []report.Scenario, rollouts map[string][]experiment.Rollout) []gate.Measurement {
 	var out []gate.Measurement
 	for _, s := range scenarios {
@@ -32,15 +32,58 @@ func measurements(scenarios []report.Scenario, rollouts map[string][]experiment.
 		out = append(out, whole)
 		for _, r := range rollouts[s.Scenario] {
 			out = append(out, gate.Measurement{Scenario: s.Scenario, Rollout: r.Index, Requests: r.Requests, Errors: r.Errors,
-				LongestDisruption: r.LongestDisruption, Latency: map[gate.Quantile]time.Duration{gate.Max: r.LatencyMax},
+				LongestDisruption: r.LongestDisruption, Latency: map[gate.Quantile]time.Duration{
+					gate.P50: r.Latency.P50, gate.P90: r.Latency.P90, gate.P95: r.Latency.P95, gate.P99: r.Latency.P99, gate.Max: r.LatencyMax},
 				Duration: r.End.Sub(r.Start)})
 		}
 	}
 	return out
 }
 
+// loadBaseline reads --baseline's report (a directory, report.json or report.json.gz, of any
+// schema this gracelab reads) into per-rollout samples: each scenario's rollout rows, or, for a
+// report of one rollout per scenario (schema 1 among them), its whole run as the one sample.
+// The p99 per rollout is there from schema 2 reports written since it was recorded; without it
+// only the lossy rollouts are compared.
+func loadBaseline(path string) (*gate.Baseline, error) {
+	r, err := report.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	b := &gate.Baseline{Source: path}
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	for _, s := range r.Scenarios {
+		if s.Result == nil {
+			continue
+		}
+		sample := gate.Sample{Scenario: s.Scenario}
+		if len(s.Rollouts) == 0 {
+			sample.Losses, sample.P99 = []int64{s.Errors}, []time.Duration{ms(s.Latency.P99)}
+		}
+		withP99 := true
+		for _, ro := range s.Rollouts {
+			if ro.Requests == 0 {
+				continue
+			}
+			sample.Losses = append(sample.Losses, ro.Errors)
+			sample.P99 = append(sample.P99, ms(ro.LatencyP99))
+			withP99 = withP99 && ro.LatencyP99 > 0
+		}
+		if !withP99 {
+			sample.P99 = nil
+		}
+		if len(sample.Losses) > 0 {
+			b.Samples = append(b.Samples, sample)
+		}
+	}
+	if len(b.Samples) == 0 {
+		return nil, fmt.Errorf("%s: no scenario of that report measured anything to compare with", path)
+	}
+	return b, nil
+}
+
 // evaluate judges the thresholds; nil when there is nothing to judge (no threshold, no
-// --junit).
+// baseline, no --junit).
 func evaluate(th gate.Thresholds, junitPath string, scenarios []report.Scenario, rollouts map[string][]experiment.Rollout) (*gate.Evaluation, error) {
 	if th.Empty() && junitPath == "" {
 		return nil, nil
@@ -74,7 +117,8 @@ func reportRollouts(rs []experiment.Rollout, planned int) []report.Rollout {
 	for _, r := range rs {
 		row := report.Rollout{Index: r.Index, RestartAt: r.Start, SettledAt: r.Settled, WindowEnd: r.End,
 			Requests: r.Requests, OK: r.OK, Errors: r.Errors, ErrorsByKind: r.ErrorsByKind, UpstreamKinds: r.UpstreamKinds,
-			LongestDisruption: r.LongestDisruption.Seconds(), LatencyMax: float64(r.LatencyMax) / float64(time.Millisecond)}
+			LongestDisruption: r.LongestDisruption.Seconds(), LatencyMax: float64(r.LatencyMax) / float64(time.Millisecond),
+			LatencyP99: float64(r.Latency.P99) / float64(time.Millisecond)}
 		if !r.Settled.IsZero() {
 			row.RolloutSeconds = r.Settled.Sub(r.Start).Seconds()
 		}
@@ -110,6 +154,9 @@ func judge(ev *gate.Evaluation, everr error, junitPath string, scenarios []repor
 		if err != nil {
 			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("writing --junit %s: %w", junitPath, err)}
 		}
+	}
+	for _, note := range ev.Notes {
+		fmt.Fprintln(streams.Out, note)
 	}
 	breaches := ev.Breaches()
 	for _, b := range breaches {

@@ -47,6 +47,12 @@ type Warner interface {
 	Warnings() []string
 }
 
+// Sandboxer is a cluster that may run pods in sandboxes (the embedded cluster): the mode it
+// used and why it fell back, if it did, go into the scenario's report.
+type Sandboxer interface {
+	SandboxUsed() (mode, fallback string)
+}
+
 // Factory makes the cluster one scenario runs on. It must not start anything: Up does.
 type Factory func(Scenario) (cluster.Cluster, error)
 
@@ -484,6 +490,9 @@ func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
 	d.out.Events = withRestartEvents(c.Events(), restarts, d.cfg.Deployment)
 	if w, ok := c.(Warner); ok {
 		d.out.Warnings = append(d.out.Warnings, w.Warnings()...)
+	}
+	if s, ok := c.(Sandboxer); ok {
+		d.out.Sandbox, d.out.SandboxFallback = s.SandboxUsed()
 	}
 
 	d.report(PhaseTearDown, "")

@@ -1,8 +1,11 @@
 package experiment
 
 import (
+	"slices"
 	"sort"
 	"time"
+
+	"gonum.org/v1/gonum/stat"
 
 	"github.com/gracelab/gracelab/internal/load"
 )
@@ -28,6 +31,23 @@ type Rollout struct {
 	// apart, from the first one's send to the last one's end (as load counts disruptions).
 	LongestDisruption time.Duration
 	LatencyMax        time.Duration // of the sent requests
+	// Latency holds the quantiles of the sent requests' latencies (failed ones included),
+	// exact over the window: a rollout's p99 is what a baseline compares.
+	Latency Quantiles
+}
+
+// Quantiles are latency quantiles; zero when the window had no request with a latency.
+type Quantiles struct{ P50, P90, P95, P99 time.Duration }
+
+// quantilesOf returns the empirical quantiles (the smallest latency with at least that share of
+// latencies at or below it), as HDR histograms read them, of latencies in any order.
+func quantilesOf(latencies []float64) Quantiles {
+	if len(latencies) == 0 {
+		return Quantiles{}
+	}
+	slices.Sort(latencies)
+	q := func(p float64) time.Duration { return time.Duration(stat.Quantile(p, stat.Empirical, latencies, nil)) }
+	return Quantiles{P50: q(0.50), P90: q(0.90), P95: q(0.95), P99: q(0.99)}
 }
 
 // windowOf returns the index in windows of the window sent falls in, or -1.
@@ -43,6 +63,7 @@ func windowOf(windows []Window, sent time.Time) int {
 func Attribute(windows []Window, samples []load.Sample) []Rollout {
 	out := make([]Rollout, len(windows))
 	failures := make([][]load.Sample, len(windows))
+	latencies := make([][]float64, len(windows))
 	for i, w := range windows {
 		out[i] = Rollout{Window: w, ErrorsByKind: map[string]int64{}, UpstreamKinds: map[string]int64{}}
 	}
@@ -55,6 +76,7 @@ func Attribute(windows []Window, samples []load.Sample) []Rollout {
 		r.Requests++
 		if s.Latency >= 0 {
 			r.LatencyMax = max(r.LatencyMax, s.Latency)
+			latencies[i] = append(latencies[i], float64(s.Latency))
 		}
 		if s.Outcome == load.OK {
 			r.OK++
@@ -69,6 +91,7 @@ func Attribute(windows []Window, samples []load.Sample) []Rollout {
 	}
 	for i := range out {
 		out[i].LongestDisruption = longestDisruption(failures[i])
+		out[i].Latency = quantilesOf(latencies[i])
 	}
 	return out
 }

@@ -78,3 +78,27 @@ func TestAttributeNoWindowsNoSamples(t *testing.T) {
 		t.Fatalf("no samples: %+v", got)
 	}
 }
+
+// A window's latency quantiles are the empirical ones of its own requests: 1..100 ms sent in
+// rollout 1 give p50 50ms, p99 99ms; rollout 2's slow requests do not leak into rollout 1.
+func TestAttributeLatencyQuantiles(t *testing.T) {
+	windows := []Window{{Index: 1, Start: sec(0), End: sec(10)}, {Index: 2, Start: sec(10), End: sec(20)}}
+	var samples []load.Sample
+	for i := 100; i >= 1; i-- { // out of order on purpose
+		samples = append(samples, load.Sample{Sent: sec(1), End: sec(2), Latency: time.Duration(i) * time.Millisecond, Outcome: load.OK})
+	}
+	samples = append(samples,
+		load.Sample{Sent: sec(11), End: sec(16), Latency: 5 * time.Second, Outcome: load.Timeout},
+		load.Sample{Sent: sec(12), End: sec(12), Latency: -1, Outcome: load.Dropped}) // no latency: not a quantile's input
+	got := Attribute(windows, samples)
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	if want := (Quantiles{P50: ms(50), P90: ms(90), P95: ms(95), P99: ms(99)}); got[0].Latency != want {
+		t.Errorf("rollout 1 quantiles %+v, want %+v", got[0].Latency, want)
+	}
+	if want := (Quantiles{P50: 5 * time.Second, P90: 5 * time.Second, P95: 5 * time.Second, P99: 5 * time.Second}); got[1].Latency != want {
+		t.Errorf("rollout 2 quantiles %+v, want %+v", got[1].Latency, want)
+	}
+	if empty := Attribute([]Window{{Index: 1, Start: sec(30), End: sec(40)}}, samples); empty[0].Latency != (Quantiles{}) {
+		t.Errorf("a window without requests has quantiles %+v", empty[0].Latency)
+	}
+}

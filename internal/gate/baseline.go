@@ -11,56 +11,112 @@ import (
 )
 
 // Sample is one scenario's per-rollout figures, from the current run or a baseline report. A
-// schema-1 report (one rollout per scenario) gives one value in each.
+// report of one rollout per scenario (schema 1, or a run without --rollouts) gives one value in
+// each.
 type Sample struct {
 	Scenario string
 	Losses   []int64         // failed requests per rollout
-	P99      []time.Duration // p99 latency per rollout
+	P99      []time.Duration // p99 latency per rollout; empty when the report has none per rollout
 }
 
-// Regression is one way the current run is worse than the baseline beyond the baseline's interval.
-type Regression struct {
-	Scenario string
-	What     string // "lossy rollouts" or "p99 latency"
-	Message  string // one line naming scenario, both values and the bound
+// Baseline is an earlier report to compare the run with (--baseline).
+type Baseline struct {
+	Source  string // the path given, for messages
+	Samples []Sample
 }
 
-func (r Regression) String() string { return r.Message }
+// BaselineLoader reads the report at a --baseline path (a report directory or a report.json).
+// The command supplies it, since gate does not know the report's schema.
+type BaselineLoader func(path string) (*Baseline, error)
 
-// CompareBaseline compares the current run with a baseline, scenario by scenario (scenarios
-// missing on either side are skipped: the caller says so). Definitions (docs/statistics.md):
+// CompareBaseline compares the current run with a baseline, scenario by scenario: a check per
+// figure both sides have, passed or not, and a note for each scenario only one side has.
+// Definitions (docs/statistics.md):
 //
 //   - lossy rollouts regress when the current fraction of rollouts that lost any request is above
 //     the upper end of the baseline's exact 95 % Clopper-Pearson interval;
 //   - p99 latency regresses when the current median of per-rollout p99s is above P99Bound of the
 //     baseline's per-rollout p99s (an order-statistic upper confidence bound for their median).
-func CompareBaseline(baseline, current []Sample) []Regression {
+func CompareBaseline(baseline Baseline, current []Sample) (checks []Check, notes []string) {
 	byName := map[string]Sample{}
-	for _, b := range baseline {
+	for _, b := range baseline.Samples {
 		byName[b.Scenario] = b
 	}
-	var out []Regression
+	seen := map[string]bool{}
 	for _, cur := range current {
+		seen[cur.Scenario] = true
 		base, ok := byName[cur.Scenario]
 		if !ok {
+			notes = append(notes, fmt.Sprintf("baseline %s has no scenario %s: not compared", baseline.Source, cur.Scenario))
 			continue
+		}
+		scope := func(n int) Measurement {
+			return Measurement{Scenario: cur.Scenario, scope: fmt.Sprintf("%s over %d rollouts", cur.Scenario, n)}
 		}
 		if len(base.Losses) > 0 && len(cur.Losses) > 0 {
 			b, c := stats.Lossy(base.Losses), stats.Lossy(cur.Losses)
-			if c.Estimate > b.Hi {
-				out = append(out, Regression{cur.Scenario, "lossy rollouts", fmt.Sprintf(
-					"regression: %s: %d of %d rollouts lost requests (%s %%), baseline %d of %d (95 %% CI up to %s %%)",
-					cur.Scenario, c.K, c.N, stats.FormatPercent(c.Estimate), b.K, b.N, stats.FormatPercent(b.Hi))})
-			}
+			checks = append(checks, Check{Measurement: scope(c.N),
+				Threshold: fmt.Sprintf("--baseline %s: lossy rollouts at most %s %% (there %d of %d, the upper end of its 95 %% CI)",
+					baseline.Source, stats.FormatPercent(b.Hi), b.K, b.N),
+				Measured: fmt.Sprintf("%d of %d rollouts lost requests (%s %%)", c.K, c.N, stats.FormatPercent(c.Estimate)),
+				Passed:   c.Estimate <= b.Hi, Name: "baseline lossy rollouts", Value: c.Estimate * 100, Limit: b.Hi * 100, Unit: "%"})
 		}
 		if len(base.P99) > 0 && len(cur.P99) > 0 {
 			bound, conf := P99Bound(base.P99)
 			med := medianDuration(cur.P99)
-			if med > bound {
-				out = append(out, Regression{cur.Scenario, "p99 latency", fmt.Sprintf(
-					"regression: %s: median p99 %s over %d rollouts, baseline bound %s (%s %% one-sided, over %d rollouts)",
-					cur.Scenario, med, len(cur.P99), bound, stats.FormatPercent(conf), len(base.P99))})
+			checks = append(checks, Check{Measurement: scope(len(cur.P99)),
+				Threshold: fmt.Sprintf("--baseline %s: median p99 at most %s (a %s %% upper bound for the median of its %d rollouts' p99)",
+					baseline.Source, bound, stats.FormatPercent(conf), len(base.P99)),
+				Measured: fmt.Sprintf("median p99 %s", med),
+				Passed:   med <= bound, Name: "baseline p99",
+				Value: float64(med) / float64(time.Millisecond), Limit: float64(bound) / float64(time.Millisecond), Unit: "ms"})
+		} else if len(cur.P99) > 0 {
+			notes = append(notes, fmt.Sprintf("baseline %s has no p99 per rollout for %s: its p99 not compared", baseline.Source, cur.Scenario))
+		}
+	}
+	for _, b := range baseline.Samples {
+		if !seen[b.Scenario] {
+			notes = append(notes, fmt.Sprintf("this run has no scenario %s of baseline %s: not compared", b.Scenario, baseline.Source))
+		}
+	}
+	return checks, notes
+}
+
+// SamplesOf are the current run's per-rollout figures, from the measurements Evaluate gets:
+// each scenario's rollouts with requests in their window, or its whole run when it has none.
+func SamplesOf(ms []Measurement) []Sample {
+	var order []string
+	byName := map[string]*Sample{}
+	whole := map[string]Measurement{}
+	for _, m := range ms {
+		if _, ok := byName[m.Scenario]; !ok {
+			byName[m.Scenario] = &Sample{Scenario: m.Scenario}
+			order = append(order, m.Scenario)
+		}
+		if m.Rollout == 0 {
+			whole[m.Scenario] = m
+			continue
+		}
+		if m.Requests == 0 {
+			continue // nothing was sent into this rollout: no sample
+		}
+		s := byName[m.Scenario]
+		s.Losses = append(s.Losses, m.Errors)
+		if p99, ok := m.Latency[P99]; ok {
+			s.P99 = append(s.P99, p99)
+		}
+	}
+	out := make([]Sample, 0, len(order))
+	for _, name := range order {
+		s := byName[name]
+		if w, ok := whole[name]; ok && len(s.Losses) == 0 && w.Requests > 0 {
+			s.Losses = []int64{w.Errors}
+			if p99, ok := w.Latency[P99]; ok {
+				s.P99 = []time.Duration{p99}
 			}
+		}
+		if len(s.Losses) > 0 {
+			out = append(out, *s)
 		}
 	}
 	return out

@@ -16,14 +16,41 @@ type Flags struct {
 }
 
 // Register adds --max-errors, --max-error-rate, --max-disruption, --max-latency (repeatable) and
-// --per-rollout to fs.
-func (f *Flags) Register(fs *pflag.FlagSet) {
+// --per-rollout to fs; with a loader, --baseline too, which reads its report as it is parsed.
+func (f *Flags) Register(fs *pflag.FlagSet, load BaselineLoader) {
 	fs.Var(&maxErrorsValue{&f.th.MaxErrors}, "max-errors", "breach when more than N requests fail (per rollout with --per-rollout, else per scenario's whole run)")
 	fs.Var(&rateValue{&f.th.MaxErrorRate}, "max-error-rate", "breach when the error rate is above R, a fraction (0.01) or a percentage (1%)")
 	fs.Var(&durationValue{&f.th.MaxDisruption}, "max-disruption", "breach when the longest outage interval is longer than D (e.g. 2s)")
 	fs.Var(&latencyValue{&f.th.MaxLatency}, "max-latency", "breach when a latency quantile is above a duration: QUANTILE=DURATION with QUANTILE one of p50, p90, p95, p99, max (repeatable, e.g. p99=300ms)")
 	fs.BoolVar(&f.th.PerRollout, "per-rollout", false, "judge the thresholds on every rollout on its own instead of each scenario's whole run")
+	if load != nil {
+		fs.Var(&baselineValue{&f.th.Baseline, load}, "baseline", "compare with an earlier report (its directory or report.json): breach when a scenario's share of lossy rollouts or its p99 is worse beyond the baseline's interval (docs/statistics.md)")
+	}
 }
+
+type baselineValue struct {
+	p    **Baseline
+	load BaselineLoader
+}
+
+func (v *baselineValue) Set(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return fmt.Errorf("give the directory or report.json of an earlier run")
+	}
+	b, err := v.load(s)
+	if err != nil {
+		return err
+	}
+	*v.p = b
+	return nil
+}
+func (v *baselineValue) String() string {
+	if *v.p == nil {
+		return ""
+	}
+	return (*v.p).Source
+}
+func (v *baselineValue) Type() string { return "DIR|report.json" }
 
 // Thresholds returns the limits given on the command line (all nil when none was).
 func (f *Flags) Thresholds() Thresholds {

@@ -7,10 +7,10 @@
 // report's schema. Wiring, in a command:
 //
 //	var gf gate.Flags
-//	gf.Register(cmd.Flags())                  // at command construction
-//	th, err := gf.Thresholds()                // in RunE, before anything starts: err is bad input (exit 2)
+//	gf.Register(cmd.Flags(), loadBaseline)    // at command construction; a bad value is a flag error (exit 2)
+//	th := gf.Thresholds()                     // in RunE, before anything starts
 //	... run, write the report ...
-//	ev, err := gate.Evaluate(th, measurements) // one Measurement per rollout and one per whole run
+//	ev, err := gate.Evaluate(th, measurements) // one Measurement per rollout and one per whole run; the baseline's checks too
 //	for _, b := range ev.Breaches() { fmt.Fprintln(stderr, b) }
 //	ev.WriteJUnit(file, runFailures)          // with --junit
 //	return gate.ExitCode(runFailed, len(ev.Breaches()) > 0)
@@ -21,6 +21,7 @@ package gate
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,11 +76,16 @@ type Thresholds struct {
 	MaxLatency    []LatencyLimit // at most one per quantile, in Quantiles order
 	// PerRollout judges every rollout on its own; otherwise the whole run of each scenario.
 	PerRollout bool
+	// Baseline is an earlier report the run must not regress from (--baseline); nil: none.
+	Baseline *Baseline
 }
 
-// Empty reports whether no limit is set: then nothing can be breached.
-func (t Thresholds) Empty() bool {
-	return t.MaxErrors == nil && t.MaxErrorRate == nil && t.MaxDisruption == nil && len(t.MaxLatency) == 0
+// Empty reports whether no limit and no baseline is set: then nothing can be breached.
+func (t Thresholds) Empty() bool { return !t.limited() && t.Baseline == nil }
+
+// limited reports whether any limit on the measurements themselves is set.
+func (t Thresholds) limited() bool {
+	return t.MaxErrors != nil || t.MaxErrorRate != nil || t.MaxDisruption != nil || len(t.MaxLatency) > 0
 }
 
 // Measurement is what one rollout (Rollout >= 1) or one scenario's whole run (Rollout 0) measured.
@@ -94,6 +100,8 @@ type Measurement struct {
 	Latency map[Quantile]time.Duration
 	// Duration is the rollout's (or run's) duration, for the JUnit test case's time; optional.
 	Duration time.Duration
+
+	scope string // overrides Where: a baseline check is over all rollouts
 }
 
 // ErrorRate is Errors/Requests, 0 without requests.
@@ -106,6 +114,9 @@ func (m Measurement) ErrorRate() float64 {
 
 // Where names the measurement in messages: "v1 rollout 2" or "v1 (whole run)".
 func (m Measurement) Where() string {
+	if m.scope != "" {
+		return m.scope
+	}
 	if m.Rollout == 0 {
 		return m.Scenario + " (whole run)"
 	}
@@ -136,17 +147,21 @@ func (c Check) String() string {
 }
 
 // Evaluation is every check of a run, in the order of the measurements judged and, for each, of
-// the thresholds (errors, error rate, disruption, latency).
+// the thresholds (errors, error rate, disruption, latency); then the baseline's.
 type Evaluation struct {
 	Thresholds Thresholds
 	Judged     []Measurement // the measurements judged: the per-rollout ones or the whole-run ones
 	Checks     []Check
+	// Baseline holds the comparisons with --baseline, per scenario (lossy rollouts, p99).
+	Baseline []Check
+	// Notes say what the baseline could not compare (a scenario on one side only).
+	Notes []string
 }
 
-// Breaches are the failed checks.
+// Breaches are the failed checks, the baseline's last.
 func (e Evaluation) Breaches() []Check {
 	var out []Check
-	for _, c := range e.Checks {
+	for _, c := range append(slices.Clone(e.Checks), e.Baseline...) {
 		if !c.Passed {
 			out = append(out, c)
 		}
@@ -157,7 +172,8 @@ func (e Evaluation) Breaches() []Check {
 // Evaluate judges the measurements by the thresholds: with PerRollout those with Rollout >= 1,
 // otherwise those with Rollout 0; give it both kinds and it picks. A measurement without
 // requests breaches --max-error-rate (nothing was measured). A latency threshold on a quantile
-// the measurement lacks is the caller's error.
+// the measurement lacks is the caller's error. With a baseline, the rollouts (or, for a
+// scenario without any, its whole run) are compared with it: see CompareBaseline.
 func Evaluate(t Thresholds, ms []Measurement) (Evaluation, error) {
 	ev := Evaluation{Thresholds: t}
 	for _, m := range ms {
@@ -202,6 +218,9 @@ func Evaluate(t Thresholds, ms []Measurement) (Evaluation, error) {
 			what = "per-rollout"
 		}
 		return Evaluation{}, fmt.Errorf("no %s measurements to judge", what)
+	}
+	if t.Baseline != nil {
+		ev.Baseline, ev.Notes = CompareBaseline(*t.Baseline, SamplesOf(ms))
 	}
 	return ev, nil
 }

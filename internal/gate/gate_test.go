@@ -2,20 +2,32 @@ package gate
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"slices"
+
 	junit "github.com/joshdk/go-junit"
 	"github.com/spf13/pflag"
 )
+
+// loadNamed is a BaselineLoader over fixed baselines by path (reading real reports is the
+// command's part, tested there).
+func loadNamed(path string) (*Baseline, error) {
+	if path != "base" {
+		return nil, errors.New(path + " not found")
+	}
+	return &Baseline{Source: path, Samples: []Sample{{Scenario: "v1", Losses: []int64{3}}}}, nil
+}
 
 func parse(t *testing.T, args ...string) (Thresholds, error) {
 	t.Helper()
 	var f Flags
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
-	f.Register(fs)
+	f.Register(fs, loadNamed)
 	err := fs.Parse(args)
 	return f.Thresholds(), err
 }
@@ -249,17 +261,11 @@ func TestJUnitWithoutThresholdsHasACasePerRollout(t *testing.T) {
 }
 
 func TestCompareBaseline(t *testing.T) {
-	ms := func(ds ...int) []time.Duration {
-		out := make([]time.Duration, len(ds))
-		for i, d := range ds {
-			out[i] = time.Duration(d) * time.Millisecond
-		}
-		return out
-	}
-	base := []Sample{
+	base := Baseline{Source: "old/report.json", Samples: []Sample{
 		{Scenario: "v2", Losses: []int64{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, P99: ms(200, 201, 199, 202, 200, 203, 198, 200, 204, 201)},
 		{Scenario: "v1", Losses: []int64{33, 67, 41}, P99: ms(5000)},
-	}
+		{Scenario: "gone", Losses: []int64{0}},
+	}}
 	// v2 now loses in 5 of 10 rollouts: above the baseline's 0-of-10 bound (30.8 %).
 	// Its median p99 205ms is above the baseline's bound (the 9th of 10 sorted, 203ms).
 	cur := []Sample{
@@ -267,29 +273,132 @@ func TestCompareBaseline(t *testing.T) {
 		{Scenario: "v1", Losses: []int64{50}, P99: ms(4000)},
 		{Scenario: "new", Losses: []int64{1}},
 	}
-	regs := CompareBaseline(base, cur)
-	if len(regs) != 2 || regs[0].What != "lossy rollouts" || regs[1].What != "p99 latency" {
-		t.Fatalf("regressions %v", regs)
+	checks, notes := CompareBaseline(base, cur)
+	if len(checks) != 4 {
+		t.Fatalf("checks %v", checks)
 	}
-	if want := "regression: v2: 5 of 10 rollouts lost requests (50 %), baseline 0 of 10 (95 % CI up to 31 %)"; regs[0].Message != want {
-		t.Errorf("got  %q\nwant %q", regs[0].Message, want)
+	var failed []Check
+	for _, c := range checks {
+		if !c.Passed {
+			failed = append(failed, c)
+		}
+	}
+	if len(failed) != 2 || failed[0].Name != "baseline lossy rollouts" || failed[1].Name != "baseline p99" {
+		t.Fatalf("failed %v", failed)
+	}
+	if want := "threshold breached: v2 over 10 rollouts: 5 of 10 rollouts lost requests (50 %), limit --baseline old/report.json: lossy rollouts at most 31 % (there 0 of 10, the upper end of its 95 % CI)"; failed[0].String() != want {
+		t.Errorf("got  %q\nwant %q", failed[0].String(), want)
+	}
+	if want := "threshold breached: v2 over 10 rollouts: median p99 205ms, limit --baseline old/report.json: median p99 at most 203ms (a 99 % upper bound for the median of its 10 rollouts' p99)"; failed[1].String() != want {
+		t.Errorf("got  %q\nwant %q", failed[1].String(), want)
+	}
+	if c := failed[0]; c.Value != 50 || c.Limit < 30.8 || c.Limit > 30.9 || c.Unit != "%" {
+		t.Errorf("numbers %+v", c)
+	}
+	if want := []string{"baseline old/report.json has no scenario new: not compared", "this run has no scenario gone of baseline old/report.json: not compared"}; !slices.Equal(notes, want) {
+		t.Errorf("notes %q, want %q", notes, want)
 	}
 	// 3 of 10 lossy is inside the 0-of-10 interval: no regression at this many rollouts.
 	cur[0].Losses = []int64{0, 3, 0, 1, 0, 0, 0, 0, 0, 0}
 	cur[0].P99 = ms(200, 201, 202, 200, 201, 202, 199, 200, 201, 202)
-	if regs := CompareBaseline(base, cur); len(regs) != 0 {
-		t.Errorf("within the intervals: %v", regs)
+	checks, _ = CompareBaseline(base, cur)
+	for _, c := range checks {
+		if !c.Passed {
+			t.Errorf("within the intervals: %v", c)
+		}
 	}
 }
 
-func TestP99Bound(t *testing.T) {
-	ms := func(ds ...int) []time.Duration {
-		out := make([]time.Duration, len(ds))
-		for i, d := range ds {
-			out[i] = time.Duration(d) * time.Millisecond
-		}
-		return out
+// A schema-1 baseline has one rollout per scenario: 0 of 1 lossy allows up to 97.5 %, so only a
+// run whose every rollout lost requests regresses; its p99 is its own bound, at 50 %.
+func TestCompareBaselineOneRollout(t *testing.T) {
+	base := Baseline{Source: "e1", Samples: []Sample{{Scenario: "v2", Losses: []int64{0}, P99: ms(210)}}}
+	checks, _ := CompareBaseline(base, []Sample{{Scenario: "v2", Losses: []int64{0, 2, 0}, P99: ms(200, 209, 230)}})
+	if len(checks) != 2 || !checks[0].Passed || !checks[1].Passed {
+		t.Errorf("1 of 3 lossy and median p99 209ms against 0 of 1 and 210ms: %v", checks)
 	}
+	checks, _ = CompareBaseline(base, []Sample{{Scenario: "v2", Losses: []int64{1, 2, 4}, P99: ms(200, 211, 230)}})
+	if len(checks) != 2 || checks[0].Passed || checks[1].Passed ||
+		!strings.Contains(checks[1].Threshold, "a 50 % upper bound for the median of its 1 rollouts' p99") {
+		t.Errorf("3 of 3 lossy and median p99 211ms: %v", checks)
+	}
+}
+
+// Evaluate compares the rollouts with the baseline whatever the thresholds judge, and the JUnit
+// file gets a case per comparison; windows without requests are no sample.
+func TestEvaluateWithBaseline(t *testing.T) {
+	base := &Baseline{Source: "base", Samples: []Sample{
+		{Scenario: "v1", Losses: make([]int64, 10), P99: ms(5000, 5000, 5000, 5000, 5000)},
+		{Scenario: "v2", Losses: []int64{0, 0}},
+	}}
+	ms := append(rollouts(), Measurement{Scenario: "v2", Rollout: 3}) // an empty window
+	ev, err := Evaluate(Thresholds{Baseline: base, PerRollout: true}, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := ev.Breaches()
+	if len(ev.Baseline) != 3 || len(b) != 1 || b[0].Name != "baseline lossy rollouts" || b[0].Measurement.Scenario != "v1" ||
+		b[0].Measured != "1 of 2 rollouts lost requests (50 %)" {
+		t.Fatalf("baseline checks %v, breaches %v", ev.Baseline, b)
+	}
+	if got := SamplesOf(ms); len(got) != 2 || len(got[1].Losses) != 2 || len(got[1].P99) != 2 {
+		t.Errorf("samples %+v: v2's empty third window counted", got)
+	}
+	var buf bytes.Buffer
+	if err := ev.WriteJUnit(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	suites, err := junit.Ingest(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range suites {
+		s.Aggregate()
+		var names []string
+		for _, tc := range s.Tests {
+			names = append(names, tc.Name)
+		}
+		switch s.Name {
+		case "v1":
+			if s.Totals.Tests != 4 || s.Totals.Failed != 1 || names[2] != "baseline: lossy rollouts" || names[3] != "baseline: p99" ||
+				s.Tests[2].Message != b[0].String() {
+				t.Errorf("v1: %+v %q", s.Totals, names)
+			}
+		case "v2":
+			if s.Totals.Tests != 4 || s.Totals.Failed != 0 {
+				t.Errorf("v2: %+v %q", s.Totals, names)
+			}
+		}
+	}
+	// Without per-rollout measurements, a scenario's whole run is its one sample.
+	got := SamplesOf([]Measurement{{Scenario: "v1", Requests: 10, Errors: 2, Latency: map[Quantile]time.Duration{P99: time.Second}}})
+	if len(got) != 1 || !slices.Equal(got[0].Losses, []int64{2}) || !slices.Equal(got[0].P99, []time.Duration{time.Second}) {
+		t.Errorf("whole-run sample %+v", got)
+	}
+}
+
+func TestBaselineFlag(t *testing.T) {
+	th, err := parse(t, "--baseline", "base", "--max-errors", "0")
+	if err != nil || th.Baseline == nil || th.Baseline.Source != "base" || th.Empty() {
+		t.Errorf("--baseline base: %+v %v", th, err)
+	}
+	if th, _ := parse(t, "--baseline", "base"); th.Empty() {
+		t.Error("a baseline alone is something to judge")
+	}
+	if _, err := parse(t, "--baseline", "nope"); err == nil || !strings.Contains(err.Error(), "nope not found") {
+		t.Errorf("unreadable baseline: %v", err)
+	}
+}
+
+func ms(ds ...int) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = time.Duration(d) * time.Millisecond
+	}
+	return out
+}
+
+func TestP99Bound(t *testing.T) {
 	// n = 10: P(B <= 7) = 0.9453 < 0.95, P(B <= 8) = 0.9893: the 9th smallest.
 	b, conf := P99Bound(ms(10, 1, 9, 2, 8, 3, 7, 4, 6, 5))
 	if b != 9*time.Millisecond || conf < 0.989 || conf > 0.9894 {

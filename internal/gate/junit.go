@@ -47,7 +47,8 @@ type junitProblem struct {
 
 // WriteJUnit writes the evaluation as JUnit XML: a test suite per scenario; a test case per judged
 // rollout (or whole run) and threshold, failed with the breach message when breached; without
-// thresholds one passing test case per rollout. runFailures maps a scenario whose run failed to
+// thresholds one passing test case per rollout; a test case per baseline comparison
+// ("baseline: lossy rollouts", "baseline: p99"). runFailures maps a scenario whose run failed to
 // why: it gets a test case "run" in error, so CI shows the failure even without thresholds.
 func (e Evaluation) WriteJUnit(w io.Writer, runFailures map[string]string) error {
 	var order []string
@@ -66,7 +67,7 @@ func (e Evaluation) WriteJUnit(w io.Writer, runFailures map[string]string) error
 		s := suite(m.Scenario)
 		seconds[m.Scenario] += m.Duration.Seconds()
 		base := junitCase{Name: caseName(m), Classname: "gracelab." + m.Scenario, Time: fmt.Sprintf("%.3f", m.Duration.Seconds())}
-		if e.Thresholds.Empty() {
+		if !e.Thresholds.limited() {
 			base.SystemOut = fmt.Sprintf("%d requests, %d errors, longest disruption %s", m.Requests, m.Errors, m.LongestDisruption)
 			s.Cases = append(s.Cases, base)
 		}
@@ -83,6 +84,16 @@ func (e Evaluation) WriteJUnit(w io.Writer, runFailures map[string]string) error
 			}
 			s.Cases = append(s.Cases, tc)
 		}
+	}
+	for _, c := range e.Baseline {
+		s := suite(c.Measurement.Scenario)
+		tc := junitCase{Name: "baseline: " + strings.TrimPrefix(c.Name, "baseline "), Classname: "gracelab." + c.Measurement.Scenario,
+			Time: "0.000", SystemOut: c.Measured}
+		if !c.Passed {
+			tc.Failure = &junitProblem{Message: c.String(), Type: "baseline", Body: c.String()}
+			s.Failures++
+		}
+		s.Cases = append(s.Cases, tc)
 	}
 	failed := make([]string, 0, len(runFailures))
 	for scenario := range runFailures {

@@ -8,7 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// apply server-side applies the Services, then the Deployments, as field manager "gracelab".
+// apply server-side applies the PodDisruptionBudgets, the Services, then the Deployments, as field manager "gracelab".
 // It first looks at every object: one that exists without our label is refused before
 // anything is applied, since it belongs to someone else. One with our label is applied with
 // force, so fields another manager took (a kubectl edit, say) return to the manifest's values;
@@ -38,7 +38,25 @@ func (c *Cluster) apply(ctx context.Context) error {
 			return err
 		}
 	}
+	budgets := c.client.PolicyV1().PodDisruptionBudgets(ns)
+	forceBudget := make([]bool, len(c.manifests.budgets))
+	for i, b := range c.manifests.budgets {
+		var labels map[string]string
+		obj, err := budgets.Get(ctx, *b.Name, metav1.GetOptions{})
+		if err == nil {
+			labels = obj.Labels
+		}
+		if forceBudget[i], err = c.mayApply("poddisruptionbudget", *b.Name, labels, err, "poddisruptionbudgets.policy"); err != nil {
+			return err
+		}
+	}
 	c.touched = true
+	for i, b := range c.manifests.budgets {
+		if _, err := budgets.Apply(ctx, b, metav1.ApplyOptions{FieldManager: fieldManager, Force: forceBudget[i]}); err != nil {
+			return apiError(err, "patch", "poddisruptionbudgets.policy", ns)
+		}
+		c.opts.Logger.Info("applied", "namespace", ns, "poddisruptionbudget", *b.Name)
+	}
 	for i, s := range c.manifests.services {
 		if _, err := services.Apply(ctx, s, metav1.ApplyOptions{FieldManager: fieldManager, Force: forceSvc[i]}); err != nil {
 			return apiError(err, "patch", "services", ns)

@@ -406,6 +406,16 @@ func (c *Cluster) deleteOwnedObjects(ctx context.Context) error {
 			return apiError(err, "delete", "services", ns)
 		}
 	}
+	budgets, err := c.client.PolicyV1().PodDisruptionBudgets(ns).List(ctx, sel)
+	if err != nil {
+		return apiError(err, "list", "poddisruptionbudgets.policy", ns)
+	}
+	for _, b := range budgets.Items {
+		err := c.client.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, b.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return apiError(err, "delete", "poddisruptionbudgets.policy", ns)
+		}
+	}
 	// Our pods carry the label through the pod template: wait for the last one to go.
 	return c.poll(ctx, fmt.Sprintf("pods of gracelab in namespace %q to be deleted", ns), func() (bool, error) {
 		pods, err := c.client.CoreV1().Pods(ns).List(ctx, sel)

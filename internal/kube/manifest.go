@@ -10,8 +10,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gracelab/gracelab/internal/manifest"
@@ -23,10 +25,11 @@ import (
 type manifests struct {
 	deployments []*appsv1ac.DeploymentApplyConfiguration
 	services    []*corev1ac.ServiceApplyConfiguration
+	budgets     []*policyv1ac.PodDisruptionBudgetApplyConfiguration
 }
 
 // loadManifests reads the manifest directory with package manifest: every *.yaml / *.yml /
-// *.json file at the top of fsys, strictly decoded, Deployments and Services only (that is all
+// *.json file at the top of fsys, strictly decoded, Deployments, Services and PodDisruptionBudgets only (that is all
 // a scenario needs, and anything else would be applied without the checks here), each
 // kind/name once. It then keeps each document as an apply configuration built from the YAML
 // itself, so server-side apply owns only the fields the author wrote.
@@ -100,6 +103,12 @@ func (m *manifests) add(doc manifest.Document) error {
 			return fmt.Errorf("Service %q: %w", typed.Name, err)
 		}
 		m.services = append(m.services, ac)
+	case *policyv1.PodDisruptionBudget:
+		ac := &policyv1ac.PodDisruptionBudgetApplyConfiguration{}
+		if err := json.Unmarshal(jsonDoc, ac); err != nil {
+			return fmt.Errorf("PodDisruptionBudget %q: %w", typed.Name, err)
+		}
+		m.budgets = append(m.budgets, ac)
 	default:
 		return fmt.Errorf("unexpected object %T", doc.Object)
 	}
@@ -137,6 +146,9 @@ func (m *manifests) prepare(namespace string, images map[string]string) error {
 	}
 	for _, s := range m.services {
 		s.WithNamespace(namespace).WithLabels(ownedLabels())
+	}
+	for _, b := range m.budgets {
+		b.WithNamespace(namespace).WithLabels(ownedLabels())
 	}
 	var unused []string
 	for k := range images {

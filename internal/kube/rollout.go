@@ -225,7 +225,8 @@ func (c *Cluster) observe(name string) (settleState, error) {
 		if owner == nil || owner.Kind != "ReplicaSet" || !ownedByDeployment(owner.Name, d, sets) {
 			continue
 		}
-		if newRS == "" || owner.Name != newRS {
+		// A pod being deleted (a deletion, an eviction, a scale-down) is waited for too.
+		if newRS == "" || owner.Name != newRS || p.DeletionTimestamp != nil {
 			st.oldPods = append(st.oldPods, p.Name)
 			continue
 		}

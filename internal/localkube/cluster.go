@@ -72,6 +72,8 @@ type Options struct {
 	LogDir string
 	// Sandbox isolates pods in namespaces of their own (podsandbox.go); default SandboxNone.
 	Sandbox SandboxMode
+	// Nodes is how many nodes pods are spread over (nodes.go); default DefaultNodes.
+	Nodes int
 }
 
 // DefaultLoadBalancerPort is where the original demo's downstream LoadBalancer listened.
@@ -116,6 +118,7 @@ type Cluster struct {
 	deploys  []*deployment
 	services []*service
 	pods     map[string]*pod // every pod not yet deleted
+	nodes    []*node
 	addrs    *addressing
 	changed  chan struct{} // closed and replaced on every change, for waiters
 	upErr    error         // a pod failed while Up was waiting
@@ -128,13 +131,15 @@ type Cluster struct {
 
 	spawn       *spawner
 	sandboxMode SandboxMode // settled by Up
-	sandboxDir  string      // the sandboxes' generated files
-	kick        chan struct{}
-	downCh      chan struct{} // closed when Down starts
-	ctx         context.Context
-	cancel      context.CancelFunc
-	podWG       sync.WaitGroup // one kubelet goroutine per pod
-	bgWG        sync.WaitGroup // controller, endpoint propagation, proxies
+	// sandboxFallback is why auto fell back to SandboxNone.
+	sandboxFallback string
+	sandboxDir      string // the sandboxes' generated files
+	kick            chan struct{}
+	downCh          chan struct{} // closed when Down starts
+	ctx             context.Context
+	cancel          context.CancelFunc
+	podWG           sync.WaitGroup // one kubelet goroutine per pod
+	bgWG            sync.WaitGroup // controller, endpoint propagation, proxies
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)
@@ -172,6 +177,12 @@ func New(opts Options) (*Cluster, error) {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = defaultReadyTimeout
 	}
+	switch {
+	case opts.Nodes < 0:
+		return nil, fmt.Errorf("nodes must not be negative (got %d)", opts.Nodes)
+	case opts.Nodes == 0:
+		opts.Nodes = DefaultNodes
+	}
 	if opts.LoadBalancerPort < 0 || opts.LoadBalancerPort > 65535 {
 		return nil, fmt.Errorf("load balancer port %d is out of range (0-65535, 0 lets the OS choose)", opts.LoadBalancerPort)
 	}
@@ -195,6 +206,7 @@ func New(opts Options) (*Cluster, error) {
 		log:     log,
 		set:     set,
 		pods:    map[string]*pod{},
+		nodes:   newNodes(opts.Nodes),
 		addrs:   newAddressing(),
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
@@ -314,18 +326,23 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 }
 
 func (c *Cluster) waitListening(ctx context.Context) error {
+	type port struct {
+		p    *pod
+		ct   *ctr
+		addr string
+	}
+	var ports []port
 	c.mu.Lock()
-	var addrs []string
-	var pods []*pod
 	for _, p := range c.pods {
-		for _, cp := range p.container.Ports {
-			addrs = append(addrs, p.addr(cp.ContainerPort))
-			pods = append(pods, p)
+		for _, ct := range p.serving() {
+			for _, cp := range ct.spec.Ports {
+				ports = append(ports, port{p, ct, p.addr(cp.ContainerPort)})
+			}
 		}
 	}
 	c.mu.Unlock()
-	for i, a := range addrs {
-		p := pods[i]
+	for _, w := range ports {
+		p, a := w.p, w.addr
 		for {
 			conn, err := p.dial(ctx, a)
 			if err == nil {
@@ -338,8 +355,8 @@ func (c *Cluster) waitListening(ctx context.Context) error {
 			c.mu.Lock()
 			upErr := c.upErr
 			pid := 0 // a host process: a sandboxed one may bind any address in its pod
-			if p.running && p.inst != nil && p.inst.proc == nil {
-				pid = p.inst.cmd.Process.Pid
+			if inst := w.ct.inst; w.ct.running && inst != nil && inst.proc == nil {
+				pid = inst.cmd.Process.Pid
 			}
 			c.mu.Unlock()
 			if upErr != nil {
@@ -459,12 +476,18 @@ func (c *Cluster) record(kind cluster.EventKind, d *deployment, p *pod, detail s
 		ev.Deployment = p.d.spec.name
 		ev.Pod = p.name
 		ev.Revision = p.rs.hash
+		ev.Node = p.node
 	}
+	c.recordEvent(ev)
+}
+
+// recordEvent timestamps and appends ev.
+func (c *Cluster) recordEvent(ev cluster.Event) {
 	c.evMu.Lock()
 	ev.Time = time.Now()
 	c.events = append(c.events, ev)
 	c.evMu.Unlock()
-	c.log.Info(string(kind), "deployment", ev.Deployment, "pod", ev.Pod, "revision", ev.Revision, "detail", detail)
+	c.log.Info(string(ev.Kind), "deployment", ev.Deployment, "pod", ev.Pod, "revision", ev.Revision, "node", ev.Node, "detail", ev.Detail)
 }
 
 // PodInfo describes one pod, for status displays and tests.
@@ -477,6 +500,7 @@ type PodInfo struct {
 	Ready       bool   `json:"ready"`
 	Terminating bool   `json:"terminating"`
 	Restarts    int    `json:"restarts"`
+	Node        string `json:"node,omitempty"` // "" while pending
 	Log         string `json:"log,omitempty"`
 }
 
@@ -487,11 +511,11 @@ func (c *Cluster) Pods() []PodInfo {
 	out := make([]PodInfo, 0, len(c.pods))
 	for _, p := range c.pods {
 		pid := 0
-		if p.running && p.inst != nil {
+		if p.inst != nil && p.inst.ct.running {
 			pid = p.inst.pid()
 		}
 		out = append(out, PodInfo{Name: p.name, Deployment: p.d.spec.name, Revision: p.rs.hash, IP: p.ip, PID: pid,
-			Ready: p.ready, Terminating: p.terminating, Restarts: p.restarts, Log: p.logPath})
+			Ready: p.ready, Terminating: p.terminating, Restarts: p.restarts, Node: p.node, Log: p.logPath})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -546,7 +570,8 @@ func (c *Cluster) findLocked(name string) (*deployment, error) {
 }
 
 // WaitSettled blocks until the Deployment's rollout is complete (updated = ready = available
-// = replicas) and no pod of an old revision is left, terminating or not.
+// = replicas) and no pod of an old revision is left, terminating or not, nor a terminating
+// pod of the current one.
 func (c *Cluster) WaitSettled(ctx context.Context, name string) error {
 	c.mu.Lock()
 	d, err := c.findLocked(name)
@@ -562,7 +587,7 @@ func (c *Cluster) WaitSettled(ctx context.Context, name string) error {
 			return false, nil
 		}
 		for _, p := range d.current.pods {
-			if !p.ready {
+			if !p.ready || p.terminating { // a deleted, evicted or scaled-down pod is gone too
 				return false, nil
 			}
 		}
@@ -650,8 +675,10 @@ func (c *Cluster) killAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.pods {
-		if p.running && p.inst != nil {
-			_ = p.inst.signal(sigKILL)
+		for _, ct := range p.ctrs {
+			if ct.running && ct.inst != nil {
+				_ = ct.inst.signal(sigKILL)
+			}
 		}
 	}
 }

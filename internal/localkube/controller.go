@@ -2,7 +2,6 @@ package localkube
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/gracelab/gracelab/internal/cluster"
-	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // The Deployment controller, modelled on Kubernetes' pkg/controller/deployment (rolling.go:
@@ -309,7 +307,7 @@ func (c *Cluster) syncReplicaSetLocked(d *deployment, rs *replicaSet) bool {
 		}
 		return true
 	case diff < 0:
-		sort.SliceStable(active, func(i, j int) bool { return deleteFirst(active[i], active[j]) })
+		c.rankForDeletionLocked(d, active)
 		for _, p := range active[:-diff] {
 			c.deletePodLocked(p, "scaled down")
 		}
@@ -318,30 +316,10 @@ func (c *Cluster) syncReplicaSetLocked(d *deployment, rs *replicaSet) bool {
 	return false
 }
 
-// deleteFirst ranks pods for scale-down as the ReplicaSet controller does: not started before
-// started, not ready before ready, ready for less time before longer, more restarts before
-// fewer, newer before older.
-func deleteFirst(a, b *pod) bool {
-	if a.running != b.running {
-		return !a.running
-	}
-	if a.ready != b.ready {
-		return !a.ready
-	}
-	if a.ready && !a.readySince.Equal(b.readySince) {
-		return a.readySince.After(b.readySince)
-	}
-	if a.restarts != b.restarts {
-		return a.restarts > b.restarts
-	}
-	return a.created.After(b.created)
-}
-
 // createPodLocked creates a pod of rs and starts its kubelet.
 func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
-	ct := rs.template.Spec.Containers[0]
 	var ports []int32
-	for _, p := range ct.Ports {
+	for _, p := range templatePorts(&rs.template.Spec) {
 		ports = append(ports, p.ContainerPort)
 	}
 	inUse := map[string]bool{}
@@ -355,13 +333,14 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 		d:         d,
 		rs:        rs,
 		labels:    rs.template.Labels,
-		container: ct,
 		created:   time.Now(),
 		deleteCh:  make(chan struct{}),
 		net:       &podNet{},
 		logPath:   c.logPathFor(name),
 		grace:     defaultGrace,
+		scheduled: make(chan struct{}),
 	}
+	c.bindLocked(p)
 	if g := rs.template.Spec.TerminationGracePeriodSeconds; g != nil {
 		p.grace = time.Duration(*g) * time.Second
 	}
@@ -392,7 +371,7 @@ func (c *Cluster) createPodLocked(d *deployment, rs *replicaSet) {
 		go c.runPod(p)
 		return
 	}
-	c.record(cluster.PodCreated, nil, p, "ip "+ip)
+	c.record(cluster.PodCreated, nil, p, "ip "+ip+pendingNote(p))
 	c.podWG.Add(1)
 	go c.runPod(p)
 }
@@ -409,27 +388,36 @@ func (c *Cluster) deletePodLocked(p *pod, reason string) {
 	c.syncEndpointsLocked()
 }
 
-// podEnvsLocked resolves the environment of the pod's init containers and main container.
+// podEnvsLocked resolves the command line and environment of the pod's init containers
+// (sidecars among them) and containers.
 func (c *Cluster) podEnvsLocked(p *pod, d *deployment) error {
-	var err error
-	var resolved podenv.Env
-	if p.env, resolved, err = c.podEnvLocked(p, &p.container); err != nil {
-		return err
-	}
-	if p.argv, err = c.argvLocked(&p.container, resolved, d.spec.args); err != nil {
-		return err
-	}
-	for i := range p.rs.template.Spec.InitContainers {
-		ic := &p.rs.template.Spec.InitContainers[i]
-		env, resolved, err := c.podEnvLocked(p, ic)
+	spec := &p.rs.template.Spec
+	add := func(ct corev1.Container, role ctrRole, imageArgs []string) error {
+		x := newCtr(ct, role)
+		env, resolved, err := c.podEnvLocked(p, &x.spec)
 		if err != nil {
 			return err
 		}
-		argv, err := c.argvLocked(ic, resolved, d.spec.initArgs[i])
-		if err != nil {
+		if x.argv, err = c.argvLocked(&x.spec, resolved, imageArgs); err != nil {
 			return err
 		}
-		p.inits = append(p.inits, initRun{name: ic.Name, argv: argv, env: env})
+		x.env = env
+		p.ctrs = append(p.ctrs, x)
+		return nil
+	}
+	for i, ic := range spec.InitContainers {
+		role := roleInit
+		if ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			role = roleSidecar
+		}
+		if err := add(ic, role, d.spec.initArgs[i]); err != nil {
+			return err
+		}
+	}
+	for i, ct := range spec.Containers {
+		if err := add(ct, roleMain, d.spec.args[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -12,24 +12,37 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 )
 
-// The kubelet: one goroutine per pod runs its container process, its probes and, on
-// deletion, the termination sequence. Timeline of a deletion (T0 = deletion requested):
+// The kubelet: one goroutine per pod starts its containers in the kubelet's order, and one per
+// container runs it, restarts it, runs its probes and, on deletion, its termination sequence.
+//
+// Start: init containers one at a time, each to completion; a native sidecar (an init
+// container with restartPolicy Always) is started and the next one waits only until its
+// startup probe has succeeded (at once without one). Then the containers, in order, each once
+// the previous one's postStart hook has returned. The pod is ready when every container and
+// sidecar is.
+//
+// Timeline of a deletion (T0 = deletion requested):
 //
 //	T0          pod_terminating; the endpoint turns not-ready in the API view; liveness stops
 //	T0+lag      the Service proxies stop sending new connections (endpoint_removed)
-//	T0          preStop runs (httpGet / exec / sleep), bounded by the grace period
-//	after it    SIGTERM to the process group
-//	T0+grace    SIGKILL if still running (at least 2s after preStop, as the kubelet allows)
-//	exit        pod_exited with the code; the pod network lingers NetworkLinger, then is removed
-//	            (pod_network_removed) and the pod object is deleted (pod_deleted)
+//	T0          every container's preStop runs at once (httpGet / exec / sleep), bounded by the
+//	            grace period
+//	after it    SIGTERM to the container's process group; a sidecar's comes only once every
+//	            container and every later sidecar has exited (reverse order), within the grace
+//	T0+grace    SIGKILL if still running (at least 2s after SIGTERM, as the kubelet allows)
+//	exit        pod_exited with the code; once every container has exited the pod network
+//	            lingers NetworkLinger, then is removed (pod_network_removed) and the pod object
+//	            is deleted (pod_deleted)
 
 // runPod is the pod's kubelet worker. It returns once the pod is deleted.
 func (c *Cluster) runPod(p *pod) {
 	defer c.podWG.Done()
+	c.awaitScheduled(p)
 	// The sandbox and container creation a real kubelet spends before the process runs.
 	if d := c.opts.PodStartDelay; d > 0 && p.ip != "" {
 		t := time.NewTimer(d)
@@ -58,69 +71,145 @@ func (c *Cluster) runPod(p *pod) {
 			return
 		}
 	}
-	var backoff time.Duration
-	next := 0 // the next init container to run to completion; len(p.inits): the main one
-	for p.ip != "" {
-		if backoff > 0 {
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-p.deleteCh:
-			case <-c.downCh:
-			}
-			t.Stop()
-		}
-		if c.stopping(p) {
-			break
-		}
-		var inst *container
-		var err error
-		if next < len(p.inits) {
-			inst, err = c.startContainer(p, p.inits[next].name, p.inits[next].argv, p.inits[next].env)
-		} else {
-			inst, err = c.startContainer(p, "", p.argv, p.env)
-		}
-		if err != nil {
-			c.mu.Lock()
-			p.lastExit = "failed to start: " + err.Error()
-			p.restarts++
-			c.record(cluster.PodExited, nil, p, p.lastExit)
-			if c.state == stateStarting && !p.terminating {
-				c.upErr = fmt.Errorf("pod %s: %s", p.name, p.lastExit)
-			}
-			c.notifyLocked()
-			c.mu.Unlock()
-			backoff = nextBackoff(backoff)
-			continue
-		}
-		var done bool
-		if inst.init != "" {
-			var completed bool
-			if completed, done = c.awaitInit(p, inst); completed {
-				next++
-				continue
-			}
-		} else {
-			done = c.supervise(p, inst)
-		}
-		if done {
-			break
-		}
-		c.mu.Lock()
-		p.restarts++
-		c.mu.Unlock()
-		// As the kubelet: the first restart is immediate, then 10s doubling to 5 min.
-		if p.restarts > 1 {
-			backoff = nextBackoff(backoff)
-		}
-	}
-	if p.ip == "" {
+	var workers sync.WaitGroup
+	if p.ip != "" {
+		c.startContainers(p, &workers)
+	} else {
 		select {
 		case <-p.deleteCh:
 		case <-c.downCh:
 		}
 	}
+	workers.Wait()
 	c.teardown(p)
+}
+
+// startContainers starts the pod's containers in the kubelet's order, each container's worker
+// in workers, and returns once the last has started or the pod is going away.
+func (c *Cluster) startContainers(p *pod, workers *sync.WaitGroup) {
+	launched := map[*ctr]bool{}
+	defer func() { // what never ran is gone already: no sidecar waits for it
+		for _, ct := range p.ctrs {
+			if !launched[ct] {
+				close(ct.gone)
+			}
+		}
+	}()
+	for _, ct := range p.ctrs {
+		if ct.role == roleInit {
+			if !c.runInit(p, ct) {
+				return
+			}
+			continue
+		}
+		launched[ct] = true
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			defer close(ct.gone)
+			c.runContainer(p, ct)
+		}()
+		next := ct.postStarted
+		if ct.role == roleSidecar {
+			next = ct.startedUp
+		}
+		select {
+		case <-next:
+		case <-p.deleteCh:
+			return
+		case <-c.downCh:
+			return
+		}
+	}
+}
+
+// runInit runs an init container until it completes (true), restarting it with back-off when
+// it fails, or until the pod goes away (false).
+func (c *Cluster) runInit(p *pod, ct *ctr) bool {
+	var backoff time.Duration
+	for {
+		if !c.pause(p, backoff) {
+			return false
+		}
+		inst, err := c.startContainer(p, ct)
+		if err != nil {
+			c.startFailed(p, err)
+			backoff = nextBackoff(backoff)
+			continue
+		}
+		completed, done := c.awaitInit(p, inst)
+		if completed {
+			return true
+		}
+		if done {
+			return false
+		}
+		if c.countRestart(p, ct) > 1 {
+			backoff = nextBackoff(backoff)
+		}
+	}
+}
+
+// runContainer runs a container or a sidecar, restarting it whenever it stops, until the pod
+// is deleted or the cluster goes down.
+func (c *Cluster) runContainer(p *pod, ct *ctr) {
+	var backoff time.Duration
+	crashes, restarting := newRestartBackoff(clock.RealClock{}), false
+	for {
+		if !c.pause(p, backoff) {
+			return
+		}
+		if restarting {
+			crashes.restarting()
+			restarting = false
+		}
+		inst, err := c.startContainer(p, ct)
+		if err != nil {
+			c.startFailed(p, err)
+			backoff = nextBackoff(backoff)
+			continue
+		}
+		if c.supervise(p, ct, inst) {
+			return
+		}
+		c.countRestart(p, ct)
+		backoff, restarting = crashes.exited(time.Now()), true // restart.go
+	}
+}
+
+// pause waits d unless the pod is going away, and reports whether it may go on.
+func (c *Cluster) pause(p *pod, d time.Duration) bool {
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-p.deleteCh:
+		case <-c.downCh:
+		}
+		t.Stop()
+	}
+	return !c.stopping(p)
+}
+
+func (c *Cluster) startFailed(p *pod, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p.lastExit = "failed to start: " + err.Error()
+	p.restarts++
+	c.record(cluster.PodExited, nil, p, p.lastExit)
+	if c.state == stateStarting && !p.terminating {
+		c.upErr = fmt.Errorf("pod %s: %s", p.name, p.lastExit)
+	}
+	c.notifyLocked()
+}
+
+// countRestart counts one more restart of the container and returns its count.
+func (c *Cluster) countRestart(p *pod, ct *ctr) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ct.restarts++
+	p.restarts++
+	return ct.restarts
 }
 
 func nextBackoff(b time.Duration) time.Duration {
@@ -146,25 +235,24 @@ func (c *Cluster) stopping(p *pod) bool {
 func (c *Cluster) awaitInit(p *pod, inst *container) (completed, done bool) {
 	select {
 	case <-inst.exited:
-		return inst.cmd.ProcessState.Success(), false
+		return inst.code == 0, false
 	case <-p.deleteCh:
 		c.mu.Lock()
 		deadline := p.deletedAt.Add(p.grace)
 		c.mu.Unlock()
-		c.stopProcess(p, inst, deadline, "", "init container "+inst.init, "grace period over")
+		c.stopProcess(p, inst, deadline, "", inst.ct.what(p), "grace period over")
 	case <-c.downCh:
 		c.shutDown(p, inst)
 	}
 	return false, true
 }
 
-// startContainer spawns one of the pod's processes (its main container, or the init
-// container named init) and records pod_started.
-func (c *Cluster) startContainer(p *pod, init string, argv, env []string) (*container, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = env
+// startContainer spawns a run of one of the pod's containers and records pod_started.
+func (c *Cluster) startContainer(p *pod, ct *ctr) (*container, error) {
+	cmd := exec.Command(ct.argv[0], ct.argv[1:]...)
+	cmd.Env = ct.env
 	cmd.WaitDelay = time.Second
-	inst := &container{cmd: cmd, exited: make(chan struct{}), init: init}
+	inst := &container{ct: ct, cmd: cmd, exited: make(chan struct{})}
 	if p.logPath != "" {
 		f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -177,7 +265,7 @@ func (c *Cluster) startContainer(p *pod, init string, argv, env []string) (*cont
 		cmd.Stderr = &p.tail
 	}
 	if p.sb != nil {
-		err := c.startInSandbox(p, inst, env)
+		err := c.startInSandbox(p, inst, ct.env)
 		if err != nil {
 			if inst.logFile != nil {
 				inst.logFile.Close()
@@ -192,17 +280,27 @@ func (c *Cluster) startContainer(p *pod, init string, argv, env []string) (*cont
 	}
 	inst.started = time.Now()
 	c.mu.Lock()
-	p.inst = inst
+	ct.inst, ct.running = inst, true
+	if ct.role == roleMain && (p.inst == nil || p.inst.ct == ct) {
+		p.inst = inst
+	}
 	p.running = true
 	p.lastExit = ""
 	detail := "pid " + strconv.Itoa(inst.pid())
-	if init != "" {
-		detail += ", init container " + init
+	if w := ct.what(p); w != "" {
+		detail += ", " + w
 	}
-	if p.restarts > 0 {
-		detail += ", restart " + strconv.Itoa(p.restarts)
+	if ct.restarts > 0 {
+		detail += ", restart " + strconv.Itoa(ct.restarts)
 	}
 	c.record(cluster.PodStarted, nil, p, detail)
+	if ct.restarts > 0 && ct.role != roleInit {
+		detail := "restartCount " + strconv.Itoa(ct.restarts)
+		if len(p.ctrs) > 1 {
+			detail += ", container " + ct.spec.Name
+		}
+		c.record(cluster.ContainerRestarted, nil, p, detail)
+	}
 	c.notifyLocked()
 	c.mu.Unlock()
 	go c.waitContainer(p, inst)
@@ -211,28 +309,35 @@ func (c *Cluster) startContainer(p *pod, init string, argv, env []string) (*cont
 
 // waitContainer reaps the process and records its exit at once.
 func (c *Cluster) waitContainer(p *pod, inst *container) {
-	_, detail := inst.wait()
+	code, detail := inst.wait()
 	if inst.stdioDone != nil {
 		<-inst.stdioDone
 	}
 	if inst.logFile != nil {
 		inst.logFile.Close()
 	}
+	ct := inst.ct
 	c.mu.Lock()
+	inst.code = code
+	ct.running = false
 	p.running = false
+	for _, o := range p.ctrs {
+		p.running = p.running || o.running
+	}
 	p.lastExit = detail
 	if inst.killWhy != "" {
 		detail += " after " + inst.killWhy
 	} else if t := p.tail.lastLine(); t != "" && !p.terminating {
 		detail += ": " + t
 	}
-	completed := false
-	if inst.init != "" {
-		completed = inst.cmd.ProcessState.Success()
-		detail = "init container " + inst.init + ": " + detail
+	if w := ct.what(p); w != "" {
+		detail = w + ": " + detail
 	}
 	c.record(cluster.PodExited, nil, p, detail)
-	c.setReadyLocked(p, false, "container exited")
+	if ct.role != roleInit {
+		c.setContainerReadyLocked(p, ct, false, "container exited")
+	}
+	completed := ct.role == roleInit && code == 0
 	if c.state == stateStarting && !p.terminating && !completed {
 		c.upErr = startupExitError(p, detail)
 	}
@@ -240,6 +345,20 @@ func (c *Cluster) waitContainer(p *pod, inst *container) {
 	c.notifyLocked()
 	c.mu.Unlock()
 	close(inst.exited)
+}
+
+// setContainerReadyLocked records a container's readiness; the pod is ready when every
+// container and sidecar is.
+func (c *Cluster) setContainerReadyLocked(p *pod, ct *ctr, ready bool, why string) {
+	ct.ready = ready
+	all := true
+	for _, o := range p.serving() {
+		all = all && o.ready
+	}
+	if w := ct.what(p); w != "" {
+		why = w + ": " + why
+	}
+	c.setReadyLocked(p, all, why)
 }
 
 // setReadyLocked records a readiness change and propagates it to endpoints and controller.
@@ -272,7 +391,7 @@ func (c *Cluster) setReadyLocked(p *pod, ready bool, why string) {
 // postStart, then the startup probe, and once it has succeeded the readiness and liveness
 // probes. It returns true when the pod is done (deleted or the cluster is going down), false
 // when the container should restart (it exited, or postStart, startup or liveness failed).
-func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
+func (c *Cluster) supervise(p *pod, ct *ctr, inst *container) (done bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -291,19 +410,21 @@ func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if h := p.container.Lifecycle; h != nil && h.PostStart != nil {
-			if err := c.runHook(ctx, p, *h.PostStart); err != nil {
+		if h := ct.spec.Lifecycle; h != nil && h.PostStart != nil {
+			if err := c.runHook(ctx, p, ct, *h.PostStart); err != nil {
 				if ctx.Err() == nil {
 					fail("postStart hook failed: " + err.Error())
 				}
 				return
 			}
 		}
-		if sp := p.container.StartupProbe; sp != nil && !c.awaitStartup(ctx, p, inst, sp, fail) {
+		ct.markPostStarted()
+		if sp := ct.spec.StartupProbe; sp != nil && !c.awaitStartup(ctx, p, inst, sp, fail) {
 			return
 		}
+		ct.markStartedUp()
 		c.watchReadiness(ctx, p, inst, &wg)
-		if lp := p.container.LivenessProbe; lp != nil {
+		if lp := ct.spec.LivenessProbe; lp != nil {
 			c.probeLoop(lctx, p, inst, lp, func(ok bool, msg string) {
 				if !ok {
 					fail("liveness probe failed: " + msg)
@@ -324,11 +445,11 @@ func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 		c.mu.Lock()
 		deadline := p.deletedAt.Add(p.grace)
 		c.mu.Unlock()
-		c.kill(p, inst, deadline, "")
+		c.kill(p, inst, deadline, "", c.turn(p, ct))
 		return true
 	case why := <-failed:
 		lcancel()
-		c.kill(p, inst, time.Now().Add(p.grace), why)
+		c.kill(p, inst, time.Now().Add(p.grace), why, nil)
 		c.mu.Lock()
 		done = p.terminating
 		c.mu.Unlock()
@@ -337,6 +458,26 @@ func (c *Cluster) supervise(p *pod, inst *container) (done bool) {
 		c.shutDown(p, inst)
 		return true
 	}
+}
+
+// turn is what a container waits for, after its preStop, before its SIGTERM when the pod is
+// deleted: nothing for a container; for a sidecar, every container and every sidecar declared
+// after it to have exited, as the kubelet orders them.
+func (c *Cluster) turn(p *pod, ct *ctr) []<-chan struct{} {
+	if ct.role != roleSidecar {
+		return nil
+	}
+	var after []<-chan struct{}
+	later := false
+	for _, o := range p.ctrs {
+		switch {
+		case o == ct:
+			later = true
+		case o.role == roleMain, o.role == roleSidecar && later:
+			after = append(after, o.gone)
+		}
+	}
+	return after
 }
 
 // awaitStartup runs the startup probe until its first success (true) or until it has failed
@@ -356,18 +497,19 @@ func (c *Cluster) awaitStartup(ctx context.Context, p *pod, inst *container, sp 
 	return started
 }
 
-// watchReadiness marks the pod ready once started when it has no readiness probe, else runs
-// the readiness probe in its own goroutine.
+// watchReadiness marks the container ready once started when it has no readiness probe, else
+// runs the readiness probe in its own goroutine.
 func (c *Cluster) watchReadiness(ctx context.Context, p *pod, inst *container, wg *sync.WaitGroup) {
-	rp := p.container.ReadinessProbe
+	ct := inst.ct
+	rp := ct.spec.ReadinessProbe
 	if rp == nil {
 		c.mu.Lock()
-		if p.running && p.inst == inst {
+		if ct.running && ct.inst == inst {
 			why := "no readiness probe: ready once started"
-			if p.container.StartupProbe != nil {
+			if ct.spec.StartupProbe != nil {
 				why = "no readiness probe: ready once the startup probe succeeded"
 			}
-			c.setReadyLocked(p, true, why)
+			c.setContainerReadyLocked(p, ct, true, why)
 		}
 		c.mu.Unlock()
 		return
@@ -378,22 +520,40 @@ func (c *Cluster) watchReadiness(ctx context.Context, p *pod, inst *container, w
 		c.probeLoop(ctx, p, inst, rp, func(ok bool, msg string) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if p.inst != inst || !p.running {
+			if ct.inst != inst || !ct.running {
 				return
 			}
 			if !ok {
 				p.lastProbe = msg
 			}
-			c.setReadyLocked(p, ok, "readiness probe: "+msg)
+			c.setContainerReadyLocked(p, ct, ok, "readiness probe: "+msg)
 		})
 	}()
 }
 
-// kill runs preStop, then stops the process with SIGKILL due at the deadline (never sooner
-// than 2s after SIGTERM, as the kubelet grants), and returns once the process has exited.
-func (c *Cluster) kill(p *pod, inst *container, deadline time.Time, reason string) {
-	if h := p.container.Lifecycle; h != nil && h.PreStop != nil && time.Until(deadline) > 0 {
+// kill runs preStop, waits for the container's turn (turn: channels closed when the
+// containers it must outlast are gone) within the deadline, then stops the process with
+// SIGKILL due at the deadline (never sooner than 2s after SIGTERM, as the kubelet grants),
+// and returns once the process has exited.
+func (c *Cluster) kill(p *pod, inst *container, deadline time.Time, reason string, turn []<-chan struct{}) {
+	if h := inst.ct.spec.Lifecycle; h != nil && h.PreStop != nil && time.Until(deadline) > 0 {
 		c.runPreStop(p, inst, *h.PreStop, deadline)
+	}
+	if len(turn) > 0 {
+		t := time.NewTimer(time.Until(deadline))
+	wait:
+		for _, ch := range turn {
+			select {
+			case <-ch:
+			case <-t.C:
+				break wait
+			case <-inst.exited:
+				break wait
+			case <-c.downCh:
+				break wait
+			}
+		}
+		t.Stop()
 	}
 	killAt := deadline
 	if m := time.Now().Add(minimumGrace); killAt.Before(m) {
@@ -403,18 +563,25 @@ func (c *Cluster) kill(p *pod, inst *container, deadline time.Time, reason strin
 	if reason != "" {
 		detail = reason + "; " + detail
 	}
+	if w := inst.ct.what(p); w != "" {
+		detail = w + ": " + detail
+	}
 	c.stopProcess(p, inst, killAt, reason, detail, "grace period over")
 }
 
 // runPreStop runs the preStop hook until it returns, the deadline passes or the container exits.
 func (c *Cluster) runPreStop(p *pod, inst *container, h corev1.LifecycleHandler, deadline time.Time) {
+	what := describeHandler(&h)
+	if w := inst.ct.what(p); w != "" {
+		what = w + ": " + what
+	}
 	c.mu.Lock()
-	c.record(cluster.PreStopStarted, nil, p, describeHandler(&h))
+	c.record(cluster.PreStopStarted, nil, p, what)
 	c.mu.Unlock()
 	hctx, cancel := context.WithDeadline(c.ctx, deadline)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- c.runHook(hctx, p, h) }()
+	go func() { errc <- c.runHook(hctx, p, inst.ct, h) }()
 	var err error
 	select {
 	case err = <-errc:
@@ -428,6 +595,9 @@ func (c *Cluster) runPreStop(p *pod, inst *container, h corev1.LifecycleHandler,
 	detail := "ok"
 	if err != nil {
 		detail = "failed: " + err.Error()
+	}
+	if w := inst.ct.what(p); w != "" {
+		detail = w + ": " + detail
 	}
 	c.mu.Lock()
 	c.record(cluster.PreStopFinished, nil, p, detail)

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,10 +31,11 @@ type deploySpec struct {
 	recreate       bool
 	maxSurge       int32 // resolved against replicas, Kubernetes rounding
 	maxUnavailable int32
+	surge, unavail *intstr.IntOrString // as written, re-resolved on a scale
 	minReady       time.Duration
 	selector       labels.Selector
 	template       corev1.PodTemplateSpec
-	args           []string   // from Options.Images
+	args           [][]string // from Options.Images: one per container
 	initArgs       [][]string // one per init container
 }
 
@@ -50,6 +52,7 @@ type serviceSpec struct {
 type manifestSet struct {
 	deployments []*deploySpec
 	services    []*serviceSpec
+	pdbs        []*pdbSpec
 	sources     *podenv.Sources // ConfigMaps and Secrets, for pods' environment
 }
 
@@ -67,7 +70,7 @@ func readManifests(fsys fs.FS) ([]manifest.Document, error) {
 		var me *manifest.Error
 		var ue *manifest.UnsupportedError
 		if errors.As(err, &me) && errors.As(err, &ue) {
-			return nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment and v1 Service)", me.File, me.Index, ue.APIVersion, ue.Kind)
+			return nil, fmt.Errorf("%s: document %d: %s %s is not supported by the embedded cluster (only apps/v1 Deployment, v1 Service and policy/v1 PodDisruptionBudget)", me.File, me.Index, ue.APIVersion, ue.Kind)
 		}
 		return nil, err
 	}
@@ -96,8 +99,15 @@ func validate(docs []manifest.Document, images map[string][]string, programs *im
 			svcs = append(svcs, o)
 		case *corev1.ConfigMap, *corev1.Secret:
 			sources = append(sources, o)
+		case *policyv1.PodDisruptionBudget:
+			spec, err := validatePDB(o)
+			if err != nil {
+				return nil, fmt.Errorf("%s: PodDisruptionBudget %q: %w", doc.Where(), o.Name, err)
+			}
+			spec.file = doc.File
+			set.pdbs = append(set.pdbs, spec)
 		default:
-			return nil, fmt.Errorf("%s: %s is not supported by the embedded cluster (Deployments, Services, ConfigMaps and Secrets)", doc.Where(), doc)
+			return nil, fmt.Errorf("%s: %s is not supported by the embedded cluster (Deployments, Services, ConfigMaps, Secrets and PodDisruptionBudgets)", doc.Where(), doc)
 		}
 	}
 	set.sources = podenv.NewSources(sources...)
@@ -146,8 +156,9 @@ func validate(docs []manifest.Document, images map[string][]string, programs *im
 			if d.namespace != spec.namespace || !spec.selector.Matches(labels.Set(d.template.Labels)) {
 				continue
 			}
+			served := corev1.Container{Ports: templatePorts(&d.template.Spec)}
 			for _, p := range spec.ports {
-				if _, err := resolvePort(p.TargetPort, d.template.Spec.Containers[0]); err != nil {
+				if _, err := resolvePort(p.TargetPort, served); err != nil {
 					return nil, fmt.Errorf("%s: Service %q port %d: targetPort in Deployment %q: %w", files[s], s.Name, p.Port, d.name, err)
 				}
 			}
@@ -188,6 +199,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 		if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
 			surge, unavail = ru.MaxSurge, ru.MaxUnavailable
 		}
+		spec.surge, spec.unavail = surge, unavail
 		spec.maxSurge, spec.maxUnavailable, err = resolveRollingUpdate(spec.replicas, surge, unavail)
 		if err != nil {
 			return nil, err
@@ -202,21 +214,11 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 	}
 
 	ps := &d.Spec.Template.Spec
-	if len(ps.Containers) != 1 {
-		return nil, fmt.Errorf("the pod template has %d containers; the embedded cluster runs exactly one per pod", len(ps.Containers))
+	if len(ps.Containers) == 0 {
+		return nil, errors.New("the pod template has no containers")
 	}
 	if len(ps.EphemeralContainers) > 0 {
 		return nil, errors.New("ephemeral containers are not supported by the embedded cluster")
-	}
-	for _, ic := range ps.InitContainers {
-		if ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			return nil, fmt.Errorf("init container %q: restartPolicy Always (a sidecar) is not supported by the embedded cluster; run it as a separate Deployment or drop it", ic.Name)
-		}
-		args, err := validateContainer(ic, images, programs)
-		if err != nil {
-			return nil, fmt.Errorf("init container %q: %w", ic.Name, err)
-		}
-		spec.initArgs = append(spec.initArgs, args)
 	}
 	if ps.RestartPolicy != "" && ps.RestartPolicy != corev1.RestartPolicyAlways {
 		return nil, fmt.Errorf("spec.template.spec.restartPolicy must be Always for a Deployment (got %s)", ps.RestartPolicy)
@@ -224,26 +226,72 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 	if ps.TerminationGracePeriodSeconds != nil && *ps.TerminationGracePeriodSeconds < 0 {
 		return nil, errors.New("terminationGracePeriodSeconds must not be negative")
 	}
-	c := ps.Containers[0]
-	args, err := validateContainer(c, images, programs)
-	if err != nil {
-		return nil, fmt.Errorf("container %q: %w", c.Name, err)
+	names := map[string]bool{}
+	check := func(what string, c corev1.Container, serving bool) ([]string, error) {
+		if c.Name != "" && names[c.Name] {
+			return nil, fmt.Errorf("%s: the name is used by another container of the pod", what)
+		}
+		names[c.Name] = true
+		args, err := validateContainer(c, images, programs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if err := validateServing(c, serving); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return args, nil
 	}
-	spec.args = args
+	for _, ic := range ps.InitContainers {
+		sidecar := ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways
+		if ic.RestartPolicy != nil && !sidecar {
+			return nil, fmt.Errorf("init container %q: restartPolicy may only be Always (a sidecar), got %s", ic.Name, *ic.RestartPolicy)
+		}
+		what := fmt.Sprintf("init container %q", ic.Name)
+		if !sidecar {
+			if ic.Lifecycle != nil || ic.ReadinessProbe != nil || ic.LivenessProbe != nil || ic.StartupProbe != nil {
+				return nil, fmt.Errorf("%s: lifecycle and probes are only allowed on a sidecar (restartPolicy: Always), as Kubernetes says", what)
+			}
+		}
+		args, err := check(what, ic, sidecar)
+		if err != nil {
+			return nil, err
+		}
+		spec.initArgs = append(spec.initArgs, args)
+	}
+	for _, c := range ps.Containers {
+		if c.RestartPolicy != nil {
+			return nil, fmt.Errorf("container %q: restartPolicy is for init containers only", c.Name)
+		}
+		args, err := check(fmt.Sprintf("container %q", c.Name), c, true)
+		if err != nil {
+			return nil, err
+		}
+		spec.args = append(spec.args, args)
+	}
+	spec.template = *d.Spec.Template.DeepCopy()
+	return spec, nil
+}
+
+// validateServing checks a container's ports, probes and hooks (serving: a container or a
+// sidecar; an init container has no probes or hooks).
+func validateServing(c corev1.Container, serving bool) error {
 	names := map[string]bool{}
 	for _, p := range c.Ports {
 		if p.ContainerPort < 1 || p.ContainerPort > 65535 {
-			return nil, fmt.Errorf("container %q: containerPort %d is out of range", c.Name, p.ContainerPort)
+			return fmt.Errorf("containerPort %d is out of range", p.ContainerPort)
 		}
 		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
-			return nil, fmt.Errorf("container %q: port %d: protocol %s is not supported (TCP only)", c.Name, p.ContainerPort, p.Protocol)
+			return fmt.Errorf("port %d: protocol %s is not supported (TCP only)", p.ContainerPort, p.Protocol)
 		}
 		if p.Name != "" {
 			if names[p.Name] {
-				return nil, fmt.Errorf("container %q: port name %q is used twice", c.Name, p.Name)
+				return fmt.Errorf("port name %q is used twice", p.Name)
 			}
 			names[p.Name] = true
 		}
+	}
+	if !serving {
+		return nil
 	}
 	for _, pr := range []struct {
 		what     string
@@ -254,7 +302,7 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 			continue
 		}
 		if err := validateProbe(pr.p, c, pr.liveness); err != nil {
-			return nil, fmt.Errorf("container %q: %s: %w", c.Name, pr.what, err)
+			return fmt.Errorf("%s: %w", pr.what, err)
 		}
 	}
 	if lc := c.Lifecycle; lc != nil {
@@ -266,12 +314,11 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 				continue
 			}
 			if err := validateHandler(*h.h, c); err != nil {
-				return nil, fmt.Errorf("container %q: lifecycle.%s: %w", c.Name, h.what, err)
+				return fmt.Errorf("lifecycle.%s: %w", h.what, err)
 			}
 		}
 	}
-	spec.template = *d.Spec.Template.DeepCopy()
-	return spec, nil
+	return nil
 }
 
 // validateContainer checks what the embedded cluster needs of one container (main or init)
@@ -519,15 +566,28 @@ func (m *manifestSet) ports() []int32 {
 		}
 	}
 	for _, d := range m.deployments {
-		for _, ct := range d.template.Spec.Containers {
-			for _, p := range ct.Ports {
-				add(p.ContainerPort)
-			}
+		for _, p := range templatePorts(&d.template.Spec) {
+			add(p.ContainerPort)
 		}
 	}
 	for _, s := range m.services {
 		for _, p := range s.ports {
 			add(p.Port)
+		}
+	}
+	return out
+}
+
+// templatePorts are the ports a pod of the template serves: its containers', then its
+// sidecars', in the order the endpoints controller looks a port name up.
+func templatePorts(ps *corev1.PodSpec) []corev1.ContainerPort {
+	var out []corev1.ContainerPort
+	for _, c := range ps.Containers {
+		out = append(out, c.Ports...)
+	}
+	for _, c := range ps.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			out = append(out, c.Ports...)
 		}
 	}
 	return out

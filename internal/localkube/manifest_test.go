@@ -1,6 +1,7 @@
 package localkube
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -168,7 +169,10 @@ func TestNewRejectsBadManifests(t *testing.T) {
 		{"bad yaml", "apiVersion: v1\nkind: [\n", "a.yaml: document 1"},
 		{"unmapped image", strings.Replace(goodDeployment, "test/app:v1", "nginx:1.27", 1), `image "nginx:1.27" is not mapped`},
 		{"command set", strings.Replace(goodDeployment, "image: test/app:v1", "image: test/app:v1\n        command: [/bin/app]", 1), "command/args cannot be honoured"},
-		{"two containers", goodDeployment + "      - {name: side, image: test/app:v1}\n", "has 2 containers"},
+		{"two containers, one name", goodDeployment + "      - {name: app, image: test/app:v1}\n", `container "app": the name is used by another container`},
+		{"probe on an init container", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: migrate, image: test/app:v1, readinessProbe: {tcpSocket: {port: 1}}}\n      containers:\n", 1), `init container "migrate": lifecycle and probes are only allowed on a sidecar`},
+		{"sidecar probe port unknown", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: proxy, image: test/app:v1, restartPolicy: Always, startupProbe: {tcpSocket: {port: admin}}}\n      containers:\n", 1), `init container "proxy": startupProbe: tcpSocket.port: no container port named "admin"`},
+		{"restartPolicy on a container", strings.Replace(goodDeployment, "image: test/app:v1", "image: test/app:v1\n        restartPolicy: Always", 1), `container "app": restartPolicy is for init containers only`},
 		{"selector mismatch", strings.Replace(goodDeployment, "labels: {app: web}", "labels: {app: other}", 1), "selector does not match"},
 		{"both zero", strings.Replace(goodDeployment, "  replicas: 2\n", "  replicas: 2\n  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}\n", 1), "may not both be 0"},
 		{"recreate with rollingUpdate", strings.Replace(goodDeployment, "  replicas: 2\n", "  replicas: 2\n  strategy: {type: Recreate, rollingUpdate: {maxSurge: 1}}\n", 1), "may not be set when strategy type is Recreate"},
@@ -176,7 +180,6 @@ func TestNewRejectsBadManifests(t *testing.T) {
 		{"probe port name unknown", strings.Replace(goodDeployment, "ports: [", "readinessProbe: {httpGet: {path: /, port: web}}\n        ports: [", 1), `no container port named "web"`},
 		{"liveness success threshold", strings.Replace(goodDeployment, "ports: [", "livenessProbe: {tcpSocket: {port: 8080}, successThreshold: 2}\n        ports: [", 1), "successThreshold must be 1"},
 		{"postStart tcpSocket", strings.Replace(goodDeployment, "ports: [", "lifecycle: {postStart: {tcpSocket: {port: 8080}}}\n        ports: [", 1), "lifecycle.postStart: tcpSocket is not a valid lifecycle hook"},
-		{"sidecar init container", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: side, image: test/app:v1, restartPolicy: Always}\n      containers:\n", 1), `init container "side": restartPolicy Always (a sidecar) is not supported`},
 		{"unmapped init image", strings.Replace(goodDeployment, "      containers:\n", "      initContainers:\n      - {name: migrate, image: acme/migrate:1}\n      containers:\n", 1), `init container "migrate": image "acme/migrate:1" is not mapped`},
 		{"startup success threshold", strings.Replace(goodDeployment, "ports: [", "startupProbe: {tcpSocket: {port: 8080}, successThreshold: 2}\n        ports: [", 1), "startupProbe: successThreshold must be 1"},
 		{"envFrom", strings.Replace(goodDeployment, "ports: [", "envFrom: [{configMapRef: {name: x}}]\n        ports: [", 1), `container "app": envFrom[0]: ConfigMap "x" not found in namespace default`},
@@ -272,5 +275,46 @@ func TestRewriteServiceRef(t *testing.T) {
 		if got := rewriteServiceRef(in, lookup); got != want {
 			t.Errorf("rewriteServiceRef(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A pod with an init container, a native sidecar that the Service targets by port name, and
+// two containers: accepted, and the named targetPort found on the sidecar as the endpoints
+// controller finds it.
+func TestNewAcceptsSidecarsAndSeveralContainers(t *testing.T) {
+	sidecarPod := strings.Replace(goodDeployment, "      containers:\n", `      initContainers:
+      - {name: migrate, image: test/app:v1}
+      - name: proxy
+        image: test/app:v1
+        restartPolicy: Always
+        ports: [{containerPort: 9090, name: proxy}]
+        startupProbe: {tcpSocket: {port: proxy}}
+        lifecycle: {preStop: {sleep: {seconds: 1}}}
+      containers:
+`, 1) + "      - {name: metrics, image: test/app:v1, ports: [{containerPort: 9100, name: metrics}]}\n"
+	svc := "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: proxy}]\n"
+	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": sidecarPod + svc}), Executable: "/bin/true", Images: testImages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.deploys[0].spec
+	if len(d.initArgs) != 2 || len(d.args) != 2 {
+		t.Fatalf("init containers %d, containers %d: want 2 and 2", len(d.initArgs), len(d.args))
+	}
+	var got []int32
+	for _, p := range templatePorts(&d.template.Spec) {
+		got = append(got, p.ContainerPort)
+	}
+	if fmt.Sprint(got) != "[8080 9100 9090]" {
+		t.Errorf("pod ports %v, want the containers' then the sidecar's: [8080 9100 9090]", got)
+	}
+	p := &pod{rs: &replicaSet{template: d.template}}
+	for name, want := range map[string]int32{"proxy": 9090, "metrics": 9100, "http": 8080} {
+		if port, err := p.targetPort(intstr.FromString(name)); err != nil || port != want {
+			t.Errorf("targetPort %s: %d, %v; want %d", name, port, err, want)
+		}
+	}
+	if _, err := p.targetPort(intstr.FromString("migrate")); err == nil {
+		t.Error("a port name no serving container has resolved")
 	}
 }

@@ -13,45 +13,46 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/gracelab/gracelab/internal/podenv"
 	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
-// A pod as the kubelet holds it: its spec, address, environment and the state of its one
-// container.
+// A pod as the kubelet holds it: its spec, address, and the state of each of its containers.
 
 type pod struct {
-	name      string
-	d         *deployment
-	rs        *replicaSet
-	uid       string
-	labels    map[string]string
-	container corev1.Container
-	grace     time.Duration
-	ip        string
-	portMap   map[int32]int32 // container port -> host port, mapped mode only
-	env       []string        // the main container's environment
-	argv      []string        // and command line
-	inits     []initRun       // init containers, run to completion in order before it
-	created   time.Time
-	deleteCh  chan struct{} // closed when deletion starts
-	net       *podNet
-	logPath   string
-	tail      tailBuffer
-	sb        *sandbox.Sandbox // SandboxNS: the pod's namespaces, from before its first start to teardown
-	sbDir     string
-	sbClient  *http.Client // the prober, dialling into the sandbox
+	name    string
+	d       *deployment
+	rs      *replicaSet
+	uid     string
+	labels  map[string]string
+	grace   time.Duration
+	ip      string
+	portMap map[int32]int32 // container port -> host port, mapped mode only
+	// ctrs are the init containers (native sidecars among them) in order, then the containers.
+	ctrs     []*ctr
+	created  time.Time
+	deleteCh chan struct{} // closed when deletion starts
+	net      *podNet
+	logPath  string
+	tail     tailBuffer
+	sb       *sandbox.Sandbox // SandboxNS: the pod's namespaces, from before its first start to teardown
+	sbDir    string
+	sbClient *http.Client // the prober, dialling into the sandbox
 
 	// Guarded by Cluster.mu.
-	inst        *container
-	running     bool
-	ready       bool
+	node        string            // the node it is bound to; "" while pending (nodes.go)
+	scheduled   chan struct{}     // closed once bound to a node
+	annotations map[string]string // the pod's own, beside its template's (pod-deletion-cost)
+	inst        *container        // the first container's current run, for its PID
+	running     bool              // a process of one of its containers runs
+	ready       bool              // every container and sidecar is ready
 	readySince  time.Time
 	terminating bool
 	deletedAt   time.Time
 	exitedFinal bool // the last container has exited and will not restart
-	restarts    int
+	restarts    int  // of all its containers
 	lastProbe   string
 	lastExit    string
 }
@@ -61,16 +62,75 @@ type podNet struct {
 	removed atomic.Bool // the pod's network is torn down: connections to it go nowhere
 }
 
-// initRun is an init container: its name, command line and environment.
-type initRun struct {
-	name string
+// ctrRole is what a container is to its pod, which decides when the kubelet starts and stops it.
+type ctrRole int
+
+const (
+	roleInit    ctrRole = iota // runs alone, to completion, before the next one starts
+	roleSidecar                // an init container with restartPolicy Always: runs beside the rest
+	roleMain                   // spec.containers
+)
+
+// ctr is one container of a pod: its spec, command line and environment, and its state.
+type ctr struct {
+	spec corev1.Container
+	role ctrRole
 	argv []string
 	env  []string
+	// postStarted is closed once a run's postStart hook has completed (the next container
+	// starts then); startedUp once a run's startup probe has succeeded (the next init
+	// container starts after a sidecar's); gone once it has stopped for good (a sidecar
+	// stops after the containers and after the sidecars declared after it).
+	postStarted, startedUp, gone chan struct{}
+	postOnce, upOnce             sync.Once
+
+	// Guarded by Cluster.mu.
+	inst     *container
+	running  bool
+	ready    bool
+	restarts int
 }
 
-// container is one run of the pod's process.
+func newCtr(spec corev1.Container, role ctrRole) *ctr {
+	return &ctr{spec: spec, role: role, postStarted: make(chan struct{}), startedUp: make(chan struct{}), gone: make(chan struct{})}
+}
+
+func (ct *ctr) markPostStarted() { ct.postOnce.Do(func() { close(ct.postStarted) }) }
+func (ct *ctr) markStartedUp()   { ct.upOnce.Do(func() { close(ct.startedUp) }) }
+
+// what names the container in events: nothing for a pod's only container, as before sidecars.
+func (ct *ctr) what(p *pod) string {
+	switch {
+	case ct.role == roleInit:
+		return "init container " + ct.spec.Name
+	case ct.role == roleSidecar:
+		return "sidecar " + ct.spec.Name
+	case len(p.serving()) > 1:
+		return "container " + ct.spec.Name
+	}
+	return ""
+}
+
+// serving are the containers whose readiness makes the pod's: the containers and sidecars.
+func (p *pod) serving() []*ctr {
+	var out []*ctr
+	for _, ct := range p.ctrs {
+		if ct.role != roleInit {
+			out = append(out, ct)
+		}
+	}
+	return out
+}
+
+// targetPort resolves a Service's targetPort as the endpoints controller does: a number, or
+// a port name looked up in the containers, then in the sidecars.
+func (p *pod) targetPort(port intstr.IntOrString) (int32, error) {
+	return resolvePort(port, corev1.Container{Ports: templatePorts(&p.rs.template.Spec)})
+}
+
+// container is one run of one of the pod's containers.
 type container struct {
-	init string           // the init container's name, "" for the pod's main container
+	ct   *ctr
 	cmd  *exec.Cmd        // on the host, or
 	proc *sandbox.Process // in the pod's sandbox
 	// stdioDone is closed once a sandboxed process's stderr pipe has been read to its end.
@@ -79,6 +139,7 @@ type container struct {
 	exited    chan struct{} // closed after the exit is recorded
 	logFile   *os.File
 	killWhy   string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
+	code      int    // its exit code, valid once exited is closed
 }
 
 func (p *pod) available(minReady time.Duration, now time.Time) bool {
@@ -118,7 +179,7 @@ const (
 // port, unless the manifest sets PORT; mapped to the host port off Linux).
 func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, podenv.Env, error) {
 	self := podenv.Pod{Name: p.name, Namespace: p.d.spec.namespace, UID: p.uid, Labels: p.labels,
-		Annotations: p.rs.template.Annotations, NodeName: nodeName, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
+		Annotations: p.rs.template.Annotations, NodeName: p.node, ServiceAccountName: p.rs.template.Spec.ServiceAccountName,
 		PodIPs: []string{p.ip}, HostIPs: []string{hostIP}}
 	resolved, err := podenv.Resolve(self, &p.rs.template.Spec, ct, c.set.sources, nil)
 	if err != nil {

@@ -46,6 +46,32 @@ func ParseSandboxMode(s string) (SandboxMode, error) {
 // SandboxMode is the mode the cluster runs in, after auto's choice (valid after Up).
 func (c *Cluster) SandboxMode() SandboxMode { return c.sandboxMode }
 
+// SandboxUsed is the mode the pods ran in and why auto fell back to none, if it did, for the
+// report (experiment.Sandboxer; valid after Up).
+func (c *Cluster) SandboxUsed() (mode, fallback string) {
+	return string(c.sandboxMode), c.sandboxFallback
+}
+
+// SandboxSummary says in one line how the pods run and, with sandboxes, what they cannot
+// reach (valid after Up).
+func (c *Cluster) SandboxSummary() string {
+	if c.sandboxMode == SandboxNS {
+		user := ""
+		if os.Geteuid() != 0 {
+			user = " and user"
+		}
+		return "each in a sandbox of its own (network, mount, PID, UTS" + user + " namespaces: --sandbox ns); " + sandboxLimits
+	}
+	s := "on the host's loopback, each at its own 127.x address (--sandbox none)"
+	if c.sandboxFallback != "" {
+		s += ", because pod sandboxes are not available here: " + c.sandboxFallback
+	}
+	return s
+}
+
+// sandboxLimits is what a sandboxed pod cannot do, said once in the output (docs/sandbox.md).
+const sandboxLimits = "a pod reaches Services, not the host's own localhost services or its DNS resolver; volumes are not mounted"
+
 // chooseSandbox settles auto: one real sandbox with a process in it is tried (a probe of a
 // sysctl would not see a security policy's refusal).
 func (c *Cluster) chooseSandbox(ctx context.Context) error {
@@ -63,6 +89,7 @@ func (c *Cluster) chooseSandbox(ctx context.Context) error {
 		c.sandboxMode = SandboxNS
 	case mode == SandboxAuto:
 		c.sandboxMode = SandboxNone
+		c.sandboxFallback = err.Error()
 		c.warnings = append(c.warnings, "pod sandboxes are not available here, so pods share the host's loopback (each on its own 127.x address; a program must bind the address it is given): "+err.Error())
 	default:
 		return fmt.Errorf("--sandbox ns: %w", err)
@@ -183,7 +210,7 @@ func (c *Cluster) startInSandbox(p *pod, inst *container, env []string) error {
 }
 
 // execInSandbox runs an exec handler inside the pod, output kept for the error.
-func (c *Cluster) execInSandbox(ctx context.Context, p *pod, argv []string) error {
+func (c *Cluster) execInSandbox(ctx context.Context, p *pod, ct *ctr, argv []string) error {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return err
@@ -193,7 +220,7 @@ func (c *Cluster) execInSandbox(ctx context.Context, p *pod, argv []string) erro
 		return err
 	}
 	defer r.Close()
-	proc, err := p.sb.Run(ctx, sandbox.ProcSpec{Path: path, Args: argv, Env: p.env, Stdout: w, Stderr: w})
+	proc, err := p.sb.Run(ctx, sandbox.ProcSpec{Path: path, Args: argv, Env: ct.env, Stdout: w, Stderr: w})
 	w.Close()
 	if err != nil {
 		return err

@@ -256,3 +256,21 @@ func TestIntegrationSandboxDialRefusedAfterExit(t *testing.T) {
 		t.Errorf("dial after the process died: %v, want connection refused", err)
 	}
 }
+
+// An init container runs to completion inside the pod's sandbox before the container starts
+// (its exit status comes from the shim, not from a process gracelab started itself).
+func TestIntegrationSandboxedInitContainer(t *testing.T) {
+	marker := fmt.Sprintf("--marker=sbi-%d", time.Now().UnixNano())
+	c := startSandboxed(t, marker, app{name: "api", replicas: 1, env: map[string]string{"POD_LISTEN": ":8080"},
+		inits: []map[string]string{{"POD_EXIT": "0"}}})
+	evs := c.Events()
+	pod := c.Pods()[0].Name
+	exited := indexOf(evs, 0, podDetail(pod, cluster.PodExited, "init container init-0: exit code 0"))
+	started := indexOf(evs, 0, func(e cluster.Event) bool {
+		return e.Kind == cluster.PodStarted && e.Pod == pod && !strings.Contains(e.Detail, "init container")
+	})
+	if exited < 0 || started < exited {
+		dumpEvents(t, evs)
+		t.Fatalf("init container exit (event %d) should precede the container's start (event %d)", exited, started)
+	}
+}

@@ -41,7 +41,7 @@ func (c *Cluster) probeLoop(ctx context.Context, p *pod, inst *container, pr *co
 	var okRun, failRun int32
 	for {
 		pctx, cancel := context.WithTimeout(ctx, timeout)
-		err := c.probeOnce(pctx, p, pr.ProbeHandler)
+		err := c.probeOnce(pctx, p, inst.ct, pr.ProbeHandler)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -83,12 +83,12 @@ func orInt(v, def int32) int32 {
 	return v
 }
 
-func (c *Cluster) probeOnce(ctx context.Context, p *pod, h corev1.ProbeHandler) error {
+func (c *Cluster) probeOnce(ctx context.Context, p *pod, ct *ctr, h corev1.ProbeHandler) error {
 	switch {
 	case h.HTTPGet != nil:
-		return c.httpGet(ctx, p, h.HTTPGet)
+		return c.httpGet(ctx, p, ct, h.HTTPGet)
 	case h.TCPSocket != nil:
-		port, _ := resolvePort(h.TCPSocket.Port, p.container)
+		port, _ := resolvePort(h.TCPSocket.Port, ct.spec)
 		addr := p.addr(port)
 		if h.TCPSocket.Host != "" {
 			addr = net.JoinHostPort(h.TCPSocket.Host, strconv.Itoa(int(port)))
@@ -99,18 +99,18 @@ func (c *Cluster) probeOnce(ctx context.Context, p *pod, h corev1.ProbeHandler) 
 		}
 		return conn.Close()
 	case h.Exec != nil:
-		return c.execIn(ctx, p, h.Exec.Command)
+		return c.execIn(ctx, p, ct, h.Exec.Command)
 	}
 	return errors.New("no probe handler")
 }
 
-// runHook runs a lifecycle handler (preStop).
-func (c *Cluster) runHook(ctx context.Context, p *pod, h corev1.LifecycleHandler) error {
+// runHook runs a lifecycle handler (postStart, preStop) of container ct.
+func (c *Cluster) runHook(ctx context.Context, p *pod, ct *ctr, h corev1.LifecycleHandler) error {
 	switch {
 	case h.HTTPGet != nil:
-		return c.httpGet(ctx, p, h.HTTPGet)
+		return c.httpGet(ctx, p, ct, h.HTTPGet)
 	case h.Exec != nil:
-		return c.execIn(ctx, p, h.Exec.Command)
+		return c.execIn(ctx, p, ct, h.Exec.Command)
 	case h.Sleep != nil:
 		t := time.NewTimer(time.Duration(h.Sleep.Seconds) * time.Second)
 		defer t.Stop()
@@ -152,8 +152,8 @@ func (p *pod) sandboxProbeClient() *http.Client {
 	return &http.Client{Transport: t, CheckRedirect: probeClient.CheckRedirect}
 }
 
-func (c *Cluster) httpGet(ctx context.Context, p *pod, g *corev1.HTTPGetAction) error {
-	port, _ := resolvePort(g.Port, p.container)
+func (c *Cluster) httpGet(ctx context.Context, p *pod, ct *ctr, g *corev1.HTTPGetAction) error {
+	port, _ := resolvePort(g.Port, ct.spec)
 	host := p.addr(port)
 	if g.Host != "" {
 		host = net.JoinHostPort(g.Host, strconv.Itoa(int(port)))
@@ -190,15 +190,15 @@ func (c *Cluster) httpGet(ctx context.Context, p *pod, g *corev1.HTTPGetAction) 
 	return nil
 }
 
-// execIn runs a command "in the container": with the pod's environment, in its own process
+// execIn runs a command "in the container" ct: with its environment, in its own process
 // group, killed with its group when ctx ends.
-func (c *Cluster) execIn(ctx context.Context, p *pod, argv []string) error {
+func (c *Cluster) execIn(ctx context.Context, p *pod, ct *ctr, argv []string) error {
 	if p.sb != nil {
-		return c.execInSandbox(ctx, p, argv)
+		return c.execInSandbox(ctx, p, ct, argv)
 	}
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = p.env
+	cmd.Env = ct.env
 	cmd.Stdout = &limitedWriter{w: &out, n: 1024}
 	cmd.Stderr = cmd.Stdout
 	cmd.WaitDelay = time.Second

@@ -188,7 +188,7 @@ func (c *Cluster) applyEndpoints(s *service, snap []apiEndpoint) {
 	for _, e := range use {
 		r := route{pod: e.pod.name, net: e.pod.net, sb: e.pod.sb}
 		for _, sp := range s.spec.ports {
-			port, err := resolvePort(sp.TargetPort, e.pod.container)
+			port, err := e.pod.targetPort(sp.TargetPort)
 			if err != nil {
 				r.addrs = append(r.addrs, "") // validated at New; unreachable
 				continue

@@ -82,7 +82,7 @@ var rules = []rule{
 	{"networking.k8s.io", "NetworkPolicy", Verdict{Class: Skipped, Reason: "not enforced: every pod reaches every other"}},
 	{"networking.k8s.io", "*", Verdict{Class: Skipped, Reason: "ingress: traffic enters through --target, not an ingress controller"}},
 	{"gateway.networking.k8s.io", "*", Verdict{Class: Skipped, Reason: "gateway: traffic enters through --target, not a gateway"}},
-	{"policy", "PodDisruptionBudget", Verdict{Class: Skipped, Reason: "limits evictions (node drains), not rollouts"}},
+	{"policy", "PodDisruptionBudget", Verdict{Class: Honoured}},
 	{"", "Namespace", Verdict{Class: Skipped, Reason: "namespaces exist as soon as an object names them"}},
 	{"", "LimitRange", Verdict{Class: Skipped, Reason: "admission policy: resources are not enforced locally"}},
 	{"", "ResourceQuota", Verdict{Class: Skipped, Reason: "admission policy: resources are not enforced locally"}},

@@ -277,7 +277,7 @@ items:
 	want := map[string]string{
 		"Deployment/web": "honoured ", "Service/web": "honoured ", "ConfigMap/c": "honoured ", "Secret/s": "honoured ",
 		"ServiceAccount/sa": "skipped ", "ClusterRoleBinding/b": "skipped ", "HorizontalPodAutoscaler/h": "skipped ",
-		"NetworkPolicy/np": "skipped ", "Ingress/i": "skipped ", "PodDisruptionBudget/p": "skipped ",
+		"NetworkPolicy/np": "skipped ", "Ingress/i": "skipped ", "PodDisruptionBudget/p": "honoured ",
 		"ServiceMonitor/m": "skipped ", "Widget/w": "skipped ", "CronJob/cron": "skipped ",
 		"StatefulSet/db": "refused kind", "DaemonSet/agent": "refused kind", "Pod/pod": "refused kind", "EndpointSlice/es": "refused kind",
 		"Deploymnet/typo": "unknown ", "Deployment/old": "refused apiVersion",

@@ -105,7 +105,7 @@ type UnsupportedError struct {
 }
 
 func (e *UnsupportedError) Error() string {
-	return fmt.Sprintf("unsupported object %s %q: only apps/v1 Deployment and v1 Service are accepted", e.APIVersion, e.Kind)
+	return fmt.Sprintf("unsupported object %s %q: only apps/v1 Deployment, v1 Service and policy/v1 PodDisruptionBudget are accepted", e.APIVersion, e.Kind)
 }
 
 // DuplicateError is a second object of the same kind, namespace and name.
@@ -129,7 +129,7 @@ type Options struct {
 }
 
 // Read decodes the manifest files at the root of fsys (see FilesOf), strictly, and accepts
-// only apps/v1 Deployments and v1 Services, a kind/name once (namespaces not compared: a
+// only apps/v1 Deployments, v1 Services and policy/v1 PodDisruptionBudgets, a kind/name once (namespaces not compared: a
 // scenario is applied into one namespace). It is the reader of the built-in scenarios; Decode
 // reads everything else.
 func Read(fsys fs.FS) ([]Document, error) {
@@ -140,10 +140,10 @@ func Read(fsys fs.FS) ([]Document, error) {
 	return decode(files, readOptions)
 }
 
-// readOptions are Read's: strict, Deployments and Services only, namespaces not compared.
+// readOptions are Read's: strict, Deployments, Services and PDBs only, namespaces not compared.
 var readOptions = decodeOptions{
 	accept: func(gvk schema.GroupVersionKind) error {
-		if gvk != deploymentGVK && gvk != serviceGVK {
+		if gvk != deploymentGVK && gvk != serviceGVK && gvk != pdbGVK {
 			return &UnsupportedError{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind}
 		}
 		return nil
@@ -261,6 +261,7 @@ func split(data []byte) ([]chunk, *splitError) {
 var (
 	deploymentGVK = schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
 	serviceGVK    = schema.GroupVersionKind{Version: "v1", Kind: "Service"}
+	pdbGVK        = schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"}
 	listGVK       = schema.GroupVersionKind{Version: "v1", Kind: "List"}
 )
 

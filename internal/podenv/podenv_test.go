@@ -2,6 +2,8 @@ package podenv
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -247,5 +249,33 @@ func TestRedactor(t *testing.T) {
 	}
 	if got := NewRedactor().String("nothing s3cret"); got != "nothing s3cret" {
 		t.Fatalf("empty redactor: %q", got)
+	}
+}
+
+// TestRedactorAdd: a value added later (a secret as a pod got it, rewritten) is redacted by
+// writers made before, and an error's message is redacted while a clean error stays itself.
+func TestRedactorAdd(t *testing.T) {
+	r := NewRedactor()
+	if !r.Empty() {
+		t.Fatal("a redactor without values is not empty")
+	}
+	var out bytes.Buffer
+	w := r.Writer(&out)
+	r.Add("postgres://app:pw@127.0.0.9:5432/db", "pw")
+	if r.Empty() {
+		t.Fatal("empty after Add")
+	}
+	if _, err := w.Write([]byte("dsn postgres://app:pw@127.0.0.9:5432/db\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "dsn <redacted>\n" {
+		t.Fatalf("Writer after Add: %q", got)
+	}
+	clean := errors.New("pod api exited with code 1")
+	if got := r.Error(clean); got != clean {
+		t.Errorf("a clean error was replaced: %v", got)
+	}
+	if got := r.Error(fmt.Errorf("pod api: %w", errors.New("bad dsn postgres://app:pw@127.0.0.9:5432/db"))); got.Error() != "pod api: bad dsn <redacted>" {
+		t.Errorf("Error: %q", got)
 	}
 }

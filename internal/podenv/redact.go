@@ -2,10 +2,12 @@ package podenv
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Redacted replaces a secret value in anything shown to people.
@@ -15,42 +17,74 @@ const Redacted = "<redacted>"
 // would blank out unrelated words. Env.String hides secret variables whatever their length.
 const minSecretLen = 4
 
-// Redactor replaces secret values in text: output, logs and reports never show them.
+// Redactor replaces secret values in text: output, logs and reports never show them. It is
+// safe for concurrent use; values added later apply to writers made before.
 type Redactor struct {
-	r *strings.Replacer // nil: nothing to redact
+	mu   sync.Mutex
+	seen map[string]bool
+	vals []string
+	r    atomic.Pointer[strings.Replacer] // nil: nothing to redact
 }
 
 // NewRedactor redacts each value (and each line of a multi-line value) of at least
 // minSecretLen bytes, longest first so that a value containing another is replaced whole.
 func NewRedactor(secrets ...string) *Redactor {
-	seen := map[string]bool{}
-	var vals []string
+	r := &Redactor{seen: map[string]bool{}}
+	r.Add(secrets...)
+	return r
+}
+
+// Add redacts more values from now on, such as a secret as a pod was given it after a
+// Service name in it was rewritten.
+func (r *Redactor) Add(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	grew := false
 	for _, s := range secrets {
 		for _, v := range append([]string{s}, strings.Split(s, "\n")...) {
 			v = strings.TrimRight(v, "\r")
-			if len(v) >= minSecretLen && !seen[v] {
-				seen[v] = true
-				vals = append(vals, v)
+			if len(v) >= minSecretLen && !r.seen[v] {
+				r.seen[v] = true
+				r.vals = append(r.vals, v)
+				grew = true
 			}
 		}
 	}
-	if len(vals) == 0 {
-		return &Redactor{}
+	if !grew {
+		return
 	}
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	pairs := make([]string, 0, 2*len(vals))
-	for _, v := range vals {
+	sort.SliceStable(r.vals, func(i, j int) bool { return len(r.vals[i]) > len(r.vals[j]) })
+	pairs := make([]string, 0, 2*len(r.vals))
+	for _, v := range r.vals {
 		pairs = append(pairs, v, Redacted)
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...)}
+	r.r.Store(strings.NewReplacer(pairs...))
 }
+
+// Empty reports whether there is nothing to redact (yet).
+func (r *Redactor) Empty() bool { return r == nil || r.r.Load() == nil }
 
 // String returns s with every secret value replaced by Redacted.
 func (r *Redactor) String(s string) string {
-	if r == nil || r.r == nil {
+	if r == nil {
 		return s
 	}
-	return r.r.Replace(s)
+	if rep := r.r.Load(); rep != nil {
+		return rep.Replace(s)
+	}
+	return s
+}
+
+// Error is err with every secret value in its message replaced; err itself when its message
+// holds none (so errors.Is and As still see through it).
+func (r *Redactor) Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := r.String(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
 }
 
 // Writer redacts what is written to w line by line (a secret split across two writes is still

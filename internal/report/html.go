@@ -105,9 +105,7 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 		Breaches      []string
 		Scenarios     []htmlScenario
 	}{Created: r.Created.UTC().Format(time.RFC3339), Disruption: disruptionNoun(r.Settings.Disruption), Settings: settingsLines(r)}
-	for _, c := range r.Comparisons {
-		page.Comparisons = append(page.Comparisons, comparisonLine(c))
-	}
+	page.Comparisons = comparisonLines(r.Comparisons)
 	for _, b := range r.Breaches {
 		page.Breaches = append(page.Breaches, breachLine(b))
 	}

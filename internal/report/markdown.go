@@ -94,8 +94,8 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 	}
 	if len(r.Comparisons) > 0 {
 		p("\n## Comparisons\n\nThe rollout is the unit: errors come in bursts, so requests are not independent samples.\n\n")
-		for _, c := range r.Comparisons {
-			p("- %s\n", mdText(comparisonLine(c)))
+		for _, line := range comparisonLines(r.Comparisons) {
+			p("- %s\n", mdText(line))
 		}
 	}
 	if len(r.Breaches) > 0 {
@@ -117,6 +117,9 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 		p("### %s\n\n", mdText(titleOf(s)))
 		if s.Manifests != "" {
 			p("Manifests: `%s`.\n\n", strings.ReplaceAll(s.Manifests, "`", "'"))
+		}
+		if line := sandboxLine(s); line != "" {
+			p("%s\n\n", mdText(line))
 		}
 		for _, warn := range s.Warnings {
 			p("**Warning:** %s\n\n", mdText(warn))
@@ -185,4 +188,19 @@ func mdCell(s string) string {
 func mdText(s string) string {
 	r := strings.NewReplacer("<", "&lt;", ">", "&gt;", "\n", " ")
 	return r.Replace(s)
+}
+
+// sandboxLine says how the embedded cluster ran the pods, or "" on Kubernetes.
+func sandboxLine(s Scenario) string {
+	switch s.Sandbox {
+	case "":
+		return ""
+	case "ns":
+		return "Pods: each in a sandbox of its own (--sandbox ns)."
+	}
+	line := "Pods: on the host's shared loopback (--sandbox " + s.Sandbox + ")"
+	if s.SandboxFallback != "" {
+		line += ", because pod sandboxes are not available here: " + s.SandboxFallback
+	}
+	return line + "."
 }

@@ -105,16 +105,23 @@ func TestTableRolloutsStatisticsBreaches(t *testing.T) {
 	}
 	out := buf.String()
 	for _, want := range []string{
-		"  rollout 1             10 of 60 (0.8 s)",
-		"  rollout 2             0 of 40",
-		"lossy rollouts          1 of 2 (1.3–98.7 %)",
-		"losses min/median/max   0 / 5 / 10",
-		"v1 vs v2: not significant with 2 and 2 rollouts (Fisher's exact test on lossy rollouts, p = 1, alpha 0.05)",
-		"threshold breached: v1 rollout 1: max-errors measured 10 requests, limit 0 requests",
+		"  rollout 1                  10 of 60 (0.8 s)",
+		"  rollout 2                  0 of 40",
+		"lossy rollouts               1 of 2 (1.3–98.7 %)",
+		"losses min/median/max        0 / 5 / 10",
+		"v1 vs v2: not significant with 2 and 2 rollouts (Fisher's exact test on lossy rollouts, p = 1; alpha 0.05)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+	// The breaches are the judging command's lines on stderr, not the table's.
+	want := "threshold breached: v1 rollout 1: max-errors measured 10 requests, limit 0 requests"
+	if strings.Contains(out, "breached") {
+		t.Errorf("the table repeats the breaches:\n%s", out)
+	}
+	if got := syntheticReport().BreachLines(); len(got) != 1 || got[0] != want {
+		t.Errorf("breach lines %q, want [%q]", got, want)
 	}
 }
 
@@ -125,7 +132,7 @@ func TestPerRequestBound(t *testing.T) {
 	if err := WriteTable(&buf, r); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(buf.String(), "≤ 0.034 %") {
+	if !strings.Contains(buf.String(), "error rate, if independent   ≤ 0.034 %") {
 		t.Errorf("no per-request bound:\n%s", buf.String())
 	}
 }

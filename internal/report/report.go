@@ -5,6 +5,7 @@
 package report
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,6 +88,43 @@ func ReadDir(dir string) (*Report, error) {
 			return nil, fmt.Errorf("%s not found: give the directory a drill wrote (it holds %s)", path, FileName)
 		}
 		return nil, err
+	}
+	r, err := Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Read reads a report from a report directory (its report.json), a report.json, or a
+// gzip-compressed one (NAME.json.gz, as docs/fidelity keeps them).
+func Read(path string) (*Report, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s not found: give a report directory or its %s", path, FileName)
+		}
+		return nil, err
+	}
+	if st.IsDir() {
+		return ReadDir(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var in io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not a gzip-compressed report: %w", path, err)
+		}
+		in = zr
+	}
+	data, err := io.ReadAll(in)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	r, err := Decode(data)
 	if err != nil {

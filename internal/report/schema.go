@@ -93,6 +93,11 @@ type Scenario struct {
 	Warnings  []string `json:"warnings,omitempty"`
 	// Disruption is what was done to the pods (schema 2); empty is restart.
 	Disruption string `json:"disruption,omitempty"`
+	// Sandbox is how the embedded cluster ran the pods (schema 2): "ns", each in namespaces of
+	// its own, or "none", the host's shared loopback; empty on Kubernetes.
+	Sandbox string `json:"sandbox,omitempty"`
+	// SandboxFallback is why --sandbox auto fell back to "none" (schema 2).
+	SandboxFallback string `json:"sandbox_fallback,omitempty"`
 	// RestartAt is when the (first) disruption was triggered.
 	RestartAt      time.Time `json:"restart_at"`
 	RolloutSeconds float64   `json:"rollout_duration_s"` // the first rollout's, or the only one's
@@ -248,6 +253,10 @@ type Statistics struct {
 	// request failed, assuming independent requests; 0 when errors were seen.
 	RequestErrorUpper float64 `json:"request_error_upper,omitempty"`
 	UpperLevel        float64 `json:"upper_level,omitempty"` // its confidence, 0.95
+	// RequestErrorInterval is the exact two-sided interval of the per-request error rate when
+	// requests failed, assuming independent requests (which they are not: a lower bound on the
+	// uncertainty).
+	RequestErrorInterval *Interval `json:"request_error_interval,omitempty"`
 }
 
 // Interval is a confidence interval of a fraction.

@@ -145,17 +145,15 @@ func rolloutRows(r *Report) []row {
 		row{label: "losses min/median/max", cells: stat(func(st *Statistics, _ *Result) string {
 			return fmtNum(st.Losses.Min) + " / " + fmtNum(st.Losses.Median) + " / " + fmtNum(st.Losses.Max)
 		})})
-	for _, s := range r.Scenarios {
-		if s.Statistics != nil && s.Statistics.RequestErrorUpper > 0 {
-			rows = append(rows, row{label: "error rate bound", cells: stat(func(st *Statistics, _ *Result) string {
-				if st.RequestErrorUpper <= 0 {
-					return "-"
-				}
-				return "≤ " + fmtPercentPrecise(st.RequestErrorUpper)
-			})})
-			break
+	rows = append(rows, row{label: "error rate, if independent", cells: stat(func(st *Statistics, _ *Result) string {
+		switch {
+		case st.RequestErrorUpper > 0:
+			return "≤ " + fmtPercentPrecise(st.RequestErrorUpper)
+		case st.RequestErrorInterval != nil:
+			return fmtPercentPrecise(st.RequestErrorInterval.Low) + "–" + fmtPercentPrecise(st.RequestErrorInterval.High)
 		}
-	}
+		return "-"
+	})})
 	return rows
 }
 
@@ -181,6 +179,18 @@ func fmtPercentPrecise(rate float64) string {
 
 func fmtNum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
+// fmtMeasured keeps whole numbers whole, rounds from 100 up to whole numbers, and others to
+// three significant digits: 30.8, 0.0345, 5011.
+func fmtMeasured(v float64) string {
+	switch {
+	case v == math.Trunc(v) || math.IsInf(v, 0) || math.IsNaN(v):
+		return fmtNum(v)
+	case math.Abs(v) >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
 // breachLine is one breached threshold in one line: scenario, rollout, measured value, limit.
 func breachLine(b Breach) string {
 	where := b.Scenario
@@ -191,26 +201,12 @@ func breachLine(b Breach) string {
 	if b.Unit != "" {
 		unit = " " + b.Unit
 	}
-	return fmt.Sprintf("%s: %s measured %s%s, limit %s%s", where, b.Threshold, fmtNum(b.Measured), unit, fmtNum(b.Limit), unit)
-}
-
-// comparisonLine says whether two scenarios differ, in words a reader can act on.
-func comparisonLine(c Comparison) string {
-	verdict := "significant"
-	if !c.Significant {
-		verdict = fmt.Sprintf("not significant with %d and %d rollouts", c.RolloutsA, c.RolloutsB)
-	}
-	test := map[string]string{"fisher_exact": "Fisher's exact test on lossy rollouts", "mann_whitney": "Mann-Whitney test on losses per rollout"}[c.Test]
-	if test == "" {
-		test = c.Test
-	}
-	return fmt.Sprintf("%s vs %s: %s (%s, p = %s, alpha %s)", c.Scenarios[0], c.Scenarios[1], verdict, test,
-		strconv.FormatFloat(c.PValue, 'g', 2, 64), fmtNum(c.Alpha))
+	return fmt.Sprintf("%s: %s measured %s%s, limit %s%s", where, b.Threshold, fmtMeasured(b.Measured), unit, fmtMeasured(b.Limit), unit)
 }
 
 // WriteTable writes, for a terminal, first the failed scenarios' errors, then the comparison
-// table (one column per scenario; left out when no scenario has results), the warnings, the
-// comparisons and the breached thresholds.
+// table (one column per scenario; left out when no scenario has results), the warnings and the
+// comparisons.
 func WriteTable(w io.Writer, r *Report) error {
 	withResults := false
 	for _, s := range r.Scenarios {
@@ -246,17 +242,22 @@ func WriteTable(w io.Writer, r *Report) error {
 			}
 		}
 	}
-	for _, c := range r.Comparisons {
-		if _, err := fmt.Fprintln(w, comparisonLine(c)); err != nil {
-			return err
-		}
-	}
-	for _, b := range r.Breaches {
-		if _, err := fmt.Fprintln(w, "threshold breached: "+breachLine(b)); err != nil {
+	for _, line := range comparisonLines(r.Comparisons) {
+		if _, err := fmt.Fprintln(w, line); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// BreachLines are report.json's breaches, one line each. The table leaves them out: the command
+// that judged the run prints its own breach lines on stderr.
+func (r *Report) BreachLines() []string {
+	out := make([]string, len(r.Breaches))
+	for i, b := range r.Breaches {
+		out[i] = "threshold breached: " + breachLine(b)
+	}
+	return out
 }
 
 func titleOf(s Scenario) string {

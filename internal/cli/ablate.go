@@ -1,0 +1,624 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing/fstest"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gracelab/gracelab/internal/ablate"
+	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/localkube"
+	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/report"
+	"github.com/gracelab/gracelab/k8s"
+)
+
+// ablateOptions are gracelab ablate's flags: drill's (with the run flags every preset shares),
+// the demo's real-cluster flags, and the ablation's own.
+type ablateOptions struct {
+	drill    drillOptions
+	list     bool
+	variants string
+	replicas int
+	repeat   int
+}
+
+// ablatePlan is a validated ablation: the variants and one planned drill per scenario, bases
+// first (each base followed by its variants).
+type ablatePlan struct {
+	variants []ablate.Variant
+	skipped  []ablate.Unremovable
+	scaled   []ablate.Edit
+	runs     []ablateRun
+	out      string
+	repeat   int
+	estimate time.Duration
+	perRun   []time.Duration
+}
+
+type ablateRun struct {
+	name string
+	plan *runPlan
+}
+
+// Time an embedded scenario spends outside its load (cluster up, serving, report, tear down),
+// and a real cluster's (namespace, image start, namespace deletion), as measured.
+const (
+	embeddedOverhead = 8 * time.Second
+	kubeOverhead     = 40 * time.Second
+	kubePodStart     = 2 * time.Second // the lab's median pod start (docs/fidelity.md)
+)
+
+// drillOnly are drill's flags that need -f (a team's manifests).
+var drillOnly = []string{"recursive", "run", "path", "sandbox", "header", "body", "expect-status", "expect-body"}
+
+func newAblateCommand(streams Streams) *cobra.Command {
+	o := &ablateOptions{}
+	cmd := &cobra.Command{
+		Use:   "ablate [-f PATH... --run IMAGE=PROGRAM --target URL]",
+		Short: "Find which protection actually prevents the errors: remove each in turn and measure",
+		Long: `Derive variants from a protected set of manifests, each removing one protection (or adding
+one to the unprotected v1), run each as an ordinary scenario with --repeat rolling restarts
+in one load run, and judge per protection whether it is needed: "needed" when removing it
+raises the losses per rollout significantly (an exact test), "no measurable effect at this
+scale", or "inconclusive: more rollouts needed".
+
+Without -f: the built-in versions. The default runs v2 and its six removals; --variants
+chooses among all of them (--list shows them): from v2 no preStop hook, a 1 s native sleep,
+no probes, no strategy block, a grace period of just the preStop delay, no drain; from v3 no
+retries, a per-request client; from v1 only a preStop delay, only probes, only the drain.
+With -f (and drill's flags): a team's manifests on the embedded cluster, manifest-level
+variants only. With --cluster: the built-in versions on a real cluster, as demo --cluster.
+
+The variants and a time estimate are printed before anything runs. Each scenario's report
+is in <out>/runs/<scenario>/; <out>/REPORT.md and report.json hold the verdict. Ctrl-C stops
+the current scenario and writes the verdict of the finished ones (exit 1); a second Ctrl-C
+exits at once. Exit 0 when every scenario ran, 1 when one failed or was interrupted, 2 for
+bad input (nothing started, no report written), 3 when a threshold was breached.`,
+		Example: `  gracelab ablate
+  gracelab ablate --list
+  gracelab ablate --variants v2-no-strategy --replicas 4 --repeat 5
+  gracelab ablate -f deploy/ --run ghcr.io/acme/api=./bin/api --target http://api:8080/
+  gracelab ablate --cluster --variants v2-no-prestop,v2-no-drain`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			plan, err := o.plan(cmd, streams, time.Now())
+			if err != nil || plan == nil { // nil: --list printed
+				return err
+			}
+			return runAblation(plan, o.drill.quiet, streams)
+		},
+	}
+	f := cmd.Flags()
+	// drill's flags (its run flags are every preset's), bound to o.drill.
+	f.AddFlagSet(newDrillCommandFor(&o.drill, streams).Flags())
+	// The demo preset's real-cluster flags, bound to the same options. --target is drill's
+	// field too: with --cluster it is the demo's (where this machine reaches the downstream).
+	demo := newDemoCommandFor(&o.drill, streams).Flags()
+	for _, name := range []string{"cluster", "kubeconfig", "context", "namespace", "keep", "image-upstream", "image-downstream", "port"} {
+		if f.Lookup(name) == nil { // drill --cluster has some of them, bound to the same fields
+			f.AddFlag(demo.Lookup(name))
+		}
+	}
+	// Rollouts per scenario are --repeat here.
+	_ = f.MarkHidden("rollouts")
+	f.BoolVar(&o.list, "list", false, "print the variants (and what cannot be derived) and exit")
+	f.StringVar(&o.variants, "variants", "", "variants to run, comma-separated (default: "+strings.Join(ablate.DefaultNames, ",")+"; with -f all)")
+	f.IntVar(&o.replicas, "replicas", 0, "scale every Deployment to N replicas before deriving the variants (at 4 the default strategy allows a pod unavailable)")
+	f.IntVar(&o.repeat, "repeat", ablate.DefaultRepeat, "rolling restarts per scenario, in one load run (3 is the fewest with which the verdict can say \"needed\")")
+	return cmd
+}
+
+// plan validates every flag, derives the variants and plans one drill per scenario; with
+// --list it prints the variants and returns a nil plan.
+func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time) (*ablatePlan, error) {
+	changed := cmd.Flags().Changed
+	d := &o.drill
+	foreign := len(d.files) > 0
+	switch {
+	case changed("rollouts"):
+		return nil, usageError("ablate counts rollouts per scenario with --repeat: use --repeat %d", d.rollouts)
+	case o.repeat < 1 || o.repeat > experiment.MaxRollouts:
+		return nil, usageError("--repeat %d is out of range: give 1 to %d (3 or more for a verdict of \"needed\")", o.repeat, experiment.MaxRollouts)
+	case changed("replicas") && o.replicas < 1:
+		return nil, usageError("--replicas %d: a Deployment needs at least 1 replica to roll", o.replicas)
+	case foreign && d.cluster:
+		return nil, usageError("-f runs a team's manifests on the embedded cluster only (drill has no --cluster): drop --cluster, or drop -f to ablate the built-in versions")
+	}
+	if !foreign {
+		for _, name := range drillOnly {
+			if changed(name) {
+				return nil, usageError("--%s is for a team's manifests: add -f, or drop --%s", name, name)
+			}
+		}
+		if err := d.needCluster(cmd, "kubeconfig", "context", "namespace", "keep", "target", "image-upstream", "image-downstream"); err != nil {
+			return nil, err
+		}
+	}
+	var names []string
+	for _, n := range strings.Split(o.variants, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	if changed("variants") && len(names) == 0 {
+		return nil, usageError("--variants is empty: name at least one (gracelab ablate --list shows them)")
+	}
+
+	d.rollouts = o.repeat
+	// The demo preset for the built-in versions, the drill for a team's, each with its own
+	// default sandbox.
+	d.builtin = !foreign
+	if !changed("sandbox") {
+		d.sandbox = string(localkube.SandboxAuto)
+		if d.builtin {
+			d.sandbox = string(localkube.SandboxNone)
+		}
+	}
+	ap := &ablatePlan{repeat: o.repeat}
+	var bases map[string][]manifest.Document
+	var base *runPlan
+	var err error
+	if foreign && !o.list {
+		// drill's planning reads and checks the manifests, programs and target.
+		if base, err = d.plan(cmd, now); err != nil {
+			return nil, err
+		}
+		bases, err = o.foreignVariants(ap, setName(d.files), base.local.docs[base.exp.Scenarios[0].Name])
+	} else if foreign {
+		files, cerr := manifest.Collect(d.files, d.recursive, streams.In)
+		if cerr != nil {
+			return nil, usageError("%v", cerr)
+		}
+		docs, derr := manifest.Decode(files, manifest.Options{})
+		if derr != nil {
+			return nil, usageError("%v", derr)
+		}
+		honoured, _, terr := manifest.Triage(docs, false)
+		if terr != nil {
+			return nil, usageError("%v", terr)
+		}
+		bases, err = o.foreignVariants(ap, setName(d.files), honoured)
+	} else {
+		bases, err = o.builtinVariants(ap)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if names == nil && !foreign {
+		names = ablate.DefaultNames
+	}
+	all := ap.variants
+	if ap.variants, err = ablate.Select(all, names); err != nil {
+		return nil, usageError("--variants: %v", err)
+	}
+	if o.list {
+		if err := writeScaled(streams.Out, ap.scaled); err != nil {
+			return nil, err
+		}
+		if err := ablate.WriteList(streams.Out, all, ap.skipped); err != nil {
+			return nil, err
+		}
+		if !foreign {
+			fmt.Fprintf(streams.Out, "\na bare gracelab ablate runs v2 and %s\n", strings.Join(ablate.DefaultNames, ", "))
+		}
+		return nil, nil
+	}
+	if len(ap.variants) == 0 {
+		return nil, usageError("no variant can be derived from these manifests (see gracelab ablate --list)")
+	}
+
+	// The scenarios: each base, then its variants.
+	var scenarios []experiment.Scenario
+	docsOf := map[string][]manifest.Document{}
+	for _, b := range ablate.Bases(ap.variants) {
+		docsOf[b] = bases[b]
+		scenarios = append(scenarios, experiment.Scenario{Name: b, Title: b + " (base)", Manifests: b, FS: mustFS(bases[b])})
+		for _, v := range ap.variants {
+			if v.Base == b {
+				docsOf[v.Name] = v.Docs
+				scenarios = append(scenarios, experiment.Scenario{Name: v.Name, Title: v.Name, Manifests: "derived from " + b + ": " + v.Summary, FS: mustFS(v.Docs)})
+			}
+		}
+	}
+	if !foreign {
+		// The demo preset's planning checks the flags; its scenarios are replaced by ours.
+		if base, err = d.plan(cmd, now); err != nil {
+			return nil, err
+		}
+		if base.kube != nil {
+			if base.kube, err = d.kubePlan(scenarios); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		// Every scenario's objects, checked as drill checks its own.
+		for _, sc := range scenarios {
+			base.local.docs[sc.Name] = docsOf[sc.Name]
+			if _, err := base.local.cluster(sc, localkube.Options{}); err != nil {
+				return nil, usageError("variant %s: %v", sc.Name, err)
+			}
+		}
+	}
+	base.exp.Scenarios = scenarios
+	ap.out = base.out
+
+	podStart, overhead := time.Second, embeddedOverhead
+	if base.kube != nil {
+		podStart, overhead = kubePodStart, kubeOverhead
+	}
+	for _, sc := range scenarios {
+		p := *base
+		p.exp.Scenarios = []experiment.Scenario{sc}
+		p.settings.Scenarios = []string{sc.Name}
+		p.out = filepath.Join(base.out, "runs", safeDirName(sc.Name))
+		ap.runs = append(ap.runs, ablateRun{name: sc.Name, plan: &p})
+		e := overhead + loadLength(p.exp, ablate.RolloutGuess(docsOf[sc.Name], p.exp.Deployment, podStart))
+		ap.perRun = append(ap.perRun, e)
+		ap.estimate += e
+	}
+	return ap, nil
+}
+
+// loadLength is how long one scenario's load runs when each rollout takes rollout.
+func loadLength(exp experiment.Config, rollout time.Duration) time.Duration {
+	n := max(exp.Rollouts, 1)
+	settled := exp.RestartAt + time.Duration(n)*rollout + time.Duration(n-1)*exp.RolloutGap
+	return max(exp.Duration, settled+exp.SettleTail)
+}
+
+// builtinVariants derives the built-in variants from the (scaled) v1, v2 and v3 manifests.
+func (o *ablateOptions) builtinVariants(ap *ablatePlan) (map[string][]manifest.Document, error) {
+	catalog, err := experiment.Catalog(k8s.FS, "k8s")
+	if err != nil {
+		return nil, err
+	}
+	bases := map[string][]manifest.Document{}
+	for _, name := range []string{"v1", "v2", "v3"} {
+		scs, err := experiment.Select(catalog, []string{name})
+		if err != nil {
+			return nil, err
+		}
+		docs, err := manifest.Read(scs[0].FS)
+		if err != nil {
+			return nil, fmt.Errorf("built-in manifests %s: %w", name, err)
+		}
+		if bases[name], err = o.scale(ap, docs); err != nil {
+			return nil, err
+		}
+	}
+	ap.variants, err = ablate.Builtin(bases["v1"], bases["v2"], bases["v3"])
+	return bases, err
+}
+
+// foreignVariants derives the manifest-level variants from a team's (scaled) manifests.
+func (o *ablateOptions) foreignVariants(ap *ablatePlan, name string, docs []manifest.Document) (map[string][]manifest.Document, error) {
+	scaled, err := o.scale(ap, docs)
+	if err != nil {
+		return nil, err
+	}
+	ap.variants, ap.skipped = ablate.Foreign(name, scaled)
+	return map[string][]manifest.Document{name: scaled}, nil
+}
+
+func (o *ablateOptions) scale(ap *ablatePlan, docs []manifest.Document) ([]manifest.Document, error) {
+	if o.replicas == 0 {
+		return docs, nil
+	}
+	scaled, edits, err := ablate.Scale(docs, int32(o.replicas))
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	ap.scaled = append(ap.scaled, edits...)
+	return scaled, nil
+}
+
+// setName names a team's manifest set after its first -f: the directory or file, without
+// the extension ("stdin" for -).
+func setName(files []string) string {
+	if len(files) == 0 || files[0] == "-" {
+		return "stdin"
+	}
+	base := filepath.Base(filepath.Clean(files[0]))
+	if ext := filepath.Ext(base); ext == ".yaml" || ext == ".yml" || ext == ".json" {
+		base = strings.TrimSuffix(base, ext)
+	}
+	return safeDirName(base)
+}
+
+// mustFS holds a scenario's documents as YAML files, as the clusters read them. The documents
+// were decoded from YAML, so writing them back cannot fail but for a bug.
+func mustFS(docs []manifest.Document) fstest.MapFS {
+	files, err := ablate.Marshal(docs)
+	if err != nil {
+		panic(fmt.Sprintf("ablate: writing decoded manifests back: %v", err))
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fsys := fstest.MapFS{}
+	for i, n := range names {
+		fsys[fmt.Sprintf("%02d-%s", i+1, filepath.Base(n))] = &fstest.MapFile{Data: files[n]}
+	}
+	return fsys
+}
+
+func writeScaled(w io.Writer, edits []ablate.Edit) error {
+	if len(edits) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("scaled before deriving (--replicas):\n")
+	for _, e := range edits {
+		fmt.Fprintf(&b, "  %s\n", e)
+	}
+	b.WriteString("\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// ablationReport is report.json of an ablation: the runs' scenarios, and the verdict.
+type ablationReport struct {
+	*report.Report
+	Ablation ablate.Outcome `json:"ablation"`
+}
+
+// runAblation prints the variants and the estimate, runs each scenario through the drill's run
+// path (its report in <out>/runs/<scenario>/), and writes the verdict. The first signal stops
+// the scenario under way and skips the rest; the finished ones are judged.
+func runAblation(ap *ablatePlan, quiet bool, streams Streams) error {
+	if err := writeScaled(streams.Out, ap.scaled); err != nil {
+		return err
+	}
+	if err := ablate.WriteList(streams.Out, ap.variants, ap.skipped); err != nil {
+		return err
+	}
+	first := ap.runs[0].plan.exp
+	fmt.Fprintf(streams.Out, "\n%d scenarios (bases and variants), %d rollouts each, %s apart plus a %s tail: about %s.\n\n",
+		len(ap.runs), ap.repeat, first.RolloutGap, first.SettleTail, ap.estimate.Round(10*time.Second))
+	if err := os.MkdirAll(ap.out, 0o755); err != nil {
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("creating the report directory: %w", err)}
+	}
+
+	// One watcher for the whole ablation; each scenario's run gets the signals through its own
+	// channel, so a signal between two scenarios still stops the ablation.
+	signals := streams.Signals
+	if signals == nil {
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(ch)
+		signals = ch
+	}
+	var mu sync.Mutex
+	var current chan os.Signal
+	interrupted := false
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-signals:
+				mu.Lock()
+				interrupted = true
+				if current != nil {
+					select {
+					case current <- s:
+					default:
+					}
+				}
+				mu.Unlock()
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	var progress func(experiment.Progress)
+	if !quiet {
+		progress = newDrillProgress(streams.ErrOut, isTerminal(streams.ErrOut)).update
+	}
+	measured := map[string]ablate.Measured{}
+	var reports []*report.Report
+	var failed []string
+	breached := false
+	start := time.Now()
+	var estimatedDone time.Duration
+	for i, r := range ap.runs {
+		mu.Lock()
+		stop := interrupted
+		current = make(chan os.Signal, 2)
+		sig := current
+		mu.Unlock()
+		if stop {
+			break
+		}
+		p := *r.plan
+		if progress != nil {
+			index, total := i+1, len(ap.runs)
+			p.progress = func(pr experiment.Progress) {
+				pr.Index, pr.Total = index, total
+				progress(pr)
+			}
+		}
+		if err := os.MkdirAll(p.out, 0o755); err != nil {
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("creating the report directory: %w", err)}
+		}
+		// The scenario's own table goes to a file; the terminal gets the verdict at the end.
+		summary, err := os.Create(filepath.Join(p.out, "summary.txt"))
+		if err != nil {
+			return &ExitError{Code: ExitFailed, Err: err}
+		}
+		runErr := runDrill(&p, Streams{In: streams.In, Out: summary, ErrOut: streams.ErrOut, Signals: sig})
+		summary.Close()
+		mu.Lock()
+		stop = interrupted
+		mu.Unlock()
+
+		var exitErr *ExitError
+		if errors.As(runErr, &exitErr) && exitErr.Code == ExitBreached {
+			breached, runErr = true, nil
+		}
+		rep, rerr := report.ReadDir(p.out)
+		if rerr != nil || len(rep.Scenarios) == 0 {
+			if !stop {
+				failed = append(failed, r.name)
+				fmt.Fprintf(streams.ErrOut, "gracelab: %s: %v\n", r.name, errors.Join(runErr, rerr))
+			}
+			continue // not run: no report
+		}
+		reports = append(reports, rep)
+		m := measuredOf(rep.Scenarios[0])
+		switch {
+		case stop:
+			m.Failure = "interrupted"
+		case runErr != nil && m.Failure == "":
+			m.Failure = runErr.Error()
+		}
+		if m.Failure != "" && !stop {
+			failed = append(failed, r.name)
+		}
+		measured[r.name] = m
+		estimatedDone += ap.perRun[i]
+		left := time.Duration(0)
+		for _, e := range ap.perRun[i+1:] {
+			left += e
+		}
+		// Correct the rest of the estimate by how the finished scenarios compared with theirs.
+		left = time.Duration(float64(left) * float64(time.Since(start)) / float64(estimatedDone))
+		line := fmt.Sprintf("[%d/%d] %s: losses per rollout %s", i+1, len(ap.runs), r.name, strings.Trim(fmt.Sprint(m.Losses), "[]"))
+		if m.Failure != "" {
+			line += " (" + m.Failure + ")"
+		}
+		if i+1 < len(ap.runs) && !stop {
+			line += fmt.Sprintf("; about %s left", left.Round(10*time.Second))
+		}
+		fmt.Fprintln(streams.ErrOut, line)
+	}
+	mu.Lock()
+	stopped := interrupted
+	mu.Unlock()
+
+	outcome, err := ablate.Assess(ap.variants, measured, ap.repeat, ap.skipped)
+	if err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
+	}
+	if len(reports) == 0 {
+		return &ExitError{Code: ExitFailed, Err: errors.New("interrupted before any scenario ran: no report")}
+	}
+	fmt.Fprintln(streams.Out, "\nVerdict (losses are the failed requests sent in each rollout's window):")
+	if err := outcome.WriteTable(streams.Out); err != nil {
+		return err
+	}
+	if err := outcome.WriteParagraphs(streams.Out); err != nil {
+		return err
+	}
+	if err := writeAblationReport(ap.out, reports, outcome); err != nil {
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("writing the report: %w", err)}
+	}
+	fmt.Fprintf(streams.Out, "\nReport in %s:\n  %s\n  %s\n  %s (each scenario's report, charts and logs)\n", ap.out,
+		filepath.Join(ap.out, report.FileName), filepath.Join(ap.out, report.MarkdownName), filepath.Join(ap.out, "runs"))
+
+	switch {
+	case stopped:
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted: the report judges the %d finished scenarios", len(measured)-countFailed(measured))}
+	case len(failed) > 0:
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("the run failed for %s (see above and the logs)", strings.Join(failed, ", "))}
+	case breached:
+		return &ExitError{Code: ExitBreached, Err: errors.New("a threshold was breached (see each scenario's summary.txt)")}
+	}
+	return nil
+}
+
+func countFailed(m map[string]ablate.Measured) int {
+	n := 0
+	for _, x := range m {
+		if x.Failure != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// measuredOf reads a scenario's per-rollout losses from its report: its rollouts when it ran
+// several, else the run as one.
+func measuredOf(s report.Scenario) ablate.Measured {
+	m := ablate.Measured{Failure: s.Failure}
+	if s.Result == nil {
+		if m.Failure == "" {
+			m.Failure = "nothing measured"
+		}
+		return m
+	}
+	if len(s.Rollouts) == 0 {
+		m.Losses = []int64{s.Errors}
+		if s.RolloutSeconds > 0 {
+			m.RolloutSeconds = []float64{s.RolloutSeconds}
+		}
+		m.WorstLatency = time.Duration(s.Latency.Max * float64(time.Millisecond))
+		return m
+	}
+	for _, r := range s.Rollouts {
+		m.Losses = append(m.Losses, r.Errors)
+		if r.RolloutSeconds > 0 {
+			m.RolloutSeconds = append(m.RolloutSeconds, r.RolloutSeconds)
+		}
+		m.WorstLatency = max(m.WorstLatency, time.Duration(r.LatencyMax*float64(time.Millisecond)))
+	}
+	return m
+}
+
+// writeAblationReport writes <out>/report.json (every scenario's report merged, and the
+// verdict under "ablation") and <out>/REPORT.md (the verdict, then the scenarios as demo's
+// REPORT.md shows them; their charts are in runs/<scenario>/).
+func writeAblationReport(out string, reports []*report.Report, outcome ablate.Outcome) error {
+	merged := *reports[0]
+	merged.Scenarios, merged.Breaches, merged.Comparisons = nil, nil, nil
+	merged.Settings.Scenarios = nil
+	merged.Created = time.Now().UTC()
+	for _, r := range reports {
+		merged.Scenarios = append(merged.Scenarios, r.Scenarios...)
+		merged.Breaches = append(merged.Breaches, r.Breaches...)
+		merged.Settings.Scenarios = append(merged.Settings.Scenarios, r.Settings.Scenarios...)
+	}
+	var js bytes.Buffer
+	if err := (ablationReport{Report: &merged, Ablation: outcome}).writeJSON(&js); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, report.FileName), js.Bytes(), 0o644); err != nil {
+		return err
+	}
+	var md bytes.Buffer
+	md.WriteString("# gracelab ablate: which protection prevents the errors\n\n")
+	link := func(s string) string {
+		return filepath.ToSlash(filepath.Join("runs", safeDirName(s), report.MarkdownName))
+	}
+	if err := outcome.WriteMarkdown(&md, link); err != nil {
+		return err
+	}
+	md.WriteString("\n---\n\n")
+	if err := report.WriteMarkdown(&md, &merged, nil); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, report.MarkdownName), md.Bytes(), 0o644)
+}
+
+func (r ablationReport) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}

@@ -1,0 +1,232 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/ablate"
+	"github.com/gracelab/gracelab/internal/report"
+)
+
+// tinyAblation: v1 and two additive variants, two short rollouts each (v1 rolls out in ~3 s).
+var tinyAblation = []string{"ablate", "--variants", "v1-only-probes,v1-only-drain", "--repeat", "2",
+	"--duration", "2s", "--restart-at", "1s", "--settle-tail", "1s", "--port", "0"}
+
+type ablationJSON struct {
+	Scenarios []report.Scenario `json:"scenarios"`
+	Ablation  ablate.Outcome    `json:"ablation"`
+}
+
+func readAblation(t *testing.T, dir string) ablationJSON {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, report.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc ablationJSON
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// exitCodes of the scenario's upstream pods, from its events.
+func upstreamExitCodes(s report.Scenario) []string {
+	var codes []string
+	for _, e := range s.Events {
+		if e.Kind == "pod_exited" && e.Deployment == "upstream" {
+			codes = append(codes, e.Detail)
+		}
+	}
+	return codes
+}
+
+// TestIntegrationAblate runs a tiny ablation end to end on the embedded cluster: the variants
+// and the estimate come first, each scenario runs with its own manifests (the drain added to
+// v1 makes its upstream exit 0 on SIGTERM, v1's dies by the signal), and the verdict in the
+// terminal, REPORT.md and report.json holds each scenario's per-rollout losses as its own
+// report counted them.
+func TestIntegrationAblate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real cluster processes")
+	}
+	exe := gracelabBinary(t)
+	out := filepath.Join(t.TempDir(), "ablation")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, exe, append(tinyAblation, "--quiet", "--out", out)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	assertNoneLeft(t, exe)
+	text := stdout.String()
+	list := strings.Index(text, `deployment upstream: spec.template.spec.containers[upstream].env[SHUTDOWN]: "immediate" -> "graceful"`)
+	estimate := regexp.MustCompile(`3 scenarios \(bases and variants\), 2 rollouts each, 1s apart plus a 1s tail: about \d`).FindStringIndex(text)
+	verdict := strings.Index(text, "\nVerdict")
+	if list < 0 || estimate == nil || verdict < 0 || !(list < estimate[0] && estimate[0] < verdict) {
+		t.Fatalf("want the variants, the estimate, then the verdict:\n%s", text)
+	}
+	if !regexp.MustCompile(`\[3/3\] v1-only-drain: losses per rollout \d+ \d+`).MatchString(stderr.String()) {
+		t.Errorf("no per-scenario progress line:\n%s", stderr.String())
+	}
+
+	doc := readAblation(t, out)
+	var names []string
+	for _, r := range doc.Ablation.Rows {
+		names = append(names, r.Scenario)
+	}
+	if !slices.Equal(names, []string{"v1", "v1-only-probes", "v1-only-drain"}) || len(doc.Scenarios) != 3 {
+		t.Fatalf("rows %v and %d scenarios, want v1, v1-only-probes, v1-only-drain", names, len(doc.Scenarios))
+	}
+	for i, r := range doc.Ablation.Rows {
+		run, err := report.ReadDir(filepath.Join(out, "runs", r.Scenario))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var losses []int64
+		for _, ro := range run.Scenarios[0].Rollouts {
+			losses = append(losses, ro.Errors)
+		}
+		if len(losses) != 2 || !slices.Equal(losses, r.Losses) {
+			t.Errorf("%s: verdict losses %v, its report's rollouts %v", r.Scenario, r.Losses, losses)
+		}
+		if doc.Scenarios[i].Scenario != r.Scenario || r.RolloutSeconds <= 0 || r.WorstLatencyMs <= 0 {
+			t.Errorf("%s: scenario %s, rollout %.1f s, worst latency %.0f ms", r.Scenario, doc.Scenarios[i].Scenario, r.RolloutSeconds, r.WorstLatencyMs)
+		}
+		if i > 0 && (r.Verdict == "" || r.PValue == nil || r.CostSeconds == nil || !r.Adds) {
+			t.Errorf("%s not judged against v1: %+v", r.Scenario, r)
+		}
+		if !strings.Contains(text, r.Scenario) {
+			t.Errorf("the terminal's table lacks %s", r.Scenario)
+		}
+	}
+	// v1 loses requests in every rollout: its pods die on SIGTERM with requests in flight.
+	if v1 := doc.Ablation.Rows[0]; v1.MeanLosses == 0 {
+		t.Errorf("v1 lost nothing: %+v", v1)
+	}
+	// The variants ran their own manifests.
+	if codes := upstreamExitCodes(doc.Scenarios[0]); len(codes) == 0 || slices.ContainsFunc(codes, func(c string) bool { return strings.HasPrefix(c, "exit code 0") }) {
+		t.Errorf("v1's upstream exits %v: it should die by SIGTERM", codes)
+	}
+	if codes := upstreamExitCodes(doc.Scenarios[2]); len(codes) == 0 || slices.ContainsFunc(codes, func(c string) bool { return !strings.HasPrefix(c, "exit code 0") }) {
+		t.Errorf("v1-only-drain's upstream exits %v: with the drain every one exits 0", codes)
+	}
+	// The merged report.json is a report gracelab report reads.
+	if _, err := report.ReadDir(out); err != nil {
+		t.Errorf("the ablation's report.json is not a report: %v", err)
+	}
+	md, err := os.ReadFile(filepath.Join(out, report.MarkdownName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# gracelab ablate", "| variant | protection | losses per rollout |", "](runs/v1-only-drain/REPORT.md)", "### SIGTERM drain"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("REPORT.md lacks %q", want)
+		}
+	}
+}
+
+// TestIntegrationAblateInterrupt: Ctrl-C during the second scenario keeps the first in the
+// verdict, marks the interrupted one, lists the one not run, and exits 1 with the report
+// written.
+func TestIntegrationAblateInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real cluster processes")
+	}
+	exe := gracelabBinary(t)
+	out := filepath.Join(t.TempDir(), "ablation")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, append(tinyAblation, "--out", out)...)
+	var stdout bytes.Buffer
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = &stdout, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	progress := newLineWaiter(pr)
+	progress.wait(t, regexp.MustCompile(`\[2/3\] v1-only-probes: (load|rolling out)`), 2*time.Minute)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	pw.Close()
+	if code := exitCode(t, err); code != ExitFailed {
+		t.Errorf("interrupted ablation exited %d, want 1", code)
+	}
+	progress.wait(t, regexp.MustCompile(`interrupted: the report judges the 1 finished scenarios`), 5*time.Second)
+	assertNoneLeft(t, exe)
+	doc := readAblation(t, out)
+	rows := doc.Ablation.Rows
+	if len(rows) != 2 || rows[0].Scenario != "v1" || rows[0].Failure != "" || len(rows[0].Losses) != 2 {
+		t.Fatalf("rows after the interrupt: %+v", rows)
+	}
+	if rows[1].Scenario != "v1-only-probes" || rows[1].Failure != "interrupted" || rows[1].Verdict != "" {
+		t.Errorf("the interrupted scenario: %+v", rows[1])
+	}
+	if !slices.Equal(doc.Ablation.NotRun, []string{"v1-only-drain"}) {
+		t.Errorf("not run %v, want v1-only-drain", doc.Ablation.NotRun)
+	}
+	if !strings.Contains(stdout.String(), "not run: v1-only-drain") {
+		t.Errorf("the terminal's verdict does not say what did not run:\n%s", stdout.String())
+	}
+}
+
+// TestIntegrationAblateTeam: a team's manifests (here the demo's v2, read with -f as any
+// team's) through drill's planning: the variant runs its own objects (no preStop hook: its
+// upstream pods get SIGTERM without one, the base's run the hook first).
+func TestIntegrationAblateTeam(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real cluster processes")
+	}
+	exe := gracelabBinary(t)
+	out := filepath.Join(t.TempDir(), "ablation")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, exe, "ablate", "-f", filepath.Join("..", "..", "k8s", "v2-graceful"),
+		"--target", "http://downstream:8000/", "--deployment", "upstream", "--sandbox", "none",
+		"--variants", "v2-graceful-no-prestop", "--repeat", "2", "--duration", "2s", "--restart-at", "1s", "--settle-tail", "1s",
+		"--quiet", "--out", out)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	assertNoneLeft(t, exe)
+	doc := readAblation(t, out)
+	if len(doc.Scenarios) != 2 || doc.Scenarios[0].Scenario != "v2-graceful" || doc.Scenarios[1].Scenario != "v2-graceful-no-prestop" {
+		t.Fatalf("scenarios %d, want v2-graceful and v2-graceful-no-prestop", len(doc.Scenarios))
+	}
+	prestops := func(s report.Scenario) int {
+		n := 0
+		for _, e := range s.Events {
+			if e.Kind == "prestop_started" && e.Deployment == "upstream" {
+				n++
+			}
+		}
+		return n
+	}
+	if base, variant := prestops(doc.Scenarios[0]), prestops(doc.Scenarios[1]); base == 0 || variant != 0 {
+		t.Errorf("preStop hooks run: base %d, variant %d; want some, then none", base, variant)
+	}
+	if !strings.Contains(stdout.String(), "cannot be derived:\n  v2-graceful: SIGTERM drain: the program's own behaviour") {
+		t.Errorf("the list does not say what cannot be removed from a team's service:\n%s", stdout.String())
+	}
+	if r := doc.Ablation.Rows; len(r) != 2 || r[1].Protection != "preStop hook" || len(r[1].Losses) != 2 {
+		t.Errorf("rows %+v", r)
+	}
+}
