@@ -63,7 +63,7 @@ built-in manifest directory (k8s/v2-graceful/), which works without the source t
 			if o.port < 0 || o.port > 65535 {
 				return usageError("--port %d is out of range: give 1-65535 (0 lets the OS choose)", o.port)
 			}
-			if o.endpointLag <= 0 {
+			if cmd.Flags().Changed("endpoint-lag") && o.endpointLag <= 0 {
 				return usageError("--endpoint-lag must be positive, for example 1s")
 			}
 			if _, err := localkube.ParseSandboxMode(o.sandbox); err != nil {
@@ -83,7 +83,7 @@ built-in manifest directory (k8s/v2-graceful/), which works without the source t
 	f := cmd.Flags()
 	f.StringVarP(&o.file, "file", "f", "", "manifest directory, or a built-in scenario: v1, v2, v3 (required)")
 	f.IntVar(&o.port, "port", localkube.DefaultLoadBalancerPort, "port of the LoadBalancer Service on 127.0.0.1 (0: the OS chooses)")
-	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
+	f.DurationVar(&o.endpointLag, "endpoint-lag", 0, "how long an endpoint change takes to reach the Service proxies (default: drawn per change from a real kube-proxy's measured delay)")
 	f.StringVar(&o.logDir, "log-dir", "", "write each pod's stdout and stderr to DIR/<pod>.log (default: discarded)")
 	f.StringVar(&o.sandbox, "sandbox", string(localkube.SandboxAuto), "auto, ns (pods in namespaces of their own) or none (docs/sandbox.md)")
 	return cmd

@@ -71,7 +71,7 @@ func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error)
 		return nil, usageError("--settle-tail must not be negative")
 	case o.rolloutTimeout <= 0:
 		return nil, usageError("--rollout-timeout must be positive")
-	case o.endpointLag <= 0:
+	case changed("endpoint-lag") && o.endpointLag <= 0:
 		return nil, usageError("--endpoint-lag must be positive, for example 1s")
 	case o.port < 0 || o.port > 65535:
 		return nil, usageError("--port %d is out of range: give 1-65535 (0 lets the OS choose)", o.port)

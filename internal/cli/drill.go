@@ -150,7 +150,7 @@ func (o *drillOptions) registerRun(cmd *cobra.Command, streams Streams, sandbox 
 	o.disruption.register(cmd)
 	f.DurationVar(&o.settleTail, "settle-tail", experiment.DefaultSettleTail, "load continues this long after the rollout settled (one upstream timeout)")
 	f.DurationVar(&o.rolloutTimeout, "rollout-timeout", experiment.DefaultRolloutTimeout, "a rollout not settled by then fails the scenario")
-	f.DurationVar(&o.endpointLag, "endpoint-lag", time.Second, "how long an endpoint change takes to reach the Service proxies (kube-proxy's sync)")
+	f.DurationVar(&o.endpointLag, "endpoint-lag", 0, "how long an endpoint change takes to reach the Service proxies (default: drawn per change from a real kube-proxy's measured delay)")
 	f.StringVar(&o.sandbox, "sandbox", string(sandbox), "auto, ns (pods in namespaces of their own, docs/sandbox.md) or none (each pod on its own 127.x address); embedded cluster")
 	f.StringVar(&o.out, "out", "", "report directory (default reports/<timestamp>/)")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress display")

@@ -144,3 +144,113 @@ func TestIntegrationDrill(t *testing.T) {
 		})
 	}
 }
+
+// drillLeaky is a program that prints its Secret values, one as given (envFrom) and one with a
+// Service name in it (rewritten to the Service's address on the shared loopback), on stdout
+// and stderr, and dies during start-up.
+const drillLeaky = `apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {TOKEN: tok-4f9a1c77e2}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db}
+data: {DB_URL: aHR0cDovL2FkbWluOmh1bnRlcjItOWQ4N0BkYjo1NDMyLw==} # http://admin:hunter2-9d87@db:5432/
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: leaky}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: leaky}}
+  template:
+    metadata: {labels: {app: leaky}}
+    spec:
+      containers:
+      - name: app
+        image: acme/leaky:1
+        ports: [{containerPort: 8080}]
+        envFrom: [{secretRef: {name: creds}}]
+        env:
+        - {name: DB_URL, valueFrom: {secretKeyRef: {name: db, key: DB_URL}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: leaky}
+spec:
+  selector: {app: leaky}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  selector: {app: leaky}
+  ports: [{port: 5432, targetPort: 8080}]
+`
+
+// TestIntegrationDrillRedactsSecrets: a program that prints its Secret values and dies fails
+// the drill with its last stderr line quoted, and neither that error, the output, the report
+// nor any log shows a value, on the shared loopback and in sandboxes.
+func TestIntegrationDrillRedactsSecrets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real cluster processes")
+	}
+	exe := gracelabBinary(t)
+	manifests := filepath.Join(t.TempDir(), "leaky.yaml")
+	if err := os.WriteFile(manifests, []byte(drillLeaky), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"tok-4f9a1c77e2", "hunter2-9d87"}
+	for _, sandbox := range []string{"none", "ns"} {
+		t.Run(sandbox, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "report")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, exe, "drill", "-f", manifests, "--sandbox", sandbox,
+				"--run", `acme/leaky=/bin/sh -c 'echo "starting with $TOKEN and $DB_URL"; echo "fatal: cannot log in with $TOKEN to $DB_URL" >&2; exit 1'`,
+				"--target", "http://leaky/", "--duration", "4s", "--restart-at", "1s", "--quiet", "--out", out)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			if code := exitCode(t, err); code != ExitFailed {
+				t.Fatalf("exit %d, want %d (the pod died during start-up)", code, ExitFailed)
+			}
+			assertNoneLeft(t, exe)
+			// The error quotes the last stderr line, redacted.
+			if !strings.Contains(stderr.String(), "fatal: cannot log in with <redacted> to <redacted>") {
+				t.Errorf("the error should quote the pod's last stderr line with its secrets redacted:\n%s", stderr.String())
+			}
+			shown := map[string]string{"stdout": stdout.String(), "stderr": stderr.String()}
+			if err := filepath.WalkDir(out, func(path string, d os.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return err
+				}
+				b, err := os.ReadFile(path)
+				shown[path] = string(b)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{filepath.Join(out, "report.json"), filepath.Join(out, "logs", "leaky", "cluster.log")} {
+				if _, ok := shown[name]; !ok {
+					t.Errorf("%s was not written", name)
+				}
+			}
+			podLog := false
+			for name, text := range shown {
+				for _, s := range secrets {
+					if strings.Contains(text, s) {
+						t.Errorf("%s shows the secret %q:\n%s", name, s, text)
+					}
+				}
+				podLog = podLog || strings.Contains(text, "starting with <redacted> and <redacted>")
+			}
+			if !podLog {
+				t.Error("no pod log holds the program's stdout line, redacted")
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gracelab/gracelab/internal/gate"
 	"github.com/gracelab/gracelab/internal/report"
 )
 
@@ -27,13 +28,12 @@ func StdStreams() Streams {
 	return Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 }
 
-// Exit codes shared by every command (docs/exit-codes.md). When a run fails and a threshold
-// is breached too, the run failure wins.
+// Exit codes shared by every command (docs/exit-codes.md), defined once in gate.
 const (
-	ExitOK       = 0
-	ExitFailed   = 1 // the run itself failed (or was interrupted)
-	ExitBadArgs  = 2 // bad flags or arguments: nothing was done
-	ExitBreached = 3 // the run completed and its report is written, but a threshold was breached
+	ExitOK       = gate.ExitOK
+	ExitFailed   = gate.ExitFailed   // the run itself failed (or was interrupted)
+	ExitBadArgs  = gate.ExitBadInput // bad flags or arguments: nothing was done
+	ExitBreached = gate.ExitBreached // the run completed and its report is written, but a threshold was breached
 )
 
 // ExitError carries an exit code up to Main; the message is printed once, there.

@@ -10,10 +10,12 @@ import (
 	"github.com/gracelab/gracelab/internal/report"
 )
 
+// fromMillis is a report's milliseconds as a duration.
+func fromMillis(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+
 // latencyQuantiles maps the report's whole-run latency summary to gate's quantiles.
 func latencyQuantiles(l report.Latency) map[gate.Quantile]time.Duration {
-	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-	return map[gate.Quantile]time.Duration{gate.P50: ms(l.P50), gate.P90: ms(l.P90), gate.P95: ms(l.P95), gate.P99: ms(l.P99), gate.Max: ms(l.Max)}
+	return map[gate.Quantile]time.Duration{gate.P50: fromMillis(l.P50), gate.P90: fromMillis(l.P90), gate.P95: fromMillis(l.P95), gate.P99: fromMillis(l.P99), gate.Max: fromMillis(l.Max)}
 }
 
 // measurements are what the thresholds judge: each measured scenario's whole run (rollout 0)
@@ -51,14 +53,13 @@ func loadBaseline(path string) (*gate.Baseline, error) {
 		return nil, err
 	}
 	b := &gate.Baseline{Source: path}
-	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 	for _, s := range r.Scenarios {
 		if s.Result == nil {
 			continue
 		}
 		sample := gate.Sample{Scenario: s.Scenario}
 		if len(s.Rollouts) == 0 {
-			sample.Losses, sample.P99 = []int64{s.Errors}, []time.Duration{ms(s.Latency.P99)}
+			sample.Losses, sample.P99 = []int64{s.Errors}, []time.Duration{fromMillis(s.Latency.P99)}
 		}
 		withP99 := true
 		for _, ro := range s.Rollouts {
@@ -66,7 +67,7 @@ func loadBaseline(path string) (*gate.Baseline, error) {
 				continue
 			}
 			sample.Losses = append(sample.Losses, ro.Errors)
-			sample.P99 = append(sample.P99, ms(ro.LatencyP99))
+			sample.P99 = append(sample.P99, fromMillis(ro.LatencyP99))
 			withP99 = withP99 && ro.LatencyP99 > 0
 		}
 		if !withP99 {

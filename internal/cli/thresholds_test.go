@@ -153,7 +153,7 @@ func TestBaselineFromSchema1Report(t *testing.T) {
 		t.Fatalf("judge: %v, want exit %d", err, ExitBreached)
 	}
 	want := "gracelab: threshold breached: v2 over 2 rollouts: 2 of 2 rollouts lost requests (100 %), limit --baseline ../../docs/fidelity/e1.json.gz: lossy rollouts at most 98 % (there 0 of 1, the upper end of its 95 % CI)\n" +
-		"gracelab: threshold breached: v2 over 2 rollouts: median p99 205ms, limit --baseline ../../docs/fidelity/e1.json.gz: median p99 at most 203.775ms (a 50 % upper bound for the median of its 1 rollouts' p99)\n"
+		"gracelab: threshold breached: v2 over 2 rollouts: median p99 205ms, limit --baseline ../../docs/fidelity/e1.json.gz: median p99 at most 204ms (a 50 % upper bound for the median of its 1 rollouts' p99)\n"
 	if stderr.String() != want {
 		t.Errorf("stderr\n%s\nwant\n%s", stderr.String(), want)
 	}

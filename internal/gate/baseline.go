@@ -64,6 +64,7 @@ func CompareBaseline(baseline Baseline, current []Sample) (checks []Check, notes
 		if len(base.P99) > 0 && len(cur.P99) > 0 {
 			bound, conf := P99Bound(base.P99)
 			med := medianDuration(cur.P99)
+			bound, med = readable(bound), readable(med)
 			checks = append(checks, Check{Measurement: scope(len(cur.P99)),
 				Threshold: fmt.Sprintf("--baseline %s: median p99 at most %s (a %s %% upper bound for the median of its %d rollouts' p99)",
 					baseline.Source, bound, stats.FormatPercent(conf), len(base.P99)),
@@ -138,6 +139,15 @@ func P99Bound(p99s []time.Duration) (time.Duration, float64) {
 		}
 	}
 	return sorted[n-1], b.CDF(float64(n - 1))
+}
+
+// readable rounds a latency for messages: to the millisecond from 10ms up, else to the microsecond.
+// The comparison uses the rounded values too, so a message never shows equal values as a breach.
+func readable(d time.Duration) time.Duration {
+	if d >= 10*time.Millisecond {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Microsecond)
 }
 
 func medianDuration(ds []time.Duration) time.Duration {

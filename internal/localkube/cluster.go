@@ -29,6 +29,7 @@ import (
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/image"
 	"github.com/gracelab/gracelab/internal/manifest"
+	"github.com/gracelab/gracelab/internal/podenv"
 )
 
 // Options configure an embedded cluster. The zero value of every field but Manifests is usable.
@@ -48,18 +49,22 @@ type Options struct {
 	// default DefaultImages. Unused when Programs is set.
 	Images map[string][]string
 	// EndpointLag is how long a ready/not-ready/terminating change takes to reach the Service
-	// proxies (kube-proxy's sync period); default 1s.
+	// proxies (kube-proxy's rules sync). Zero: drawn per change from the delay measured on a
+	// real kube-proxy (measuredEndpointLag, docs/fidelity.md), with Seed.
 	EndpointLag time.Duration
+	// Seed seeds the draws of the measured delays, so that a run's timing can be repeated;
+	// zero picks one at random (Cluster.Seed reports it).
+	Seed uint64
 	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
-	// the proxy stops routing to the pod. Default 800ms: on the lab's kubelet the sandbox
-	// went 1-3s after the process and kube-proxy programmed changes in ~1.5s (docs/fidelity.md);
-	// kept just under EndpointLag so the black-holed case still shows, as in 1 of 4 lab runs.
+	// the proxy stops routing to the pod. Zero: drawn per pod, with Seed, from what the lab's
+	// kubelet took from killing a v1 pod to tearing its network down (measuredNetworkLinger,
+	// docs/fidelity.md), so a black hole shows only when kube-proxy is slower, as rarely as there.
 	NetworkLinger time.Duration
 	// PodStartDelay is how long a new pod takes from creation to its process starting (the
-	// kubelet's sandbox, network and container creation); default 1s (a real kubelet here:
-	// 1.2-1.9s). It keeps a rollout step-by-step instead of replacing every pod at once.
-	// Negative: none.
+	// kubelet's sandbox, network and container creation); default 1.8s, the median of 24 pods
+	// on the lab's kubelet at load 2-5 (0.86-2.91s; docs/fidelity.md). It keeps a rollout
+	// step-by-step instead of replacing every pod at once. Negative: none.
 	PodStartDelay time.Duration
 	// LoadBalancerPort is the port LoadBalancer Services listen on at 127.0.0.1. 0 lets the OS
 	// choose (tests); commands pass DefaultLoadBalancerPort.
@@ -86,9 +91,7 @@ var DefaultImages = map[string][]string{
 }
 
 const (
-	defaultEndpointLag   = time.Second
-	defaultNetworkLinger = 800 * time.Millisecond
-	defaultPodStartDelay = time.Second
+	defaultPodStartDelay = 1800 * time.Millisecond
 	defaultReadyTimeout  = 60 * time.Second
 	defaultGrace         = 30 * time.Second // terminationGracePeriodSeconds' default
 	minimumGrace         = 2 * time.Second  // the kubelet's minimum shutdown window after preStop
@@ -109,9 +112,11 @@ const (
 
 // Cluster is one embedded cluster. Create it with New, start it with Up, stop it with Down.
 type Cluster struct {
-	opts Options
-	log  *slog.Logger
-	set  *manifestSet
+	opts    Options
+	log     *slog.Logger
+	lags    *lagSource
+	lingers *lagSource
+	set     *manifestSet
 
 	mu       sync.Mutex
 	state    lifecycleState
@@ -123,6 +128,7 @@ type Cluster struct {
 	changed  chan struct{} // closed and replaced on every change, for waiters
 	upErr    error         // a pod failed while Up was waiting
 	lbAddr   string
+	redact   *podenv.Redactor // Secret values, hidden in everything shown (redact.go)
 
 	evMu   sync.Mutex
 	events []cluster.Event
@@ -159,14 +165,13 @@ func New(opts Options) (*Cluster, error) {
 	switch {
 	case opts.EndpointLag < 0:
 		return nil, fmt.Errorf("endpoint lag must not be negative (got %s)", opts.EndpointLag)
-	case opts.EndpointLag == 0:
-		opts.EndpointLag = defaultEndpointLag
+	}
+	if opts.Seed == 0 {
+		opts.Seed = randomSeed()
 	}
 	switch {
 	case opts.NetworkLinger < 0:
 		return nil, fmt.Errorf("network linger must not be negative (got %s)", opts.NetworkLinger)
-	case opts.NetworkLinger == 0:
-		opts.NetworkLinger = defaultNetworkLinger
 	}
 	switch {
 	case opts.PodStartDelay < 0:
@@ -203,6 +208,8 @@ func New(opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		opts:    opts,
+		lags:    newLagSource(opts.EndpointLag, opts.Seed),
+		lingers: newLingerSource(opts.NetworkLinger, opts.Seed),
 		log:     log,
 		set:     set,
 		pods:    map[string]*pod{},
@@ -211,6 +218,7 @@ func New(opts Options) (*Cluster, error) {
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		downCh:  make(chan struct{}),
+		redact:  podenv.NewRedactor(set.sources.SecretValues()...),
 	}
 	for _, d := range set.deployments {
 		c.deploys = append(c.deploys, &deployment{spec: d, template: *d.template.DeepCopy()})
@@ -251,6 +259,7 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			_ = c.Down(context.Background())
+			err = c.redact.Error(err)
 		}
 	}()
 	if c.opts.LogDir != "" {
@@ -465,6 +474,7 @@ func (c *Cluster) Events() []cluster.Event {
 
 // record appends an event; callers hold c.mu so events and state changes agree in order.
 func (c *Cluster) record(kind cluster.EventKind, d *deployment, p *pod, detail string) {
+	detail = c.redact.String(detail)
 	ev := cluster.Event{Kind: kind, Detail: detail, Source: cluster.SourceEmbedded}
 	if d != nil {
 		ev.Deployment = d.spec.name

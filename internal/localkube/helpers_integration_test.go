@@ -44,6 +44,9 @@ func startCluster(t *testing.T, opts Options, apps ...app) *Cluster {
 	if opts.EndpointLag == 0 {
 		opts.EndpointLag = 300 * time.Millisecond
 	}
+	if opts.NetworkLinger == 0 {
+		opts.NetworkLinger = 800 * time.Millisecond // fixed, short: tests wait for pods to go
+	}
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 30 * time.Second
 	}

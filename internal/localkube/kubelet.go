@@ -36,7 +36,7 @@ import (
 //	            container and every later sidecar has exited (reverse order), within the grace
 //	T0+grace    SIGKILL if still running (at least 2s after SIGTERM, as the kubelet allows)
 //	exit        pod_exited with the code; once every container has exited the pod network
-//	            lingers NetworkLinger, then is removed (pod_network_removed) and the pod object
+//	            lingers (NetworkLinger, or drawn), then is removed (pod_network_removed) and the pod object
 //	            is deleted (pod_deleted)
 
 // runPod is the pod's kubelet worker. It returns once the pod is deleted.
@@ -259,10 +259,9 @@ func (c *Cluster) startContainer(p *pod, ct *ctr) (*container, error) {
 			return nil, fmt.Errorf("opening the pod log: %w", err)
 		}
 		inst.logFile = f
-		cmd.Stdout = f
-		cmd.Stderr = io.MultiWriter(f, &p.tail)
+		cmd.Stdout, cmd.Stderr = c.redactOutput(f, io.MultiWriter(f, &p.tail), &inst.flush)
 	} else {
-		cmd.Stderr = &p.tail
+		cmd.Stdout, cmd.Stderr = c.redactOutput(nil, &p.tail, &inst.flush)
 	}
 	if p.sb != nil {
 		err := c.startInSandbox(p, inst, ct.env)
@@ -313,6 +312,7 @@ func (c *Cluster) waitContainer(p *pod, inst *container) {
 	if inst.stdioDone != nil {
 		<-inst.stdioDone
 	}
+	inst.flush()
 	if inst.logFile != nil {
 		inst.logFile.Close()
 	}
@@ -666,7 +666,7 @@ func (c *Cluster) teardown(p *pod) {
 	select {
 	case <-c.downCh:
 	default:
-		t := time.NewTimer(c.opts.NetworkLinger)
+		t := time.NewTimer(c.lingers.next())
 		select {
 		case <-t.C:
 		case <-c.downCh:

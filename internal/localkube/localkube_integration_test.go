@@ -150,9 +150,9 @@ func TestIntegrationV1LosesRequests(t *testing.T) {
 			}
 		}
 	}
-	if timeouts == 0 {
-		t.Errorf("no 504 at the downstream's upstream timeout among v1's failures (black-holed pods): %v", kinds)
-	}
+	// A black hole (the pod's network gone while the proxy still routes to it) is possible but,
+	// as on a real cluster, rare: TestIntegrationDyingPodFailureModes forces it.
+	t.Logf("%d of the failures were 504s at the downstream's upstream timeout", timeouts)
 	for k := range kinds {
 		if strings.HasPrefix(k, "transport") || strings.HasPrefix(k, "bad body") || strings.HasPrefix(k, "body not ok") {
 			t.Errorf("failure not reported by the downstream as a 502/504 with a kind: %q", k)

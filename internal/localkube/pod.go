@@ -138,6 +138,7 @@ type container struct {
 	started   time.Time
 	exited    chan struct{} // closed after the exit is recorded
 	logFile   *os.File
+	flush     func() // writes out what the output's redaction holds back (redact.go)
 	killWhy   string // why the kubelet stopped it, if it did (guarded by Cluster.mu)
 	code      int    // its exit code, valid once exited is closed
 }
@@ -192,6 +193,9 @@ func (c *Cluster) podEnvLocked(p *pod, ct *corev1.Container) ([]string, podenv.E
 		v := e.Value
 		if c.sandboxMode != SandboxNS { // a sandbox resolves Service names itself
 			v = rewriteServiceRef(v, lookup)
+		}
+		if e.Secret && v != e.Value {
+			c.redact.Add(v) // the secret as this pod got it
 		}
 		if e.Name == "PORT" {
 			portSet = v

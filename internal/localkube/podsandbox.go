@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -180,24 +181,37 @@ func (c *Cluster) startInSandbox(p *pod, inst *container, env []string) error {
 		return inst.cmd.Err
 	}
 	// A sandboxed process writes to files: stdout to the pod log, stderr through a pipe that
-	// also keeps its last line.
-	r, stderr, err := os.Pipe()
+	// also keeps its last line (the sinks startContainer chose); stdout too when redacted.
+	var copiers sync.WaitGroup
+	pipe := func(sink io.Writer) (*os.File, error) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		copiers.Go(func() {
+			defer r.Close()
+			io.Copy(sink, r)
+		})
+		return w, nil
+	}
+	stderr, err := pipe(inst.cmd.Stderr)
 	if err != nil {
 		return err
 	}
 	defer stderr.Close()
-	var sink io.Writer = &p.tail
-	if inst.logFile != nil {
-		sink = io.MultiWriter(inst.logFile, &p.tail)
+	stdout, direct := inst.cmd.Stdout.(*os.File)
+	if !direct && inst.cmd.Stdout != nil {
+		if stdout, err = pipe(inst.cmd.Stdout); err != nil {
+			return err
+		}
+		defer stdout.Close()
 	}
 	copied := make(chan struct{})
 	inst.stdioDone = copied
 	go func() {
 		defer close(copied)
-		defer r.Close()
-		io.Copy(sink, r)
+		copiers.Wait()
 	}()
-	stdout := inst.logFile
 	proc, err := p.sb.Run(c.ctx, sandbox.ProcSpec{Path: inst.cmd.Path, Args: inst.cmd.Args, Env: env, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		// The shim may still have started it (a cancelled request): the copier then ends

@@ -21,8 +21,8 @@ import (
 
 // The Service proxy, an L4 userspace kube-proxy. Every Service port listens on the Service's
 // address (and, for the LoadBalancer Service, on 127.0.0.1 too). A new connection goes to a
-// random endpoint of the set the proxy currently knows, which trails the API view by
-// EndpointLag; the bytes are then spliced both ways and the connection stays on that pod.
+// random endpoint of the set the proxy currently knows, which trails the API view by an
+// endpoint lag (fixed, or drawn per change: proxylag.go); the bytes are then spliced both ways and the connection stays on that pod.
 //
 // How a connection to a dying pod fails, as on a real cluster:
 //   - process alive: served, or cut (EOF/reset) when the process dies mid-request;
@@ -44,9 +44,10 @@ type service struct {
 	routed  []*pod        // the pods in routes, for events
 	pending int           // API snapshots not yet applied to routes
 
-	qmu   sync.Mutex
-	queue []pendingUpdate
-	qsig  chan struct{}
+	qmu     sync.Mutex
+	queue   []pendingUpdate
+	lastDue time.Time // of the latest queued update
+	qsig    chan struct{}
 
 	stats proxyStats
 
@@ -86,7 +87,7 @@ type proxyStats struct {
 }
 
 // syncEndpointsLocked recomputes every Service's API view from the pods and queues each change
-// for the proxy, due EndpointLag from now.
+// for the proxy, due an endpoint lag from now.
 func (c *Cluster) syncEndpointsLocked() {
 	for _, s := range c.services {
 		var snap []apiEndpoint
@@ -119,14 +120,24 @@ func (c *Cluster) syncEndpointsLocked() {
 		}
 		s.api = snap
 		s.pending++
-		s.qmu.Lock()
-		s.queue = append(s.queue, pendingUpdate{due: time.Now().Add(c.opts.EndpointLag), snap: snap})
-		s.qmu.Unlock()
+		s.enqueue(time.Now().Add(c.lags.next()), snap)
 		select {
 		case s.qsig <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// enqueue queues an API view for the proxy, due at due or, if an earlier change is due later,
+// with it: changes reach the proxy in order, as kube-proxy applies them.
+func (s *service) enqueue(due time.Time, snap []apiEndpoint) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if due.Before(s.lastDue) {
+		due = s.lastDue
+	}
+	s.lastDue = due
+	s.queue = append(s.queue, pendingUpdate{due: due, snap: snap})
 }
 
 func (c *Cluster) sortedPodsLocked() []*pod {
@@ -138,8 +149,8 @@ func (c *Cluster) sortedPodsLocked() []*pod {
 	return ps
 }
 
-// propagate applies a Service's queued API views to its proxy, each EndpointLag after it
-// happened, in order.
+// propagate applies a Service's queued API views to its proxy, each its endpoint lag after
+// it happened, in order.
 func (c *Cluster) propagate(s *service) {
 	defer c.bgWG.Done()
 	for {

@@ -458,3 +458,28 @@ func TestIntegrationRefusedNamespacesSayWhy(t *testing.T) {
 		t.Errorf("with user namespaces forbidden: %q, want an ErrUnsupported refusal", got)
 	}
 }
+
+// A start given up half-way (the drill failing, Ctrl-C) must return, and leave no shim.
+func TestIntegrationStartGivenUpReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real sandboxes")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // before the shim can say it is ready
+	done := make(chan error, 1)
+	go func() {
+		sb, err := sandbox.Start(ctx, "", sandbox.Config{Name: "given-up", Dir: t.TempDir()}, nil)
+		if err == nil { // the shim won the race: still a sandbox to close
+			err = sb.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Start with a cancelled context: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Start with a cancelled context did not return in 30 s (Close waits for a reader that never sees the shim go)")
+	}
+}

@@ -91,6 +91,9 @@ func Start(ctx context.Context, exe string, cfg Config, start Starter) (*Sandbox
 		unix.Close(pair[0])
 		return nil, fmt.Errorf("starting the sandbox of %s: %w (%w)", cfg.Name, err, ErrUnsupported)
 	}
+	// Only the shim may hold its end: a copy left open here would keep the reader below from
+	// ever seeing the shim go, and Close from returning, when set-up fails.
+	child.Close()
 	ctl, err := unixConn(pair[0], "sandbox-ctl")
 	if err != nil {
 		cmd.Process.Kill()

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Per old upstream pod of one fidelity run (hack/fidelity-lab.sh DIR ...), seconds from the
+pod's deletion (its pod_terminating event):
+
+  hack/fidelity-pods.py DIR [SCENARIO]     # default v1; python3, standard library only
+
+lab:      kill (containerd's StopContainer, i.e. the kubelet's kill), first refused and last
+          accepted new connection to the pod through the Service, last new connection
+          (kube-proxy stopped routing to it just after), containerd's network teardown, and how
+          many new connections were refused; from conntrack.log and $K8SLAB_DIR/logs/containerd.log.
+embedded: SIGTERM, exit, network removed, endpoint removed (the proxy stopped routing), from
+          the report's events.
+"""
+import datetime, json, os, re, sys
+
+if len(sys.argv) < 2:
+    sys.exit("usage: fidelity-pods.py DIR [SCENARIO]")
+d, sc = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "v1")
+
+
+def ts(s):
+    m = re.match(r"(\d+-\d+-\d+T\d+:\d+:\d+)(\.\d+)?", s)
+    t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return t.timestamp() + float(m.group(2) or 0)
+
+
+rep = json.load(open(os.path.join(d, "rep", "report.json")))
+s = next((x for x in rep["scenarios"] if x["scenario"] == sc), None)
+if s is None or not s.get("events"):
+    sys.exit(f"fidelity-pods: no events of scenario {sc} in {d}")
+t_lo, t_hi = ts(s["start"]) - 5, ts(s["end"]) + 5
+pods = {}
+for e in s["events"]:
+    if e.get("deployment") != "upstream" or not e.get("pod"):
+        continue
+    P = pods.setdefault(e["pod"], {})
+    P.setdefault(e["kind"], ts(e["time"]))
+    m = re.search(r"(?:-> )?(\d+\.\d+\.\d+\.\d+)(?::|$)", e.get("detail") or "")
+    if m and e["kind"].startswith("endpoint_"):
+        P["ip"] = m.group(1)
+old = sorted((p for p in pods if "pod_terminating" in pods[p]), key=lambda p: pods[p]["pod_terminating"])
+rel = lambda v, T: "-" if v is None else f"{v - T:.2f}"
+
+if not os.path.exists(os.path.join(d, "conntrack.log")):
+    print("pod\tdeleted_at\tsigterm\texit\tnet_gone\tendpoint_removed")
+    for p in old:
+        P = pods[p]; T = P["pod_terminating"]
+        print(f"{p}\t{T - ts(s['restart_at']):.2f}\t{rel(P.get('sigterm'), T)}\t{rel(P.get('pod_exited'), T)}"
+              f"\t{rel(P.get('pod_network_removed'), T)}\t{rel(P.get('endpoint_removed'), T)}")
+    sys.exit(0)
+
+# containerd: sandbox and container ids of the scenario's upstream pods.
+sandbox, container, cd = {}, {}, {}
+logf = os.path.join(os.environ.get("K8SLAB_DIR", "/var/tmp/k8slab"), "logs", "containerd.log")
+for line in open(logf, errors="replace"):
+    m = re.match(r'time="([^"]+)"', line)
+    if not m or not (t_lo - 120 < ts(m.group(1)) < t_hi + 60):
+        continue
+    t = ts(m.group(1))
+    if m := re.search(r'RunPodSandbox for &PodSandboxMetadata\{Name:([^,]+),.*returns sandbox id \\"(\w+)', line):
+        sandbox[m.group(2)] = m.group(1)
+    elif m := re.search(r'CreateContainer within sandbox \\"(\w+)\\" for &ContainerMetadata\{Name:upstream.*returns container id \\"(\w+)', line):
+        container[m.group(2)] = sandbox.get(m.group(1))
+    elif (m := re.search(r'StopContainer for \\"(\w+)\\" with timeout', line)) and container.get(m.group(1)):
+        cd.setdefault(container[m.group(1)], {}).setdefault("kill", t)
+    elif (m := re.search(r'TearDown network for sandbox \\"(\w+)\\" successfully', line)) and sandbox.get(m.group(1)):
+        cd.setdefault(sandbox[m.group(1)], {}).setdefault("net_gone", t)
+
+# conntrack: connections to a ClusterIP (100.96.0.0/16) DNATed to one of the pods, and whether
+# the pod answered (ESTABLISHED) or refused.
+ips = {pods[p]["ip"]: p for p in pods if pods[p].get("ip")}
+conns = {}
+pat = re.compile(r"\[(\d+\.\d+)\]\s+\[(\w+)\] tcp\s+\d+ \d+ (\w+) src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+) .*?src=(\S+) dst")
+for line in open(os.path.join(d, "conntrack.log"), errors="replace"):
+    m = pat.match(line)
+    if not m:
+        continue
+    t, ev, state, src, dst, sport, _, pip = m.groups()
+    t = float(t)
+    if not dst.startswith("100.96.") or pip not in ips or not (t_lo < t < t_hi):
+        continue
+    key = (src, sport, pip)
+    if ev == "NEW":
+        conns[key] = {"t": t, "pod": ips[pip], "ok": False}
+    elif key in conns and state == "ESTABLISHED":
+        conns[key]["ok"] = True
+
+print("pod\tdeleted_at\tkill\tfirst_refused\tlast_accepted\tlast_new_conn\tnet_gone\trefused_conns")
+for p in old:
+    T = pods[p]["pod_terminating"]
+    C = cd.get(p, {})
+    cs = sorted((c["t"], c["ok"]) for c in conns.values() if c["pod"] == p and c["t"] > T - 1)
+    bad = [t for t, ok in cs if not ok]
+    good = [t for t, ok in cs if ok]
+    print(f"{p}\t{T - ts(s['restart_at']):.2f}\t{rel(C.get('kill'), T)}\t{rel(min(bad) if bad else None, T)}"
+          f"\t{rel(max(good) if good else None, T)}\t{rel(cs[-1][0] if cs else None, T)}\t{rel(C.get('net_gone'), T)}\t{len(bad)}")
