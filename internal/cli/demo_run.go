@@ -17,6 +17,7 @@ import (
 	"github.com/gracelab/gracelab/internal/kube"
 	"github.com/gracelab/gracelab/internal/localkube"
 	"github.com/gracelab/gracelab/internal/report"
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // runPlanned runs a planned drill (the demo's included), with the terminal progress unless
@@ -175,6 +176,7 @@ func runDrill(plan *runPlan, streams Streams) error {
 		if plan.local != nil {
 			plan.local.writeFindings(streams.Out)
 		}
+		writeSandboxLine(streams.Out, rep.Scenarios)
 	}
 	files, werr := report.WriteAll(plan.out, rep)
 	printFiles(streams, plan.out, files)
@@ -241,4 +243,18 @@ func safeDirName(s string) string {
 		return "scenario"
 	}
 	return s
+}
+
+// writeSandboxLine says once how the embedded cluster ran the pods and, in sandboxes, what a
+// pod cannot reach there.
+func writeSandboxLine(w io.Writer, scenarios []report.Scenario) {
+	for _, s := range scenarios {
+		if line := report.SandboxLine(s); line != "" {
+			if s.Sandbox == "ns" {
+				line = strings.TrimSuffix(line, ".") + ": " + sandbox.Limits + "."
+			}
+			fmt.Fprintln(w, "\n"+line)
+			return
+		}
+	}
 }

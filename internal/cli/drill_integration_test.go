@@ -120,6 +120,13 @@ func TestIntegrationDrill(t *testing.T) {
 			if table < 0 || findings < table || !strings.Contains(stdout.String(), "no-prestop") {
 				t.Errorf("want the table, then gracelab check's findings (no-prestop), got:\n%s", stdout.String())
 			}
+			// drill's default --sandbox auto says once how the pods ran, and in sandboxes what
+			// they cannot reach.
+			if n := strings.Count(stdout.String(), "Pods: "); n != 1 {
+				t.Errorf("the pods' mode should be said once on stdout, got %d times", n)
+			} else if os.Geteuid() == 0 && !strings.Contains(stdout.String(), "Pods: each in a sandbox of its own (--sandbox ns): a pod reaches Services, not the host's own localhost services") {
+				t.Errorf("as root the pods run in sandboxes and the output says what they cannot reach:\n%s", stdout.String())
+			}
 
 			raw, err := os.ReadFile(filepath.Join(out, "report.json"))
 			if err != nil {

@@ -61,7 +61,7 @@ func (c *Cluster) SandboxSummary() string {
 		if os.Geteuid() != 0 {
 			user = " and user"
 		}
-		return "each in a sandbox of its own (network, mount, PID, UTS" + user + " namespaces: --sandbox ns); " + sandboxLimits
+		return "each in a sandbox of its own (network, mount, PID, UTS" + user + " namespaces: --sandbox ns); " + sandbox.Limits
 	}
 	s := "on the host's loopback, each at its own 127.x address (--sandbox none)"
 	if c.sandboxFallback != "" {
@@ -69,9 +69,6 @@ func (c *Cluster) SandboxSummary() string {
 	}
 	return s
 }
-
-// sandboxLimits is what a sandboxed pod cannot do, said once in the output (docs/sandbox.md).
-const sandboxLimits = "a pod reaches Services, not the host's own localhost services or its DNS resolver; volumes are not mounted"
 
 // chooseSandbox settles auto: one real sandbox with a process in it is tried (a probe of a
 // sysctl would not see a security policy's refusal).

@@ -118,7 +118,7 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 		if s.Manifests != "" {
 			p("Manifests: `%s`.\n\n", strings.ReplaceAll(s.Manifests, "`", "'"))
 		}
-		if line := sandboxLine(s); line != "" {
+		if line := SandboxLine(s); line != "" {
 			p("%s\n\n", mdText(line))
 		}
 		for _, warn := range s.Warnings {
@@ -190,8 +190,8 @@ func mdText(s string) string {
 	return r.Replace(s)
 }
 
-// sandboxLine says how the embedded cluster ran the pods, or "" on Kubernetes.
-func sandboxLine(s Scenario) string {
+// SandboxLine says how the embedded cluster ran the pods, or "" on Kubernetes.
+func SandboxLine(s Scenario) string {
 	switch s.Sandbox {
 	case "":
 		return ""

@@ -28,6 +28,9 @@ import (
 	"syscall"
 )
 
+// Limits is what a sandboxed pod cannot do, said once in the output (docs/sandbox.md).
+const Limits = "a pod reaches Services, not the host's own localhost services or its DNS resolver; volumes are not mounted"
+
 // ShimArg is the shim's first argument, so that ps shows "gracelab sandbox-shim POD".
 const ShimArg = "sandbox-shim"
 
