@@ -672,6 +672,9 @@ func (c *Cluster) Down(ctx context.Context) error {
 	}
 	c.bgWG.Wait()
 	c.spawn.stop()
+	if c.sandboxDir != "" { // every sandbox is closed: only their emptied directories are left
+		os.RemoveAll(c.sandboxDir)
+	}
 	c.mu.Lock()
 	c.state = stateDown
 	c.notifyLocked()

@@ -239,6 +239,9 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 		if err := validateServing(c, serving); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
+		if err := validateMounts(c, ps.Volumes); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
 		return args, nil
 	}
 	for _, ic := range ps.InitContainers {
@@ -270,6 +273,51 @@ func validateDeployment(d *appsv1.Deployment, images map[string][]string, progra
 	}
 	spec.template = *d.Spec.Template.DeepCopy()
 	return spec, nil
+}
+
+// validateMounts refuses the volume mounts the embedded cluster cannot honour: it mounts
+// nothing, so only an emptyDir (scratch space; the program writes to this machine's file system
+// instead) is harmless to leave out. A program reading a mounted file would otherwise read this
+// machine's file at that path, or fail, and the drill would measure something else.
+func validateMounts(c corev1.Container, volumes []corev1.Volume) error {
+	byName := map[string]corev1.Volume{}
+	for _, v := range volumes {
+		byName[v.Name] = v
+	}
+	for _, m := range c.VolumeMounts {
+		v, ok := byName[m.Name]
+		if !ok {
+			return fmt.Errorf("volumeMounts %q: no volume of that name in the pod", m.Name)
+		}
+		if v.EmptyDir != nil {
+			continue
+		}
+		return fmt.Errorf("volumeMounts %q at %s: %s volumes are not mounted by the embedded cluster: give the program these settings as environment (env valueFrom or envFrom), or drill it on a real cluster (docs/sandbox.md)", m.Name, m.MountPath, volumeKind(v))
+	}
+	return nil
+}
+
+// volumeKind names a volume's source as the manifest spells it.
+func volumeKind(v corev1.Volume) string {
+	switch s := v.VolumeSource; {
+	case s.ConfigMap != nil:
+		return "configMap"
+	case s.Secret != nil:
+		return "secret"
+	case s.PersistentVolumeClaim != nil:
+		return "persistentVolumeClaim"
+	case s.HostPath != nil:
+		return "hostPath"
+	case s.Projected != nil:
+		return "projected"
+	case s.DownwardAPI != nil:
+		return "downwardAPI"
+	case s.CSI != nil:
+		return "csi"
+	case s.Ephemeral != nil:
+		return "ephemeral"
+	}
+	return "these"
 }
 
 // validateServing checks a container's ports, probes and hooks (serving: a container or a

@@ -189,6 +189,9 @@ func TestNewRejectsBadManifests(t *testing.T) {
 		{"two LoadBalancers", goodDeployment + strings.Replace(svc, "spec:\n", "spec:\n  type: LoadBalancer\n", 1) +
 			strings.Replace(strings.Replace(svc, "name: web}", "name: web2}", 1), "spec:\n", "spec:\n  type: LoadBalancer\n", 1), "only one LoadBalancer Service"},
 		{"duplicate", goodDeployment + "---\n" + goodDeployment, `Deployment "web" is defined twice`},
+		{"configMap volume mounted", strings.Replace(goodDeployment, "ports: [", "volumeMounts: [{name: conf, mountPath: /etc/app}]\n        ports: [", 1) + "      volumes: [{name: conf, configMap: {name: app}}]\n",
+			`container "app": volumeMounts "conf" at /etc/app: configMap volumes are not mounted`},
+		{"mount of no volume", strings.Replace(goodDeployment, "ports: [", "volumeMounts: [{name: data, mountPath: /data}]\n        ports: [", 1), `volumeMounts "data": no volume of that name`},
 		{"UDP", goodDeployment + strings.Replace(svc, "port: 80,", "port: 80, protocol: UDP,", 1), "protocol UDP is not supported"},
 	}
 	for _, tc := range cases {
@@ -223,6 +226,10 @@ func TestNewAcceptsGoodManifestsAndIgnoresOtherFiles(t *testing.T) {
 	d := c.deploys[0].spec
 	if d.replicas != 2 || d.maxSurge != 1 || d.maxUnavailable != 0 {
 		t.Errorf("defaults for 2 replicas: %+v", d)
+	}
+	scratch := strings.Replace(goodDeployment, "ports: [", "volumeMounts: [{name: tmp, mountPath: /tmp}]\n        ports: [", 1) + "      volumes: [{name: tmp, emptyDir: {}}]\n"
+	if _, err := New(Options{Manifests: manifests(map[string]string{"web.yaml": scratch}), Executable: "/bin/true", Images: testImages}); err != nil {
+		t.Errorf("an emptyDir mount (scratch space, left to this machine's file system) refused: %v", err)
 	}
 	if _, err := New(Options{Manifests: manifests(map[string]string{"x.txt": "hello"}), Executable: "/bin/true"}); err == nil || !strings.Contains(err.Error(), "no Deployment or Service found") {
 		t.Errorf("empty directory: %v", err)

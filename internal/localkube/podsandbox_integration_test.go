@@ -63,6 +63,9 @@ func startSandboxed(t *testing.T, marker string, apps ...app) *Cluster {
 			}
 		}
 		c.Down(context.Background())
+		if _, err := os.Stat(c.sandboxDir); !os.IsNotExist(err) {
+			t.Errorf("the sandboxes' directory %s is left after Down (%v)", c.sandboxDir, err)
+		}
 		waitNoProcess(t, marker)
 		for _, s := range shims {
 			waitNoProcess(t, s)
