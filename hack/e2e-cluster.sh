@@ -20,6 +20,11 @@
 #   E2E_V2_MAX_ERRORS  v2 errors still accepted, each reported with its cause (default 2: a
 #                      saturated 2-core node has been seen to drop 2 requests in 1 of 13 runs)
 #   E2E_DEMO_FLAGS     extra flags for gracelab demo (for example "--duration 60s --restart-at 10s")
+#   E2E_ONLY           demo or drill: run only that part (default both)
+#   E2E_NS_PREFIX      prefix of the namespaces the drill case applies the demo's manifests into
+#                      with kubectl (default gracelab-e2e; <prefix>-v1, <prefix>-v2)
+#   E2E_LOAD_IMAGE     image of the drill case's load pods (default gracelab/gracelab:dev, built
+#                      and loaded here for lab and kind)
 #
 # Exit code: 0 when the verdicts hold or no cluster is available (the skip says so), 1 otherwise.
 # Verdicts: v1 errors > 0 (the unprotected rollout loses requests), v3 errors = 0, v2 errors <=
@@ -116,6 +121,10 @@ kind)
 current) say "E2E_CLUSTER=current: $IMG_UP and $IMG_DOWN must already be pullable by the cluster" ;;
 esac
 
+ONLY=${E2E_ONLY:-}
+case $ONLY in "" | demo | drill) ;; *) die "E2E_ONLY=$ONLY: use demo or drill" ;; esac
+fail=0
+if [ "$ONLY" != drill ]; then
 # 3. The drill. gracelab creates a namespace per scenario and deletes it afterwards.
 DEMO=(--cluster --scenarios v1,v2,v3 --quiet --out "$OUT" "${CTX_FLAGS[@]}")
 [ -n "${E2E_TARGET:-}" ] && DEMO+=(--target "$E2E_TARGET")
@@ -137,7 +146,6 @@ cause() { # the classes, upstream kinds and first error of each disruption
 		"  classes: \(.errors_by_kind | with_entries(select(.value > 0)))  upstream kinds: \(.upstream_kinds // {})",
 		(.disruptions[]? | "  t=\(.start_offset_s | . * 10 | round / 10)s-\(.end_offset_s | . * 10 | round / 10)s: \(.requests_failed) failed, first: \(.first_error)")' "$R"
 }
-fail=0
 for s in v1 v2 v3; do
 	n=$(requests $s) || die "scenario $s missing from $R"
 	[ "$n" -gt 0 ] || { say "$s: no requests recorded"; fail=1; }
@@ -149,30 +157,38 @@ if [ "$e2" = 0 ]; then say "ok   v2: 0 errors"; elif [ "$e2" -le "$V2_MAX" ]; th
 	say "ok   v2: $e2 errors (<= E2E_V2_MAX_ERRORS=$V2_MAX), reported with their cause:"; cause v2 >&2
 else say "FAIL v2: $e2 errors (> E2E_V2_MAX_ERRORS=$V2_MAX):"; cause v2 >&2; fail=1; fi
 if [ "$e3" = 0 ]; then say "ok   v3: 0 errors"; else say "FAIL v3: $e3 errors:"; cause v3 >&2; fail=1; fi
+fi
 
 # 4b. Issue 15: a Deployment gracelab did not create, drilled by name with load from 2 pods in
 # the cluster. The demo's manifests are applied with plain kubectl, as a team's service would be.
-if "$BIN/gracelab" drill --help 2>/dev/null | grep -q -- '--load-pods'; then
-	NS=gracelab-e2e-drill
+# The downstream's own /metrics (route "/", summed over its pods) must count what the load
+# pods' merged result counts.
+if [ "$ONLY" != demo ]; then
+	LOAD_IMAGE=${E2E_LOAD_IMAGE:-gracelab/gracelab:dev}
 	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$BIN/gracelab-static" ./cmd/gracelab
 	case $MODE in
-	lab) "$LAB" image "$BIN/gracelab-static" gracelab/gracelab:dev >&2 ;;
-	kind) docker build --target gracelab -t gracelab/gracelab:dev . >&2 && kind load docker-image --name "$KIND_CLUSTER" gracelab/gracelab:dev >&2 ;;
+	lab) "$LAB" image "$BIN/gracelab-static" "$LOAD_IMAGE" >&2 ;;
+	kind) docker build --target gracelab -t "$LOAD_IMAGE" . >&2 && kind load docker-image --name "$KIND_CLUSTER" "$LOAD_IMAGE" >&2 ;;
 	esac
 	for s in v1-no-graceful v2-graceful; do
 		v=${s%%-*}
+		NS=${E2E_NS_PREFIX:-gracelab-e2e}-$v
 		"${KUBECTL[@]}" create namespace "$NS" >/dev/null
 		"${KUBECTL[@]}" -n "$NS" apply -f "k8s/$s/" >/dev/null
 		"${KUBECTL[@]}" -n "$NS" rollout status deployment/upstream --timeout 3m >/dev/null
 		"${KUBECTL[@]}" -n "$NS" rollout status deployment/downstream --timeout 3m >/dev/null
 		drill_rc=0
 		"$BIN/gracelab" drill --cluster -n "$NS" deployment/upstream --target "http://downstream.$NS:8000/" \
-			--load-pods 2 --load-from cluster --quiet --out "$OUT/drill-$v" "${CTX_FLAGS[@]}" || drill_rc=$?
-		# The downstream's own count, before the namespace goes.
-		served=$("${KUBECTL[@]}" -n "$NS" get --raw "/api/v1/namespaces/$NS/services/downstream:8000/proxy/metrics" 2>/dev/null |
-			awk '/^gracelab_http_requests_total/ {n += $2} END {print n + 0}')
+			--load-pods 2 --load-from cluster --load-image "$LOAD_IMAGE" --quiet --out "$OUT/drill-$v" "${CTX_FLAGS[@]}" || drill_rc=$?
+		# The downstream's own count, every pod's, before the namespace goes.
+		served=0
+		for p in $("${KUBECTL[@]}" -n "$NS" get pods -l app.kubernetes.io/name=downstream -o name); do
+			n=$("${KUBECTL[@]}" get --raw "/api/v1/namespaces/$NS/pods/${p#pod/}:8000/proxy/metrics" |
+				awk '/^gracelab_http_requests_total\{/ && /route="\/"/ {n += $2} END {print n + 0}')
+			served=$((served + n))
+		done
 		"${KUBECTL[@]}" delete namespace "$NS" --wait=true >/dev/null
-		[ $drill_rc = 0 ] || [ $drill_rc = 1 ] || { say "FAIL drill $v: exit $drill_rc"; fail=1; continue; }
+		[ $drill_rc = 0 ] || { say "FAIL drill $v: exit $drill_rc"; fail=1; continue; }
 		DR=$OUT/drill-$v/report.json
 		de=$(jq -e '.scenarios[0].errors' "$DR") || { say "FAIL drill $v: no report"; fail=1; continue; }
 		dn=$(jq -e '.scenarios[0].requests' "$DR")
@@ -183,16 +199,16 @@ if "$BIN/gracelab" drill --help 2>/dev/null | grep -q -- '--load-pods'; then
 		esac
 		[ "$dn" = "$served" ] || { say "FAIL drill $v: merged count $dn, downstream /metrics $served"; fail=1; }
 	done
-	left=$("${KUBECTL[@]}" get jobs,pods -A -l app.kubernetes.io/managed-by=gracelab -o name 2>/dev/null)
+	left=$("${KUBECTL[@]}" get jobs,pods -A -l gracelab.dev/load-job -o name 2>/dev/null)
 	[ -z "$left" ] || { say "FAIL: load Jobs or pods left behind: $left"; fail=1; }
-else
-	say "skip: this gracelab has no 'drill --cluster --load-pods' yet (issue 15's CLI)"
 fi
 
 # 5. Nothing of ours left on the cluster.
+# Only namespaces that appeared count: others' runs on a shared cluster may delete theirs.
 LEFT_AFTER=$("${KUBECTL[@]}" get ns -l app.kubernetes.io/managed-by=gracelab -o name 2>/dev/null | sort)
-if [ "$LEFT_AFTER" != "$LEFT_BEFORE" ]; then
-	say "FAIL: gracelab namespaces left behind: $(comm -13 <(echo "$LEFT_BEFORE") <(echo "$LEFT_AFTER") | tr '\n' ' ')"
+NEW_LEFT=$(comm -13 <(echo "$LEFT_BEFORE") <(echo "$LEFT_AFTER") | tr '\n' ' ')
+if [ -n "${NEW_LEFT// /}" ]; then
+	say "FAIL: gracelab namespaces left behind: $NEW_LEFT"
 	fail=1
 fi
 

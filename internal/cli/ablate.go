@@ -109,7 +109,9 @@ bad input (nothing started, no report written), 3 when a threshold was breached.
 	// field too: with --cluster it is the demo's (where this machine reaches the downstream).
 	demo := newDemoCommandFor(&o.drill, streams).Flags()
 	for _, name := range []string{"cluster", "kubeconfig", "context", "namespace", "keep", "image-upstream", "image-downstream", "port"} {
-		f.AddFlag(demo.Lookup(name))
+		if f.Lookup(name) == nil { // drill --cluster has some of them, bound to the same fields
+			f.AddFlag(demo.Lookup(name))
+		}
 	}
 	// Rollouts per scenario are --repeat here.
 	_ = f.MarkHidden("rollouts")

@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,8 @@ type runPlan struct {
 	kube        *kubePlan  // nil: the embedded cluster
 	local       *localPlan // the embedded cluster's objects, programs and target; nil with kube
 	disrupt     *disruptionPlan
+	// attach, when set, is the cluster of every scenario: a Deployment that already runs.
+	attach func(*slog.Logger) (cluster.Cluster, error)
 }
 
 // kubePlan is the real cluster a demo runs on: one client for every scenario, and the options

@@ -68,6 +68,9 @@ func runDrill(plan *runPlan, streams Streams) error {
 		logFiles = append(logFiles, f)
 		logMu.Unlock()
 		logger := slog.New(slog.NewTextHandler(f, nil))
+		if plan.attach != nil {
+			return plan.attach(logger)
+		}
 		if plan.kube != nil {
 			opts := plan.kube.opts
 			opts.Manifests, opts.Logger = sc.FS, logger

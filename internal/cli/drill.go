@@ -36,6 +36,8 @@ import (
 type drillOptions struct {
 	builtin bool // the demo
 
+	inCluster drillClusterFlags // drill --cluster (drill_cluster.go)
+
 	// What runs, the demo's way: built-in scenarios, or one directory of manifests.
 	scenarios string
 	manifests string
@@ -132,6 +134,7 @@ threshold was breached.`,
 	f.StringVar(&o.request.ExpectStatus, "expect-status", "", "statuses that count as success: 2xx (default) or a list such as 200,204")
 	f.StringVar(&o.request.ExpectBody, "expect-body", "", "a regular expression every successful answer's body must match")
 	o.registerRun(cmd, streams, localkube.SandboxAuto)
+	o.registerCluster(cmd, streams) // drill_cluster.go
 	return cmd
 }
 

@@ -177,7 +177,7 @@ wait:
 	return nil
 }
 
-// streamLoad is runLoad for a load pod: the stream on stdout, the summary on stderr.
+// streamLoad is runLoad for a load pod: the stream on stdout, ending with its summary line.
 func streamLoad(cfg load.Config, out loadOutput, streams Streams) error {
 	in, stop := watchInterrupts(streams)
 	defer stop()
@@ -201,5 +201,7 @@ func streamLoad(cfg load.Config, out loadOutput, streams Streams) error {
 	if err := <-errc; err != nil {
 		return fmt.Errorf("writing the stream: %w", err)
 	}
-	return run.Result().WriteSummary(streams.ErrOut)
+	// No text summary: stderr shares the pod's log with the stream, and the container runtime
+	// may interleave it with the long summary line.
+	return nil
 }

@@ -100,6 +100,28 @@ type Config struct {
 	// every ProgressEvery while load runs. It must not block for long.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
+	// StartLoad, when set, starts the load somewhere else than in this process (load pods in
+	// the cluster): the target need not be reachable from here, so there is no serving check,
+	// and no request is observed one by one (Rollouts must be 1). It returns once sending has
+	// begun or is scheduled; the run's Progress().Elapsed is negative until then.
+	StartLoad func(ctx context.Context, lc load.Config) (LoadRun, error)
+}
+
+// LoadRun is a load in progress: a *load.Run in this process, or the merge of load pods'.
+type LoadRun interface {
+	Progress() load.Progress
+	Stop()
+	Done() <-chan struct{}
+	Result() *load.Result // nil before Done
+}
+
+// RemoteLoad is a LoadRun that knows more than a local one: why its result may mislead
+// (clocks not comparable with this machine's) and why it is incomplete (a load pod died).
+// Its pods' own results go into the report.
+type RemoteLoad interface {
+	Warnings() []string
+	Incomplete() error
+	LoadPods() []report.LoadPod
 }
 
 func (c Config) withDefaults() Config {
@@ -149,6 +171,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rollouts must be between 1 and %d, got %d", MaxRollouts, c.Rollouts)
 	case c.RolloutGap < 0:
 		return fmt.Errorf("rollout gap must not be negative, got %s", c.RolloutGap)
+	case c.StartLoad != nil && c.Rollouts > 1:
+		return errors.New("several rollouts need every request's outcome, which load sent from elsewhere does not report")
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Scenarios {
@@ -226,7 +250,7 @@ type drill struct {
 	sc           Scenario
 	index, total int
 
-	load      *load.Run // nil until the load started
+	load      LoadRun // nil until the load started
 	loadStart time.Time
 	planned   time.Duration
 	phase     Phase
@@ -328,18 +352,30 @@ func (d *drill) drive(ctx context.Context, c cluster.Cluster) {
 		d.samples = append(d.samples, s)
 		d.samplesMu.Unlock()
 	}
-	if err := awaitServing(ctx, lc.URL, lc.Header.Get("Host"), cfg.ServingTimeout); err != nil {
-		if ctx.Err() != nil {
-			d.fail("interrupted while waiting for the target to answer")
-		} else {
-			d.fail("the cluster came up but %v", err)
+	var run LoadRun
+	if cfg.StartLoad != nil {
+		lc.Observe = nil
+		remote, err := cfg.StartLoad(ctx, lc)
+		if err != nil {
+			d.fail("starting the load: %v", err)
+			return
 		}
-		return
-	}
-	run, err := load.Start(lc)
-	if err != nil {
-		d.fail("starting the load: %v", err)
-		return
+		run = remote
+	} else {
+		if err := awaitServing(ctx, lc.URL, lc.Header.Get("Host"), cfg.ServingTimeout); err != nil {
+			if ctx.Err() != nil {
+				d.fail("interrupted while waiting for the target to answer")
+			} else {
+				d.fail("the cluster came up but %v", err)
+			}
+			return
+		}
+		local, err := load.Start(lc)
+		if err != nil {
+			d.fail("starting the load: %v", err)
+			return
+		}
+		run = local
 	}
 	d.load = run
 	d.loadStart = time.Now().Add(-run.Progress().Elapsed)
@@ -469,6 +505,13 @@ func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
 	if d.load != nil {
 		d.awaitLoad(limit)
 		d.out.Result = report.FromLoad(d.load.Result())
+		if r, ok := d.load.(RemoteLoad); ok {
+			d.out.Warnings = append(d.out.Warnings, r.Warnings()...)
+			d.out.LoadPods = r.LoadPods()
+			if err := r.Incomplete(); err != nil {
+				d.fail("%v", err)
+			}
+		}
 		if d.out.Result == nil {
 			d.fail("the load did not finish within %s of being stopped", limit)
 		} else if d.cfg.OnRollouts != nil {

@@ -340,6 +340,23 @@ func TestAttachDrillsAnExistingDeployment(t *testing.T) {
 	d := existingDeployment("shop")
 	cs := kubetest.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, d, svc)
 	kubetest.Start(t, cs)
+	// The Deployment runs before the drill: its pods are ready first.
+	for ready := 0; ready < int(*d.Spec.Replicas); {
+		list, err := cs.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{})
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("waiting for the existing pods: %v %v", err, ctx.Err())
+		}
+		ready = 0
+		for i := range list.Items {
+			if podReady(&list.Items[i]) {
+				ready++
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond): // the poll's interval; ctx is the deadline
+		}
+	}
 	opts := testOptions()
 	opts.Namespace, opts.Manifests = "shop", nil
 	c, err := Attach(ctx, cs, opts, "upstream")
@@ -366,6 +383,12 @@ func TestAttachDrillsAnExistingDeployment(t *testing.T) {
 		if !hasEvent(events, func(e cluster.Event) bool { return e.Kind == k }) {
 			t.Errorf("no %s event in %d events", k, len(events))
 		}
+	}
+	// The pods that ran before the drill come first, so the report takes their revision as
+	// the old one.
+	first := slices.IndexFunc(events, func(e cluster.Event) bool { return e.Kind == cluster.PodReady || e.Kind == cluster.PodCreated })
+	if first < 0 || events[first].Kind != cluster.PodReady || events[first].Detail != "already ready when the drill began" {
+		t.Errorf("the first pod event is %+v, want the running pods' snapshot", events[max(first, 0)])
 	}
 	if _, err := cs.AppsV1().Deployments("shop").Get(ctx, "upstream", metav1.GetOptions{}); err != nil {
 		t.Errorf("Down deleted the team's Deployment: %v", err)

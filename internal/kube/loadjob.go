@@ -334,12 +334,34 @@ func (r *LoadRun) follow(ctx context.Context, m *load.Merger, pod string, retrie
 		}
 		err = m.Read(pod, rc)
 		rc.Close()
-		if err == nil {
+		if err == nil && (m.Finished(pod) || r.awaitEnded(ctx, pod)) {
 			return nil // the log ended: the container exited
+		}
+		if err == nil {
+			err = errors.New("the log stream ended while the pod still runs")
 		}
 		last = err
 	}
 	return fmt.Errorf("following the log of load pod %s: %w", pod, last)
+}
+
+// awaitEnded polls, for a few seconds, whether the pod's container has exited: its status
+// follows the end of its log by a moment.
+func (r *LoadRun) awaitEnded(ctx context.Context, pod string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if r.podEnded(ctx, pod) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // Delete removes the Job and its pods and waits, bounded by ctx, until the pods are gone.

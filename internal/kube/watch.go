@@ -211,6 +211,12 @@ func (w *watcher) pod(obj any, initial, deleted bool) {
 	dep, rev, number := w.identify(p)
 	w.deploys[p.Name] = dep
 	if initial {
+		if w.c.existing != nil && podReady(p) {
+			// A drilled Deployment's pods were there before: without an event of theirs the
+			// report would take the first new pod for the old revision.
+			w.c.appendLocked(cluster.Event{Kind: cluster.PodReady, Deployment: dep, Pod: p.Name, Revision: rev,
+				Detail: "already ready when the drill began", Source: cluster.SourceAPI})
+		}
 		return
 	}
 	changes := podChanges(prev, p)

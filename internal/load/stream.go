@@ -32,6 +32,9 @@ type StreamRecord struct {
 	Seq     int64     `json:"seq"`  // 1, 2, ... in the order written
 	Time    time.Time `json:"time"` // the pod's clock when written
 	Start   time.Time `json:"start"`
+	// Noticed is when the pod read the announced start instant, by its clock: with when the
+	// announcement was sent, it bounds the pod's clock against the announcer's.
+	Noticed time.Time `json:"noticed,omitzero"`
 	// Open is, per second still open, the requests begun in it so far.
 	Open    map[int]int64  `json:"open,omitempty"`
 	Seconds []StreamSecond `json:"seconds,omitempty"`
@@ -127,6 +130,9 @@ func (s *second) note(sent, end time.Time, a answer) {
 // Write errors end the stream but not the run; Done is closed after the summary is written.
 func StartStream(cfg Config, at time.Time, w io.Writer, interval time.Duration) (*Run, <-chan error, error) {
 	st := &streamer{enc: json.NewEncoder(w)}
+	if !at.IsZero() {
+		st.noticed = time.Now() // the caller has just read the announcement
+	}
 	run, err := start(cfg, at, st.closed)
 	if err != nil {
 		return nil, nil, err
@@ -138,8 +144,9 @@ func StartStream(cfg Config, at time.Time, w io.Writer, interval time.Duration) 
 }
 
 type streamer struct {
-	enc *json.Encoder
-	run *Run
+	enc     *json.Encoder
+	run     *Run
+	noticed time.Time
 
 	mu     sync.Mutex // guards closed seconds; taken under the recorder's lock
 	seq    int64
@@ -205,7 +212,7 @@ func (st *streamer) write(sum *StreamSummary) error {
 	st.mu.Unlock()
 	rec.mu.Unlock()
 	st.seq++
-	line := StreamRecord{Version: StreamVersion, Seq: st.seq, Time: time.Now(), Start: rec.start, Seconds: seconds, Summary: sum}
+	line := StreamRecord{Version: StreamVersion, Seq: st.seq, Time: time.Now(), Start: rec.start, Noticed: st.noticed, Seconds: seconds, Summary: sum}
 	if len(open) > 0 {
 		line.Open = open
 	}
@@ -222,7 +229,35 @@ type PodResult struct {
 	Lost int64 `json:"lost"`
 	// StartSkew is the pod's start minus the common start, by the pod's clock.
 	StartSkew time.Duration `json:"start_skew_ns"`
-	Problems  []string      `json:"problems,omitempty"`
+	// Clock bounds the pod's clock against the reader's.
+	Clock    ClockBound `json:"clock"`
+	Problems []string   `json:"problems,omitempty"`
+}
+
+// ClockBound bounds a pod's clock minus the reader's: at least Low (a record cannot arrive
+// before the pod wrote it) and, when HighKnown, at most High (the pod cannot notice the start
+// announcement before it was sent).
+type ClockBound struct {
+	Low, High           time.Duration
+	LowKnown, HighKnown bool
+}
+
+// Error is the largest the offset can be either way; ok is false when it is unbounded.
+func (b ClockBound) Error() (d time.Duration, ok bool) {
+	if !b.LowKnown || !b.HighKnown {
+		return 0, false
+	}
+	return max(b.High, -b.Low, 0), true
+}
+
+func (b ClockBound) String() string {
+	switch {
+	case b.LowKnown && b.HighKnown:
+		return fmt.Sprintf("between %s and %s", b.Low.Round(time.Millisecond), b.High.Round(time.Millisecond))
+	case b.LowKnown:
+		return fmt.Sprintf("at least %s, no upper bound (the pod reported no start notice)", b.Low.Round(time.Millisecond))
+	}
+	return "unknown (no record arrived)"
 }
 
 // Merged is the merge of several pods' streams.
@@ -236,10 +271,12 @@ type Merged struct {
 // Merger merges load pods' streams. Read each pod's stream with Read (again after a dropped
 // stream: records already applied are skipped), then call Merge. Safe for concurrent use.
 type Merger struct {
-	mu    sync.Mutex
-	start time.Time
-	cfg   Config
-	pods  map[string]*podStream
+	mu        sync.Mutex
+	start     time.Time
+	cfg       Config
+	pods      map[string]*podStream
+	announced time.Time        // when the start was announced, by the reader's clock
+	now       func() time.Time // the reader's clock; tests replace it
 }
 
 type podStream struct {
@@ -252,6 +289,8 @@ type podStream struct {
 	summary   *StreamSummary
 	problems  []string
 	malformed int
+	noticed   time.Time
+	clock     ClockBound // Low only; High comes from noticed and the announcement
 }
 
 // maxProblems bounds the problems kept per pod: a stream of garbage must not fill the report.
@@ -266,7 +305,31 @@ func (p *podStream) problem(format string, args ...any) {
 // NewMerger merges runs that started at the common instant start with cfg (the whole run's
 // configuration, before it was split over the pods).
 func NewMerger(start time.Time, cfg Config) *Merger {
-	return &Merger{start: start, cfg: cfg, pods: map[string]*podStream{}}
+	return &Merger{start: start, cfg: cfg, pods: map[string]*podStream{}, now: time.Now}
+}
+
+// Announced records when the start instant was sent to the pods, by the reader's clock.
+func (m *Merger) Announced(at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.announced = at
+}
+
+// Progress is what the pods reported so far: the requests of closed and open seconds, and the
+// failures of closed ones.
+func (m *Merger) Progress() (requests, errors int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.pods {
+		for _, s := range p.seconds {
+			requests += s.Requests
+			errors += s.Requests - s.Counts[OK]
+		}
+		for _, n := range p.open {
+			requests += n
+		}
+	}
+	return requests, errors
 }
 
 // Pod registers a pod so that a pod whose stream never arrives is reported.
@@ -283,6 +346,14 @@ func (m *Merger) pod(name string) *podStream {
 		m.pods[name] = p
 	}
 	return p
+}
+
+// Finished says whether the pod's summary has arrived: its stream is whole.
+func (m *Merger) Finished(pod string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pods[pod]
+	return p != nil && p.summary != nil
 }
 
 // maxLine bounds one line (a second with many failures is long, never unbounded).
@@ -305,11 +376,15 @@ func (m *Merger) Read(pod string, r io.Reader) error {
 }
 
 func (m *Merger) apply(pod, line string) {
+	received := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.pod(pod)
 	var rec StreamRecord
 	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Version != StreamVersion || rec.Seq <= 0 {
+		if p.summary != nil && !strings.HasPrefix(line, "{") {
+			return // the pod's text summary: its stderr shares the log after the stream
+		}
 		p.malformed++
 		reason := "not a stream record"
 		switch {
@@ -323,6 +398,12 @@ func (m *Merger) apply(pod, line string) {
 	}
 	if rec.Seq <= p.lastSeq {
 		return // read again after a dropped stream
+	}
+	if low := rec.Time.Sub(received); !rec.Time.IsZero() && (!p.clock.LowKnown || low > p.clock.Low) {
+		p.clock.Low, p.clock.LowKnown = low, true
+	}
+	if !rec.Noticed.IsZero() {
+		p.noticed = rec.Noticed
 	}
 	for _, s := range rec.Seconds {
 		if err := checkSecond(s); err != nil {
@@ -396,6 +477,10 @@ func (m *Merger) Merge() *Merged {
 		}
 		if !p.start.IsZero() {
 			pr.StartSkew = p.start.Sub(m.start)
+		}
+		pr.Clock = p.clock
+		if !p.noticed.IsZero() && !m.announced.IsZero() {
+			pr.Clock.High, pr.Clock.HighKnown = p.noticed.Sub(m.announced), true
 		}
 		cfg := m.cfg
 		if p.summary != nil && p.summary.Result != nil {

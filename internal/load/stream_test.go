@@ -151,7 +151,8 @@ func TestStreamMalformedAndMissingLines(t *testing.T) {
 		fmt.Sprintf(`{"v":1,"seq":%d,"seconds":[{"second":8,"requests":1,"counts":{"ok":1},"latency":{"counts":[-4,1]}}]}`, n+2),
 		fmt.Sprintf(`{"v":1,"seq":%d,"seconds":[{"second":7,"requests":1,"counts":{"teapot":1}}]}`, n+3),
 	}
-	lines := append(append([]string{a[0]}, a[2:]...), bad...) // a[1] is lost
+	// a[1] is lost; text lines come before the summary (after it they are the pod's stderr)
+	lines := append(append(append([]string{a[0]}, bad[:2]...), a[2:]...), bad[2:]...)
 	m := NewMerger(start, Config{VUs: 1})
 	mergeLines(t, m, "load-a", lines)
 	got := m.Merge()
@@ -269,5 +270,68 @@ func TestWaitStartFile(t *testing.T) {
 	close(stop)
 	if _, err := WaitStartFile(dir+"/never", stop); err == nil {
 		t.Error("a stopped wait returned an instant")
+	}
+}
+
+// The pod's clock is bounded against the reader's: from below by each record's arrival (a
+// record cannot arrive before it was written), from above by the start notice (a pod cannot
+// read the announcement before it was sent). A pod 300ms ahead, with records arriving 20ms to
+// 80ms after they were written and the notice read 150ms after the announcement, is bounded
+// to [+280ms, +450ms]; without a notice the bound is open.
+func TestMergerClockBound(t *testing.T) {
+	announced := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	ahead := 300 * time.Millisecond
+	m := NewMerger(announced.Add(5*time.Second), Config{VUs: 1})
+	m.Announced(announced)
+	noticedPod := announced.Add(150 * time.Millisecond).Add(ahead)
+	delays := []time.Duration{80 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}
+	var lines []string
+	var received []time.Time
+	for i, d := range delays {
+		written := announced.Add(time.Duration(6+i) * time.Second)
+		rec := StreamRecord{Version: StreamVersion, Seq: int64(i + 1), Time: written.Add(ahead), Start: announced.Add(5 * time.Second).Add(ahead), Noticed: noticedPod}
+		b, _ := json.Marshal(rec)
+		lines = append(lines, string(b))
+		received = append(received, written.Add(d))
+	}
+	i := 0
+	m.now = func() time.Time { i++; return received[i-1] }
+	mergeLines(t, m, "a", lines)
+	// Pod b never reports a notice (an older gracelab): no upper bound.
+	b, _ := json.Marshal(StreamRecord{Version: StreamVersion, Seq: 1, Time: announced.Add(7 * time.Second)})
+	m.now = func() time.Time { return announced.Add(7*time.Second + 10*time.Millisecond) }
+	mergeLines(t, m, "b", []string{string(b)})
+
+	got := m.Merge()
+	a := got.Pods[0].Clock
+	if !a.LowKnown || !a.HighKnown || a.Low != ahead-20*time.Millisecond || a.High != ahead+150*time.Millisecond {
+		t.Errorf("pod a's clock bound %+v, want [280ms, 450ms]", a)
+	}
+	if d, ok := a.Error(); !ok || d != 450*time.Millisecond {
+		t.Errorf("pod a's error %s %v, want 450ms", d, ok)
+	}
+	if got.Pods[0].StartSkew != ahead {
+		t.Errorf("pod a's start skew %s, want %s by its own clock", got.Pods[0].StartSkew, ahead)
+	}
+	bb := got.Pods[1].Clock
+	if _, ok := bb.Error(); ok || !bb.LowKnown || bb.Low != -10*time.Millisecond || !strings.Contains(bb.String(), "no upper bound") {
+		t.Errorf("pod b's clock bound %+v (%s), want only a lower bound of -10ms", bb, bb)
+	}
+}
+
+// A pod's log holds its stderr too: the text summary after the stream's summary line is not
+// a problem, while text before it is.
+func TestMergerIgnoresTextAfterTheSummary(t *testing.T) {
+	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	lines := pod(t, start, podA(), true)
+	m := NewMerger(start, Config{VUs: 1})
+	mergeLines(t, m, "a", append(lines, "gracelab load: GET http://checkout.shop/", "requests       941   31.1/s"))
+	if got := m.Merge(); got.Incomplete || len(got.Problems) != 0 {
+		t.Errorf("text after the summary: incomplete %v, problems %q", got.Incomplete, got.Problems)
+	}
+	m = NewMerger(start, Config{VUs: 1})
+	mergeLines(t, m, "a", append([]string{"panic: oops"}, lines...))
+	if got := m.Merge(); !got.Incomplete || len(got.Problems) == 0 || !strings.Contains(got.Problems[0], "panic: oops") {
+		t.Errorf("text before the summary: incomplete %v, problems %q; want it reported", got.Incomplete, got.Problems)
 	}
 }

@@ -107,6 +107,22 @@ type Scenario struct {
 	// Statistics summarise the rollouts (schema 2).
 	Statistics *Statistics     `json:"statistics,omitempty"`
 	Events     []cluster.Event `json:"events"`
+	// LoadPods are the load pods' own results when the load came from pods in the cluster
+	// (schema 2); the scenario's result is their merge.
+	LoadPods []LoadPod `json:"load_pods,omitempty"`
+}
+
+// LoadPod is one load pod's share of a scenario's load.
+type LoadPod struct {
+	Pod string `json:"pod"`
+	// Complete: its stream ended with a summary and no record was missing.
+	Complete bool `json:"complete"`
+	// Lost: its requests in flight when it died, counted in the lost class.
+	Lost int64 `json:"lost"`
+	// StartSkew is its start minus the common start, by its own clock.
+	StartSkew Duration `json:"start_skew"`
+	Problems  []string `json:"problems,omitempty"`
+	Result    *Result  `json:"result"`
 }
 
 // Result is what the load measured. Times are absolute so cluster events can be placed on

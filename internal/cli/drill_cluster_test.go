@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// drill --cluster's bad input is one line, exit 2, before the API server is contacted.
+func TestDrillClusterBadInput(t *testing.T) {
+	srv := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusForbidden, status(403, "Forbidden", "no"))
+	})
+	kc := writeKubeconfig(t, srv.URL, "lab", "lab")
+	t.Setenv("KUBECONFIG", kc)
+	out := filepath.Join(t.TempDir(), "r")
+	target := "--target=http://checkout.shop:8080/"
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"deployment/checkout", target}, "add --cluster"},
+		{[]string{"-f", "x.yaml", "--run", "a=b", target, "-n", "shop"}, "--namespace works only with --cluster"},
+		{[]string{"-f", "x.yaml", "--run", "a=b", target, "--load-pods", "2"}, "--load-pods works only with --cluster"},
+		{[]string{"--cluster", "deployment/checkout", target, "--run", "acme/api=./api"}, "--run is not for --cluster"},
+		{[]string{"--cluster", "deployment/checkout", target, "--path", "/a=./a"}, "--path is not for --cluster"},
+		{[]string{"--cluster", target}, "name the Deployment to drill"},
+		{[]string{"--cluster", "statefulset/db", target}, "not a Deployment"},
+		{[]string{"--cluster", "deployment/checkout"}, "--target is required"},
+		{[]string{"--cluster", "checkout", "--target", "ftp://x/"}, "want an http URL"},
+		{[]string{"--cluster", "checkout", target, "--load-from", "moon"}, "--load-from \"moon\""},
+		{[]string{"--cluster", "checkout", target, "--load-pods", "0"}, "--load-pods 0 is out of range"},
+		{[]string{"--cluster", "checkout", target, "--load-from", "here", "--load-pods", "2"}, "--load-pods is for load pods"},
+		{[]string{"--cluster", "checkout", target, "-H", "X-A: b"}, "--header is not for --cluster"},
+		{[]string{"--cluster", "checkout", target, "--rollouts", "3"}, "--rollouts and --per-rollout"},
+		{[]string{"--cluster", "checkout", target, "--deployment", "api"}, "--deployment is for -f"},
+		{[]string{"--cluster", "checkout", target, "-n", ""}, "--namespace is empty"},
+		{[]string{"--cluster", "checkout", target, "--vus", "3", "--load-pods", "2"}, "do not split evenly"},
+		{[]string{"--cluster", "checkout", target, "--context", "nope"}, `kubeconfig context "nope" not found`},
+		{[]string{"--cluster", "checkout", target, "--duration", "0s"}, "--duration must be positive"},
+	}
+	for _, tc := range cases {
+		code, stdout, stderr := runMain(append(append([]string{"drill"}, tc.args...), "--quiet", "--out", out)...)
+		if code != ExitBadArgs || stdout != "" || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", tc.args, code, stdout, stderr, tc.want)
+		}
+	}
+	if reqs := srv.seen(); len(reqs) != 0 {
+		t.Errorf("bad input contacted the API server: %+v", reqs)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("bad input created the report directory")
+	}
+}
+
+// --dry-run reads the Deployment and its Services, prints the plan with the context's
+// namespace (as kubectl), and changes nothing.
+func TestDrillClusterDryRun(t *testing.T) {
+	srv := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/shop/deployments/checkout":
+			writeJSON(w, 200, map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
+				"metadata": map[string]any{"name": "checkout", "namespace": "shop", "generation": 1},
+				"spec": map[string]any{"replicas": 3, "selector": map[string]any{"matchLabels": map[string]any{"app": "checkout"}},
+					"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "checkout"}}}},
+				"status": map[string]any{"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}})
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/shop/services":
+			writeJSON(w, 200, map[string]any{"apiVersion": "v1", "kind": "ServiceList", "items": []any{
+				map[string]any{"metadata": map[string]any{"name": "checkout", "namespace": "shop"}, "spec": map[string]any{"selector": map[string]any{"app": "checkout"}}},
+				map[string]any{"metadata": map[string]any{"name": "other", "namespace": "shop"}, "spec": map[string]any{"selector": map[string]any{"app": "other"}}},
+			}})
+		default:
+			writeJSON(w, http.StatusNotFound, status(404, "NotFound", "no"))
+		}
+	})
+	kc := kubeconfigWithNamespace(t, writeKubeconfig(t, srv.URL, "lab", "lab"), "shop")
+	code, stdout, stderr := runMain("drill", "--cluster", "--kubeconfig", kc, "deployment/checkout", "--target", "http://checkout.shop:8080/",
+		"--load-pods", "3", "--rate", "600", "--dry-run", "--quiet", "--out", filepath.Join(t.TempDir(), "r"))
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	for _, want := range []string{"deployment/checkout in namespace shop (3 replicas, 3 available; services: checkout)",
+		"create   job/gracelab-load-checkout-", "3 load pods", "restart  deployment/checkout", "delete   job/gracelab-load-checkout-",
+		"load     http://checkout.shop:8080/ from cluster (image gracelab/gracelab:dev)"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "refused") {
+		t.Errorf("a healthy deployment was refused:\n%s", stdout)
+	}
+	for _, r := range srv.seen() {
+		if r.method != http.MethodGet {
+			t.Errorf("--dry-run sent %s %s", r.method, r.path)
+		}
+	}
+}
+
+// kubeconfigWithNamespace sets the namespace of every context of the kubeconfig at path.
+func kubeconfigWithNamespace(t *testing.T, path, ns string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(b), "    cluster: ", "    namespace: "+ns+"\n    cluster: ")
+	if text == string(b) {
+		t.Fatalf("no context in kubeconfig:\n%s", b)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
