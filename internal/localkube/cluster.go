@@ -49,8 +49,9 @@ type Options struct {
 	// default DefaultImages. Unused when Programs is set.
 	Images map[string][]string
 	// EndpointLag is how long a ready/not-ready/terminating change takes to reach the Service
-	// proxies (kube-proxy's rules sync). Zero: drawn per change from the delay measured on a
-	// real kube-proxy (measuredEndpointLag, docs/fidelity.md), with Seed.
+	// proxies. Zero: as kube-proxy's rules sync, changes batched into syncs at least
+	// minSyncPeriod apart, each taking a duration measured on a real kube-proxy
+	// (proxysync.go, docs/fidelity.md), with Seed.
 	EndpointLag time.Duration
 	// Seed seeds the draws of the measured delays, so that a run's timing can be repeated;
 	// zero picks one at random (Cluster.Seed reports it).
@@ -116,6 +117,7 @@ type Cluster struct {
 	log     *slog.Logger
 	lags    *lagSource
 	lingers *lagSource
+	psync   *proxySync // kube-proxy's sync loop; nil with a fixed EndpointLag
 	set     *manifestSet
 
 	mu       sync.Mutex
@@ -286,10 +288,7 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 	if err := c.bindServices(); err != nil {
 		return err
 	}
-	for _, s := range c.services {
-		c.bgWG.Add(1)
-		go c.propagate(s)
-	}
+	c.startEndpointPropagation()
 	c.bgWG.Add(1)
 	go c.controllerLoop()
 

@@ -17,12 +17,13 @@ import (
 
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/sandbox"
+	"k8s.io/utils/clock"
 )
 
 // The Service proxy, an L4 userspace kube-proxy. Every Service port listens on the Service's
 // address (and, for the LoadBalancer Service, on 127.0.0.1 too). A new connection goes to a
 // random endpoint of the set the proxy currently knows, which trails the API view by an
-// endpoint lag (fixed, or drawn per change: proxylag.go); the bytes are then spliced both ways and the connection stays on that pod.
+// endpoint lag (fixed, or kube-proxy's sync loop: proxysync.go); the bytes are then spliced both ways and the connection stays on that pod.
 //
 // How a connection to a dying pod fails, as on a real cluster:
 //   - process alive: served, or cut (EOF/reset) when the process dies mid-request;
@@ -120,11 +121,42 @@ func (c *Cluster) syncEndpointsLocked() {
 		}
 		s.api = snap
 		s.pending++
+		if c.psync != nil {
+			c.psync.add(s, snap)
+			continue
+		}
 		s.enqueue(time.Now().Add(c.lags.next()), snap)
 		select {
 		case s.qsig <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// startEndpointPropagation starts what carries endpoint changes to the proxies: kube-proxy's
+// sync loop, or with a fixed EndpointLag a queue per Service.
+func (c *Cluster) startEndpointPropagation() {
+	if c.opts.EndpointLag == 0 {
+		c.mu.Lock()
+		c.psync = newProxySync(clock.RealClock{}, kubeProxyMinSyncPeriod, newSyncDurationSource(c.opts.Seed), c.applySync)
+		c.mu.Unlock()
+		c.bgWG.Add(1)
+		go func() {
+			defer c.bgWG.Done()
+			c.psync.run(c.ctx)
+		}()
+		return
+	}
+	for _, s := range c.services {
+		c.bgWG.Add(1)
+		go c.propagate(s)
+	}
+}
+
+// applySync applies one sync's changes.
+func (c *Cluster) applySync(batch []syncChange) {
+	for _, ch := range batch {
+		c.applyEndpoints(ch.svc, ch.snap, ch.n)
 	}
 }
 
@@ -174,13 +206,13 @@ func (c *Cluster) propagate(s *service) {
 			t.Stop()
 			return
 		}
-		c.applyEndpoints(s, u.snap)
+		c.applyEndpoints(s, u.snap, 1)
 	}
 }
 
 // applyEndpoints sets what the proxy routes to: ready endpoints, or if there are none the
-// serving terminating ones (kube-proxy's fallback).
-func (c *Cluster) applyEndpoints(s *service, snap []apiEndpoint) {
+// serving terminating ones (kube-proxy's fallback); it stands for n queued API views.
+func (c *Cluster) applyEndpoints(s *service, snap []apiEndpoint, n int) {
 	var use []apiEndpoint
 	for _, e := range snap {
 		if e.ready {
@@ -211,7 +243,7 @@ func (c *Cluster) applyEndpoints(s *service, snap []apiEndpoint) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.pending--
+	s.pending -= n
 	for _, old := range s.routed {
 		if !slices.Contains(pods, old) {
 			c.record(cluster.EndpointRemoved, nil, old, "service "+s.spec.name)

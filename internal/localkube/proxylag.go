@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// How long an endpoint change takes to reach the Service proxies. A real kube-proxy applies
-// a change at its next rules sync, so the delay varies per change; with no fixed
-// Options.EndpointLag it is drawn per change from what a real cluster measured.
+// Measured delays of a real cluster, drawn with a seed. How long an endpoint change takes to
+// reach the Service proxies follows kube-proxy's sync loop (proxysync.go) unless
+// Options.EndpointLag fixes it; measuredEndpointLag is what that loop is checked against.
 
 // lagQuantiles is a measured distribution as its quantiles: d[i] is the (i/(len-1))-quantile.
 type lagQuantiles []time.Duration
@@ -52,12 +52,21 @@ type lagSource struct {
 }
 
 func newLagSource(fixed time.Duration, seed uint64) *lagSource {
-	return &lagSource{fixed: fixed, dist: measuredEndpointLag, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	l := newDrawn(measuredEndpointLag, seed, 0x9e3779b97f4a7c15)
+	l.fixed = fixed
+	return l
 }
 
 // newLingerSource draws network lingers, from its own stream of the same seed.
 func newLingerSource(fixed time.Duration, seed uint64) *lagSource {
-	return &lagSource{fixed: fixed, dist: measuredNetworkLinger, rng: rand.New(rand.NewPCG(seed, seed^0x51afd7ed558ccd1f))}
+	l := newDrawn(measuredNetworkLinger, seed, 0x51afd7ed558ccd1f)
+	l.fixed = fixed
+	return l
+}
+
+// newDrawn draws from dist with the stream of seed that stream picks.
+func newDrawn(dist lagQuantiles, seed, stream uint64) *lagSource {
+	return &lagSource{dist: dist, rng: rand.New(rand.NewPCG(seed, seed^stream))}
 }
 
 func (l *lagSource) next() time.Duration {
