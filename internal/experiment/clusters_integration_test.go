@@ -75,9 +75,12 @@ func TestIntegrationSameScenarioOnBothClusters(t *testing.T) {
 	assertDrillShape(t, kub, cluster.SourceAPI, DefaultDeployment)
 
 	if a, b := jsonKeys(t, emb), jsonKeys(t, kub); !slices.Equal(a, b) {
-		// Warnings is the one field that may differ: only the fake run's target bypasses a Service.
-		a = slices.DeleteFunc(a, func(k string) bool { return k == "warnings" })
-		b = slices.DeleteFunc(b, func(k string) bool { return k == "warnings" })
+		// Fields that may differ: warnings (only the fake run's target bypasses a Service) and
+		// how the embedded cluster ran its pods (sandbox, sandbox_fallback), which Kubernetes
+		// leaves to its runtime.
+		onlyOne := func(k string) bool { return k == "warnings" || k == "sandbox" || k == "sandbox_fallback" }
+		a = slices.DeleteFunc(a, onlyOne)
+		b = slices.DeleteFunc(b, onlyOne)
 		if !slices.Equal(a, b) {
 			t.Errorf("report fields differ:\n embedded %v\n kube     %v", a, b)
 		}
