@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"image/png"
 	"io"
 	"net/http"
@@ -20,80 +18,6 @@ import (
 	"testing"
 	"time"
 )
-
-// The integration tests run the real gracelab binary, built once per test run.
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// gracelabBinary builds ./cmd/gracelab the first time a test needs it.
-func gracelabBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "gracelab-cli-test-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "gracelab")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/gracelab/gracelab/cmd/gracelab").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-// processesOf lists the live processes running exe (pods included: they are gracelab too).
-func processesOf(exe string) []string {
-	var out []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
-	for _, p := range procs {
-		if target, err := os.Readlink(p); err == nil && target == exe {
-			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
-			out = append(out, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-		}
-	}
-	return out
-}
-
-// assertNoneLeft waits a little for exiting processes, then fails if any gracelab remains.
-func assertNoneLeft(t *testing.T, exe string) {
-	t.Helper()
-	var left []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if left = processesOf(exe); len(left) == 0 {
-			return
-		}
-	}
-	t.Errorf("processes left behind: %v", left)
-}
-
-func exitCode(t *testing.T, err error) int {
-	t.Helper()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.ExitCode()
-	}
-	t.Fatal(err)
-	return -1
-}
 
 // TestIntegrationDemo is the short demo CI runs: the three built-in scenarios on the embedded
 // cluster, real binaries, ports the OS chooses.
