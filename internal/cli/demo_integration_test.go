@@ -22,34 +22,24 @@ import (
 // TestIntegrationDemo is the short demo CI runs: the three built-in scenarios on the embedded
 // cluster, real binaries, ports the OS chooses.
 func TestIntegrationDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "report")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "demo", "--duration", "8s", "--restart-at", "2s", "--endpoint-lag", "300ms",
-		"--port", "0", "--out", out)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	began := time.Now()
-	err := cmd.Run()
-	t.Logf("demo took %s\nstdout:\n%s\nstderr:\n%s", time.Since(began).Round(time.Second), stdout.String(), stderr.String())
-	if code := exitCode(t, err); code != 0 {
+	stdout, stderr, code := runGracelab(t, 5*time.Minute, "", "demo", "--duration", "8s", "--restart-at", "2s", "--endpoint-lag", "300ms",
+		"--port", "0", "--out", out)
+	t.Logf("demo took %s\nstdout:\n%s\nstderr:\n%s", time.Since(began).Round(time.Second), stdout, stderr)
+	if code != ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	assertNoneLeft(t, exe)
 
 	// The table and the files it names.
 	for _, want := range []string{"v1 no protection", "v2 graceful", "v3 graceful + retry", "requests", "rollout duration",
 		filepath.Join(out, "report.json"), filepath.Join(out, "REPORT.md"), filepath.Join(out, "report.html")} {
-		if !strings.Contains(stdout.String(), want) {
+		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q", want)
 		}
 	}
 	// Plain progress lines (stderr is not a terminal).
-	if !regexp.MustCompile(`\[1/3\] v1: load, \d+\.\ds of 8s, \d+ requests, \d+ errors`).MatchString(stderr.String()) {
+	if !regexp.MustCompile(`\[1/3\] v1: load, \d+\.\ds of 8s, \d+ requests, \d+ errors`).MatchString(stderr) {
 		t.Errorf("no progress line on stderr")
 	}
 
@@ -215,7 +205,7 @@ func TestIntegrationTwoTerminals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
+	exe := ownGracelab(t)
 	runtimeDir := t.TempDir()
 	env := append(os.Environ(), "GRACELAB_RUNTIME_DIR="+runtimeDir)
 
@@ -312,7 +302,7 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
+	exe := ownGracelab(t)
 	out := filepath.Join(t.TempDir(), "report")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -391,10 +381,6 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 // reach is not (exit 0). The other codes: 2 in TestDemoBadFlags, 1 in
 // TestDemoFailedScenarioErrorFirst and TestIntegrationDemoInterrupt.
 func TestIntegrationDemoThresholdExitCodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	for _, tc := range []struct {
 		name, maxErrors string
 		code            int
@@ -403,23 +389,18 @@ func TestIntegrationDemoThresholdExitCodes(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			junit := filepath.Join(dir, "r.xml")
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, exe, "demo", "--quiet", "--scenarios", "v1", "--duration", "4s", "--restart-at", "1s",
+			stdout, stderr, code := runGracelab(t, 4*time.Minute, "", "demo", "--quiet", "--scenarios", "v1", "--duration", "4s", "--restart-at", "1s",
 				"--rollouts", "2", "--rollout-gap", "500ms", "--settle-tail", "5s", "--port", "0", "--out", filepath.Join(dir, "report"),
 				"--max-errors", tc.maxErrors, "--per-rollout", "--junit", junit)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			code := exitCode(t, cmd.Run())
 			if code != tc.code {
-				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
 			}
-			breaches := regexp.MustCompile(`(?m)^gracelab: threshold breached: v1 rollout [12]: \d+ errors, limit --max-errors 0$`).FindAllString(stderr.String(), -1)
-			if tc.code == ExitBreached && (len(breaches) != 2 || strings.Count(stderr.String(), "\n") != 2) {
-				t.Errorf("want one breach line per rollout and nothing else on stderr:\n%s", stderr.String())
+			breaches := regexp.MustCompile(`(?m)^gracelab: threshold breached: v1 rollout [12]: \d+ errors, limit --max-errors 0$`).FindAllString(stderr, -1)
+			if tc.code == ExitBreached && (len(breaches) != 2 || strings.Count(stderr, "\n") != 2) {
+				t.Errorf("want one breach line per rollout and nothing else on stderr:\n%s", stderr)
 			}
-			if tc.code == ExitOK && stderr.Len() != 0 {
-				t.Errorf("stderr within the limits: %s", stderr.String())
+			if tc.code == ExitOK && stderr != "" {
+				t.Errorf("stderr within the limits: %s", stderr)
 			}
 			raw, err := os.ReadFile(junit)
 			if err != nil || !strings.Contains(string(raw), `<testsuite name="v1" tests="2"`) {

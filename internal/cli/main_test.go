@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,13 +17,18 @@ import (
 	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
-// The integration tests run the real gracelab binary, built once per test run.
+// The integration tests run real binaries, each built once per test run into binDir.
 var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
+	binMu     sync.Mutex
+	binDir    string
+	binBuilds = map[string]*binBuild{}
 )
+
+type binBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	// A command run in-process (through Main) that starts the embedded cluster re-executes
@@ -42,24 +48,45 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// gracelabBinary builds ./cmd/gracelab the first time a test needs it.
-func gracelabBinary(t *testing.T) string {
+// built builds the main package pkg the first time a test needs it.
+func built(t *testing.T, pkg string) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "gracelab-cli-test-")
-		if binErr != nil {
-			return
+	binMu.Lock()
+	b := binBuilds[pkg]
+	if b == nil {
+		b = &binBuild{}
+		binBuilds[pkg] = b
+	}
+	if binDir == "" {
+		var err error
+		if binDir, err = os.MkdirTemp("", "gracelab-cli-test-"); err != nil {
+			binMu.Unlock()
+			t.Fatal(err)
 		}
-		binPath = filepath.Join(binDir, "gracelab")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/gracelab/gracelab/cmd/gracelab").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	dir := binDir
+	binMu.Unlock()
+	b.once.Do(func() {
+		b.path = filepath.Join(dir, path.Base(pkg))
+		if out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
+}
+
+// gracelabBinary is ./cmd/gracelab, built once.
+func gracelabBinary(t *testing.T) string {
+	return built(t, "github.com/gracelab/gracelab/cmd/gracelab")
+}
+
+// teamappBinary is a team's program (internal/localkube/testdata/teamapp: not one of
+// gracelab's services), built once.
+func teamappBinary(t *testing.T) string {
+	return built(t, "github.com/gracelab/gracelab/internal/localkube/testdata/teamapp")
 }
 
 // ownGracelab is the gracelab binary under a path of the test's own (a hard link), so that
