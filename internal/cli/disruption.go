@@ -121,8 +121,9 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 	}
 	if len(kinds) == 1 {
 		p.spec.Kind = kinds[0]
-		for _, sc := range exp.Scenarios {
+		for i, sc := range exp.Scenarios {
 			p.kinds[sc.Name] = kinds[0]
+			exp.Scenarios[i].Disruption = kinds[0]
 		}
 		settings.Disruption = string(kinds[0])
 		return p, nil
@@ -132,7 +133,7 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 	for _, k := range kinds {
 		for _, sc := range exp.Scenarios {
 			cell := sc
-			cell.Name, cell.Title = sc.Name+"-"+string(k), sc.Title+", "+string(k)
+			cell.Name, cell.Title, cell.Disruption = sc.Name+"-"+string(k), sc.Title+", "+string(k), k
 			p.kinds[cell.Name] = k
 			if local != nil && local.docs[sc.Name] != nil {
 				local.docs[cell.Name] = local.docs[sc.Name]
@@ -167,7 +168,7 @@ func (p *disruptionPlan) wrap(next experiment.Factory, out io.Writer) experiment
 		if err != nil {
 			return nil, err
 		}
-		k := p.kinds[sc.Name]
+		k := sc.Disruption
 		if k == "" || k == cluster.DisruptRestart {
 			return c, nil
 		}
