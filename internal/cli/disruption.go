@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -275,61 +274,11 @@ func (p *disruptionPlan) writeTable(w io.Writer, rep *report.Report) error {
 	for _, k := range cluster.DisruptionKinds {
 		row := []string{string(k)}
 		for _, sc := range p.matrix {
-			row = append(row, matrixCell(byName[sc.Name+"-"+string(k)]))
+			row = append(row, report.MatrixCell(byName[sc.Name+"-"+string(k)]))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
-}
-
-// matrixCell is "12 (0.80 %) reset", "0", "failed" or "-" (not run).
-func matrixCell(s report.Scenario) string {
-	switch {
-	case s.Scenario == "":
-		return "-"
-	case s.Result == nil:
-		return "failed"
-	}
-	cell := fmt.Sprintf("%d (%.2f %%)", s.Errors, 100*s.ErrorRate)
-	if s.Errors == 0 {
-		cell = "0"
-	}
-	if cause := dominantCause(s.Result); cause != "" {
-		cell += " " + cause
-	}
-	if s.Failure != "" {
-		cell += " [failed]"
-	}
-	return cell
-}
-
-// dominantCause names the commonest error class; for 5xx, the upstream failure behind most.
-func dominantCause(r *report.Result) string {
-	top := func(m map[string]int64) string {
-		var keys []string
-		for k, n := range m {
-			if n > 0 {
-				keys = append(keys, k)
-			}
-		}
-		sort.Slice(keys, func(i, j int) bool {
-			if m[keys[i]] != m[keys[j]] {
-				return m[keys[i]] > m[keys[j]]
-			}
-			return keys[i] < keys[j]
-		})
-		if len(keys) == 0 {
-			return ""
-		}
-		return keys[0]
-	}
-	c := top(r.ErrorsByKind)
-	if c == "http_5xx" {
-		if u := top(r.UpstreamKinds); u != "" {
-			return "5xx/" + u
-		}
-	}
-	return c
 }
 
 // disruptedCluster applies a disruption where the drill would restart: Restart disrupts,

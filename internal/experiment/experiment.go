@@ -218,11 +218,14 @@ const (
 	PhaseStarting Phase = "starting cluster"
 	PhaseLoad     Phase = "load"        // before the restart
 	PhaseRollout  Phase = "rolling out" // restart triggered, waiting for it to settle
-	PhaseTail     Phase = "settled"     // rollout settled, load continues to its end
-	PhaseStopping Phase = "stopping load"
-	PhaseTearDown Phase = "tearing down"
-	PhaseDone     Phase = "done"
-	PhaseFailed   Phase = "failed"
+	// PhaseRecovering: another disruption (a kill, an eviction, ...) triggered, waiting for
+	// the Deployment to settle again.
+	PhaseRecovering Phase = "recovering"
+	PhaseTail       Phase = "settled" // rollout settled, load continues to its end
+	PhaseStopping   Phase = "stopping load"
+	PhaseTearDown   Phase = "tearing down"
+	PhaseDone       Phase = "done"
+	PhaseFailed     Phase = "failed"
 )
 
 // Progress is a live view of the drill.
@@ -454,7 +457,11 @@ func (d *drill) rollout(ctx context.Context, c cluster.Cluster, i int, at time.T
 		return time.Time{}, errRolloutFailed
 	}
 
-	d.report(PhaseRollout, "")
+	if d.sc.what() == "restart" {
+		d.report(PhaseRollout, "")
+	} else {
+		d.report(PhaseRecovering, "")
+	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.RolloutTimeout)
 	defer cancel()
 	settledCh := make(chan struct{})
