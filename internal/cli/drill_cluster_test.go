@@ -27,13 +27,19 @@ func TestDrillClusterBadInput(t *testing.T) {
 		{[]string{"--cluster", "deployment/checkout", target, "--run", "acme/api=./api"}, "--run is not for --cluster"},
 		{[]string{"--cluster", "deployment/checkout", target, "--path", "/a=./a"}, "--path is not for --cluster"},
 		{[]string{"--cluster", target}, "name the Deployment to drill"},
+		{[]string{"--cluster", "-f", "../../k8s/v1-no-graceful", "--target", "http://downstream.elsewhere:8000/", "-n", "dcl-x"}, "names namespace elsewhere, but -f deploys into namespace dcl-x"},
+		{[]string{"--cluster", "-f", "../../k8s/v1-no-graceful", "--target", "http://nosuch:8000/"}, `no Service "nosuch" in the manifests`},
+		{[]string{"--cluster", "-f", "../../k8s/v1-no-graceful", "--target", "http://127.0.0.1:8000/"}, "name the Service by its cluster DNS name"},
+		{[]string{"--cluster", "checkout", target, "--body", "@/nonexistent/body"}, "--body: body @/nonexistent/body"},
 		{[]string{"--cluster", "statefulset/db", target}, "not a Deployment"},
 		{[]string{"--cluster", "deployment/checkout"}, "--target is required"},
 		{[]string{"--cluster", "checkout", "--target", "ftp://x/"}, "want an http URL"},
 		{[]string{"--cluster", "checkout", target, "--load-from", "moon"}, "--load-from \"moon\""},
 		{[]string{"--cluster", "checkout", target, "--load-pods", "0"}, "--load-pods 0 is out of range"},
 		{[]string{"--cluster", "checkout", target, "--load-from", "here", "--load-pods", "2"}, "--load-pods is for load pods"},
-		{[]string{"--cluster", "checkout", target, "-H", "X-A: b"}, "--header is not for --cluster"},
+		{[]string{"--cluster", "checkout", target, "-H", "X-A"}, "want 'Key: Value'"},
+		{[]string{"--cluster", "checkout", "-f", "x.yaml", target}, "with -f the Deployment comes from the manifests"},
+		{[]string{"--cluster", "-f", "testdata/none.yaml", target}, "none.yaml"},
 		{[]string{"--cluster", "checkout", target, "--rollouts", "3"}, "--rollouts and --per-rollout"},
 		{[]string{"--cluster", "checkout", target, "--deployment", "api"}, "--deployment is for -f"},
 		{[]string{"--cluster", "checkout", target, "-n", ""}, "--namespace is empty"},
@@ -113,4 +119,50 @@ func kubeconfigWithNamespace(t *testing.T, path, ns string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// With -f, --dry-run reads the manifests and asks only whether the namespace exists: the plan
+// names the namespace to create and delete, what is applied and skipped, the Job and the
+// request Secret by the headers' names, never their values.
+func TestDrillClusterFilesDryRun(t *testing.T) {
+	srv := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, status(404, "NotFound", "no"))
+	})
+	t.Setenv("KUBECONFIG", writeKubeconfig(t, srv.URL, "lab", "lab"))
+	dir := t.TempDir()
+	var manifests []byte
+	for _, f := range []string{"downstream.yaml", "upstream.yaml"} {
+		b, err := os.ReadFile(filepath.Join("../../k8s/v1-no-graceful", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(append(manifests, "---\n"...), b...)
+	}
+	extra := "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n"
+	if err := os.WriteFile(filepath.Join(dir, "app.yaml"), append(manifests, extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runMain("drill", "--cluster", "-f", dir, "-n", "dcl-new", "--target", "http://downstream.dcl-new:8000/",
+		"--deployment", "upstream", "--load-pods", "2", "-H", "Authorization: Bearer s3cret", "--body", "secret-body",
+		"--dry-run", "--quiet", "--out", filepath.Join(t.TempDir(), "r"))
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	for _, want := range []string{"deployment/upstream from -f " + dir + " in namespace dcl-new (new)", "create   namespace/dcl-new",
+		"apply    Deployment downstream, Service downstream, Deployment upstream, Service upstream", "skip     ConfigMap settings",
+		"create   secret/gracelab-load-upstream-", "headers Authorization and a body of 11 bytes (values not shown",
+		"create   job/gracelab-load-upstream-", "2 load pods", "restart  deployment/upstream", "delete   namespace/dcl-new and everything in it",
+		"load     http://downstream.dcl-new:8000/ from cluster"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "s3cret") || strings.Contains(stdout, "secret-body") {
+		t.Errorf("the plan shows the request's values:\n%s", stdout)
+	}
+	for _, r := range srv.seen() {
+		if r.method != http.MethodGet || r.path != "/api/v1/namespaces/dcl-new" {
+			t.Errorf("--dry-run sent %s %s", r.method, r.path)
+		}
+	}
 }

@@ -76,7 +76,16 @@ func StartClusterLoad(ctx context.Context, client kubernetes.Interface, o Cluste
 	if err != nil {
 		return nil, err
 	}
-	run, err := StartLoadJob(ctx, client, job)
+	secret, err := RequestSecret(o.Job)
+	if err != nil {
+		return nil, err
+	}
+	run, err := StartLoadJob(ctx, client, job, secret)
+	if run != nil && err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = run.Delete(dctx, o.Poll)
+	}
 	if err != nil {
 		return nil, err
 	}
