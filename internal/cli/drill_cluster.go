@@ -180,8 +180,6 @@ func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*cl
 				return nil, usageError("--%s is for load pods: drop it, or use --load-from cluster", flag)
 			}
 		}
-	} else if o.rollouts > 1 || o.gate.Thresholds().PerRollout {
-		return nil, usageError("--rollouts and --per-rollout need every request's outcome, which load pods do not report one by one: drop them, or use --load-from here")
 	}
 	ns := o.namespace
 	if ns == "" && !withFiles {
@@ -507,6 +505,42 @@ func (p *podsLoad) LoadPods() []report.LoadPod {
 	for i, pr := range m.Pods {
 		out[i] = report.LoadPod{Pod: pr.Pod, Complete: pr.Complete, Lost: pr.Lost, StartSkew: report.Duration(pr.StartSkew),
 			Problems: pr.Problems, Result: report.FromLoad(pr.Result)}
+	}
+	return out
+}
+
+// Rollouts attributes the pods' requests to the rollouts' windows by whole seconds (the pods
+// stream seconds, not each request): a second belongs to the window its middle falls in; its
+// failures keep their own send times, so the longest disruption is as exact as a local run's.
+func (p *podsLoad) Rollouts(windows []experiment.Window) []experiment.Rollout {
+	return rolloutsOf(p, windows)
+}
+
+// rolloutsOf is podsLoad.Rollouts over anything that has the spans (a load.Merger in tests).
+func rolloutsOf(spans interface{ Span(from, to time.Time) load.Span }, windows []experiment.Window) []experiment.Rollout {
+	out := make([]experiment.Rollout, len(windows))
+	for i, w := range windows {
+		s := spans.Span(w.Start, w.End)
+		r := experiment.Rollout{Window: w, Requests: s.Requests, OK: s.Counts[load.OK], ErrorsByKind: map[string]int64{}, UpstreamKinds: map[string]int64{},
+			LatencyMax: s.LatencyMax(), Latency: experiment.Quantiles{P50: s.LatencyAt(50), P90: s.LatencyAt(90), P95: s.LatencyAt(95), P99: s.LatencyAt(99)}}
+		for class, n := range s.Counts {
+			if class != load.OK && n > 0 {
+				r.Errors += n
+				r.ErrorsByKind[string(class)] += n
+			}
+		}
+		for kind, n := range s.Kinds {
+			r.UpstreamKinds[kind] += n
+		}
+		// The failures alone, in one unbounded window, give the longest disruption as
+		// experiment.Attribute measures it.
+		failures := make([]load.Sample, len(s.Failures))
+		for j, f := range s.Failures {
+			failures[j] = load.Sample{Sent: f.Sent, End: f.End, Latency: f.End.Sub(f.Sent), Outcome: f.Class, Kind: f.Kind}
+		}
+		all := experiment.Window{End: time.Unix(1<<40, 0)}
+		r.LongestDisruption = experiment.Attribute([]experiment.Window{all}, failures)[0].LongestDisruption
+		out[i] = r
 	}
 	return out
 }

@@ -1,11 +1,18 @@
 package cli
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/load"
 )
 
 // drill --cluster's bad input is one line, exit 2, before the API server is contacted.
@@ -40,7 +47,6 @@ func TestDrillClusterBadInput(t *testing.T) {
 		{[]string{"--cluster", "checkout", target, "-H", "X-A"}, "want 'Key: Value'"},
 		{[]string{"--cluster", "checkout", "-f", "x.yaml", target}, "with -f the Deployment comes from the manifests"},
 		{[]string{"--cluster", "-f", "testdata/none.yaml", target}, "none.yaml"},
-		{[]string{"--cluster", "checkout", target, "--rollouts", "3"}, "--rollouts and --per-rollout"},
 		{[]string{"--cluster", "checkout", target, "--deployment", "api"}, "--deployment is for -f"},
 		{[]string{"--cluster", "checkout", target, "-n", ""}, "--namespace is empty"},
 		{[]string{"--cluster", "checkout", target, "--vus", "3", "--load-pods", "2"}, "do not split evenly"},
@@ -165,4 +171,79 @@ func TestDrillClusterFilesDryRun(t *testing.T) {
 			t.Errorf("--dry-run sent %s %s", r.method, r.path)
 		}
 	}
+}
+
+// With --rollouts above 1, the load pods' seconds are attributed to each rollout's window
+// (a second to the window its middle falls in), merged over the pods: counts add, the
+// latency quantiles come from the merged histograms, the longest disruption from each
+// failure's own times; a dead pod's open requests count as lost in their window.
+func TestDrillClusterRolloutsFromPods(t *testing.T) {
+	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	m := load.NewMerger(start, load.Config{Model: load.Open, Rate: 20})
+	at := func(sec int, ms int) string { return start.Add(time.Duration(sec)*time.Second + time.Duration(ms)*time.Millisecond).Format(time.RFC3339Nano) }
+	// Pod a: 10 requests a second for 10 s; in second 2, two refused 300 ms apart; summary.
+	// Pod b: the same; in second 7, three 5xx; it dies with 4 requests of second 9 open.
+	var a, b strings.Builder
+	for sec := range 10 {
+		failA, failB := "", ""
+		countsA, countsB := `{"ok":10}`, `{"ok":10}`
+		if sec == 2 {
+			countsA = `{"ok":8,"refused":2}`
+			failA = fmt.Sprintf(`,"failures":[{"sent":%q,"end":%q,"class":"refused"},{"sent":%q,"end":%q,"class":"refused"}]`, at(2, 100), at(2, 110), at(2, 400), at(2, 410))
+		}
+		if sec == 7 {
+			countsB = `{"ok":7,"http_5xx":3},"kinds":{"upstream_refused":2,"upstream_eof":1}`
+			failB = fmt.Sprintf(`,"failures":[{"sent":%q,"end":%q,"class":"http_5xx","kind":"upstream_refused"},{"sent":%q,"end":%q,"class":"http_5xx","kind":"upstream_refused"},{"sent":%q,"end":%q,"class":"http_5xx","kind":"upstream_eof"}]`,
+				at(7, 0), at(7, 50), at(7, 200), at(7, 250), at(7, 900), at(7, 950))
+		}
+		// Pod b's latencies are 10x pod a's: the quantiles must come from both.
+		fmt.Fprintf(&a, `{"v":1,"seq":%d,"time":%q,"start":%q,"seconds":[{"second":%d,"requests":10,"counts":%s,"latency":{"counts":[%d,10]}%s}]}`+"\n", sec+1, at(sec+1, 0), at(0, 0), sec, countsA, latencyBucket(t, 10*time.Millisecond), failA)
+		if sec < 9 {
+			fmt.Fprintf(&b, `{"v":1,"seq":%d,"time":%q,"start":%q,"seconds":[{"second":%d,"requests":10,"counts":%s,"latency":{"counts":[%d,10]}%s}],"open":{"%d":4}}`+"\n", sec+1, at(sec+1, 0), at(0, 0), sec, countsB, latencyBucket(t, 100*time.Millisecond), failB, sec+1)
+		}
+	}
+	fmt.Fprintf(&a, `{"v":1,"seq":11,"time":%q,"start":%q,"summary":{"result":{"send_end":%q,"end":%q}}}`+"\n", at(10, 0), at(0, 0), at(10, 0), at(10, 0))
+	for pod, stream := range map[string]string{"a": a.String(), "b": b.String()} {
+		if err := m.Read(pod, strings.NewReader(stream)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	windows := []experiment.Window{{Index: 1, Start: start.Add(1600 * time.Millisecond), End: start.Add(5 * time.Second)},
+		{Index: 2, Start: start.Add(6 * time.Second), End: start.Add(10 * time.Second)}}
+	got := rolloutsOf(m, windows)
+	// Window 1: seconds 2, 3, 4 of both pods (the middle of second 1 is before its start).
+	r1, r2 := got[0], got[1]
+	if r1.Requests != 60 || r1.Errors != 2 || r1.OK != 58 || r1.ErrorsByKind["refused"] != 2 {
+		t.Errorf("rollout 1: %+v", r1)
+	}
+	if d := r1.LongestDisruption; d != 310*time.Millisecond {
+		t.Errorf("rollout 1 longest disruption %s, want 310ms (first sent to last ended)", d)
+	}
+	if r1.Latency.P50 < 9*time.Millisecond || r1.Latency.P50 > 11*time.Millisecond || r1.Latency.P99 < 99*time.Millisecond || r1.LatencyMax > 101*time.Millisecond {
+		t.Errorf("rollout 1 latency %+v max %s: want p50 from pod a, p99 and max from pod b", r1.Latency, r1.LatencyMax)
+	}
+	// Window 2: seconds 6 to 9; pod b died with second 9's 4 requests open: lost.
+	if r2.Requests != 20+20+20+10+4 || r2.Errors != 3+4 || r2.ErrorsByKind["http_5xx"] != 3 || r2.ErrorsByKind["lost"] != 4 ||
+		r2.UpstreamKinds["upstream_refused"] != 2 || r2.UpstreamKinds["upstream_eof"] != 1 {
+		t.Errorf("rollout 2: %+v", r2)
+	}
+	if d := r2.LongestDisruption; d != 950*time.Millisecond {
+		t.Errorf("rollout 2 longest disruption %s, want 950ms", d)
+	}
+}
+
+// latencyBucket is the index of the HDR bucket (the load's histograms) that holds d.
+func latencyBucket(t *testing.T, d time.Duration) int {
+	t.Helper()
+	h := hdrhistogram.New(1, load.MaxTimeout.Microseconds(), 3)
+	if err := h.RecordValue(d.Microseconds()); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range h.Export().Counts {
+		if n > 0 {
+			return i
+		}
+	}
+	t.Fatal("nothing recorded")
+	return 0
 }

@@ -182,6 +182,9 @@ func (l *ClusterLoad) Merged() *load.Merged {
 	}
 }
 
+// Span is what the pods reported of the requests sent in [from, to) (load.Merger.Span).
+func (l *ClusterLoad) Span(from, to time.Time) load.Span { return l.merger.Span(from, to) }
+
 // Warnings are the NetworkPolicies that may block the load.
 func (l *ClusterLoad) Warnings() []string { return append([]string(nil), l.warnings...) }
 
