@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // `gracelab cluster up --sandbox`, run as root, as an unprivileged user, and where user
@@ -239,7 +241,7 @@ func TestIntegrationClusterUpSandboxedAsRoot(t *testing.T) {
 	// TMPDIR: the pods' files a SIGKILLed gracelab cannot remove go where the test removes them.
 	cmd.Env = append(os.Environ(), "GRACELAB_RUNTIME_DIR="+t.TempDir(), "TMPDIR="+t.TempDir())
 	u := startSandboxedUp(t, cmd)
-	if !strings.Contains(u.pods, "each in a sandbox of its own (network, mount, PID, UTS namespaces") {
+	if !strings.Contains(u.pods, "each in a sandbox of its own (network, mount, PID and UTS namespaces: --sandbox ns); "+sandbox.Limits) {
 		t.Errorf("pods line %q does not say they run in sandboxes", u.pods)
 	}
 	ns := shimNamespaces(t, u.names)
@@ -264,7 +266,7 @@ func TestIntegrationClusterUpSandboxedAsNobody(t *testing.T) {
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	u := startSandboxedUp(t, cmd)
-	if !strings.Contains(u.pods, "UTS and user namespaces") {
+	if !strings.Contains(u.pods, "PID, UTS and user namespaces: --sandbox ns); "+sandbox.Limits) {
 		t.Errorf("pods line %q does not say they run in user namespaces", u.pods)
 	}
 	ns := shimNamespaces(t, u.names)
@@ -296,7 +298,7 @@ func TestIntegrationClusterUpFallsBackWithoutUserNamespaces(t *testing.T) {
 		GidMappingsEnableSetgroups: true,
 	}
 	u := startSandboxedUp(t, cmd)
-	if !strings.Contains(u.pods, "on the host's loopback, each at its own 127.x address (--sandbox none), because pod sandboxes are not available here: ") {
+	if !strings.Contains(u.pods, "on the host's shared loopback, each at its own 127.x address (--sandbox none), because pod sandboxes are not available here: ") {
 		t.Errorf("pods line %q does not say why it fell back", u.pods)
 	}
 	killAndCheck(t, u, exe, nil)

@@ -109,7 +109,7 @@ func TestIntegrationDrill(t *testing.T) {
 			// they cannot reach.
 			if n := strings.Count(stdout, "Pods: "); n != 1 {
 				t.Errorf("the pods' mode should be said once on stdout, got %d times", n)
-			} else if os.Geteuid() == 0 && !strings.Contains(stdout, "Pods: each in a sandbox of its own (--sandbox ns): a pod reaches Services, not the host's own localhost services") {
+			} else if os.Geteuid() == 0 && !strings.Contains(stdout, "Pods: each in a sandbox of its own (network, mount, PID and UTS namespaces: --sandbox ns): a pod reaches Services, not the host's own localhost services") {
 				t.Errorf("as root the pods run in sandboxes and the output says what they cannot reach:\n%s", stdout)
 			}
 
