@@ -196,23 +196,16 @@ func TestIntegrationAblateTeam(t *testing.T) {
 // container is SIGKILLed and restarted by the kubelet, the second time after its back-off (10
 // s); the retries are what a crash needs, so without them requests are lost; the estimate,
 // the progress and the verdict speak of kills and disruptions, not rollouts.
+//
+// Not parallel: it bounds the first restart's delay from above (3 s), which the other runs'
+// load would put at risk.
 func TestIntegrationAblateUnderAKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "ablation")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, "ablate", "--variants", "v3-no-retries", "--disruption", "kill", "--repeat", "2",
+	text, stderr, code := runGracelab(t, 5*time.Minute, "", "ablate", "--variants", "v3-no-retries", "--disruption", "kill", "--repeat", "2",
 		"--duration", "2s", "--disrupt-at", "1s", "--settle-tail", "1s", "--port", "0", "--quiet", "--out", out)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	if code != ExitOK {
+		t.Fatalf("ablate: exit %d\nstdout:\n%s\nstderr:\n%s", code, text, stderr)
 	}
-	assertNoneLeft(t, exe)
-	text := stdout.String()
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`each scenario: --disruption kill \(the oldest pod's container SIGKILLed`),
 		regexp.MustCompile(`2 scenarios \(bases and variants\), 2 kills each, .* about \d`),
@@ -223,8 +216,8 @@ func TestIntegrationAblateUnderAKill(t *testing.T) {
 			t.Errorf("stdout lacks %s:\n%s", want, text)
 		}
 	}
-	if !regexp.MustCompile(`\[2/2\] v3-no-retries: losses per kill \d+ \d+`).MatchString(stderr.String()) {
-		t.Errorf("no per-scenario progress line in kills:\n%s", stderr.String())
+	if !regexp.MustCompile(`\[2/2\] v3-no-retries: losses per kill \d+ \d+`).MatchString(stderr) {
+		t.Errorf("no per-scenario progress line in kills:\n%s", stderr)
 	}
 
 	doc := readAblation(t, out)
