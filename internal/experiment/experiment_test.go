@@ -640,6 +640,13 @@ func TestRunNamesTheDisruption(t *testing.T) {
 	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond}, "b": {restartErr: errors.New("no pod to evict")}}, "a", "b")
 	cfg.Scenarios[0].Disruption = cluster.DisruptKill
 	cfg.Scenarios[1].Disruption = cluster.DisruptEvict
+	var mu sync.Mutex
+	phases := map[Phase]bool{}
+	cfg.Progress = func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		phases[p.Phase] = true
+	}
 	out, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -656,6 +663,11 @@ func TestRunNamesTheDisruption(t *testing.T) {
 	if len(kinds) != 1 || kinds[0] != cluster.KillRequested {
 		t.Fatalf("trigger events %v, want [kill_requested]", kinds)
 	}
+	mu.Lock()
+	if !phases[PhaseRecovering] || phases[PhaseRollout] {
+		t.Errorf("phases %v: a kill is recovered from, not rolled out", phases)
+	}
+	mu.Unlock()
 	if want := "disrupting (evict) deployment upstream: no pod to evict"; out[1].Failure != want {
 		t.Fatalf("failure %q, want %q", out[1].Failure, want)
 	}

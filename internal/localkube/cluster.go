@@ -122,6 +122,8 @@ type Cluster struct {
 	psync   *proxySync // kube-proxy's sync loop; nil with a fixed EndpointLag
 	set     *manifestSet
 
+	reactions *lagSource // the controllers' reaction to a change (controller.go)
+
 	mu       sync.Mutex
 	state    lifecycleState
 	deploys  []*deployment
@@ -225,6 +227,7 @@ func New(opts Options) (*Cluster, error) {
 		downCh:  make(chan struct{}),
 		redact:  podenv.NewRedactor(set.sources.SecretValues()...),
 	}
+	c.reactions = newReactionSource(opts.Seed)
 	for _, d := range set.deployments {
 		c.deploys = append(c.deploys, &deployment{spec: d, template: *d.template.DeepCopy()})
 	}

@@ -223,8 +223,8 @@ func TestIntegrationUpTimesOutNamingTheProbeFailure(t *testing.T) {
 	integration(t)
 	t.Parallel()
 	a := app{name: "never", replicas: 1, env: map[string]string{"POD_READY_AFTER": "1h"}, readiness: healthProbe}
-	// Long enough for a probe after the start delay, the kubelet's start report and the
-	// program's listen, on a loaded machine.
+	// Long enough for the controllers' reaction, the start delay, the kubelet's start report,
+	// the program's listen and a few probes that answer 503, on a loaded machine.
 	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages, ReadyTimeout: 6 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/gracelab/gracelab/internal/cluster"
 )
 
 // plainTicks are gonum's default ticks labelled without trailing zeros: 75, not 75.00.
@@ -233,8 +235,11 @@ func (l podLanes) Plot(c draw.Canvas, p *plot.Plot) {
 					continue
 				}
 				y := yc
-				if mk.name == "SIGTERM" || mk.name == "SIGKILL" {
+				switch mk.name {
+				case "SIGTERM", "SIGKILL":
 					y += 0.22 // above the exit that often follows at once
+				case "container restarted", "eviction refused":
+					y -= 0.22 // below: a crashed container restarts at once, where it exited
 				}
 				c.DrawGlyph(mk.style, vg.Point{X: trX(x), Y: trY(y)})
 			}
@@ -282,6 +287,16 @@ func podsPlot(s Scenario, pods []podLife, xmax float64) *plot.Plot {
 	p.Add(windows{spans: rolloutWindows(s)})
 	p.Add(plotter.NewGrid())
 	p.Add(podLanes{pods: pods, xmax: xmax})
-	p.Add(markLines{marks: marksOnAxis(s, xmax)})
+	// The pod events are glyphs in their lanes here; a line through them would hide them.
+	var marks []chartMark
+	for _, m := range marksOnAxis(s, xmax) {
+		if !podMarkKinds[m.kind] {
+			marks = append(marks, m)
+		}
+	}
+	p.Add(markLines{marks: marks})
 	return p
 }
+
+// podMarkKinds are the marks of pod events, which the pods panel draws in the pod's lane.
+var podMarkKinds = map[cluster.EventKind]bool{cluster.PodEvicted: true, cluster.EvictionRefused: true, cluster.ContainerRestarted: true}

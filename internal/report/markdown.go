@@ -102,6 +102,9 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 	if charts != nil && charts.Rollouts.PNG != "" {
 		p("\n![Errors per %s, per scenario](%s)\n", wordsFor(r.Scenarios...).unit, charts.Rollouts.PNG)
 	}
+	if m := matrixMarkdown(r); m != "" {
+		p("\n%s", m)
+	}
 	if len(r.Comparisons) > 0 {
 		p("\n## Comparisons\n\nThe rollout is the unit: errors come in bursts, so requests are not independent samples.\n\n")
 		for _, line := range comparisonLines(r.Comparisons) {
