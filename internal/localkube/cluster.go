@@ -118,6 +118,7 @@ type Cluster struct {
 	log     *slog.Logger
 	lags    *lagSource
 	lingers *lagSource
+	reports *lagSource // the kubelet's start reports (startreport.go)
 	psync   *proxySync // kube-proxy's sync loop; nil with a fixed EndpointLag
 	set     *manifestSet
 
@@ -215,6 +216,7 @@ func New(opts Options) (*Cluster, error) {
 		opts:    opts,
 		lags:    newLagSource(opts.EndpointLag, opts.Seed),
 		lingers: newLingerSource(opts.NetworkLinger, opts.Seed),
+		reports: newStartReportSource(opts.Seed),
 		log:     log,
 		set:     set,
 		pods:    map[string]*pod{},

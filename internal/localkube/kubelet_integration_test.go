@@ -223,9 +223,9 @@ func TestIntegrationUpTimesOutNamingTheProbeFailure(t *testing.T) {
 	integration(t)
 	t.Parallel()
 	a := app{name: "never", replicas: 1, env: map[string]string{"POD_READY_AFTER": "1h"}, readiness: healthProbe}
-	// 5s: the controllers' reaction and the 1.8s start delay come first, then the probes that
-	// answer 503; on a loaded machine 3s left too few of them.
-	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages, ReadyTimeout: 5 * time.Second})
+	// Long enough for the controllers' reaction, the start delay, the kubelet's start report,
+	// the program's listen and a few probes that answer 503, on a loaded machine.
+	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages, ReadyTimeout: 6 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestIntegrationUpTimesOutNamingTheProbeFailure(t *testing.T) {
 	if err == nil {
 		t.Fatal("Up succeeded with a pod that never becomes ready")
 	}
-	for _, want := range []string{"not ready after 5s", "pod never-", "last readiness probe", "503"} {
+	for _, want := range []string{"not ready after 6s", "pod never-", "last readiness probe", "503"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Up error %q does not mention %q", err, want)
 		}
