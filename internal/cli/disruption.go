@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -133,8 +132,9 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 	}
 	if len(kinds) == 1 {
 		p.spec.Kind = kinds[0]
-		for _, sc := range exp.Scenarios {
+		for i, sc := range exp.Scenarios {
 			p.kinds[sc.Name] = kinds[0]
+			exp.Scenarios[i].Disruption = kinds[0]
 		}
 		settings.Disruption = string(kinds[0])
 		return p, nil
@@ -144,7 +144,7 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 	for _, k := range kinds {
 		for _, sc := range exp.Scenarios {
 			cell := sc
-			cell.Name, cell.Title = sc.Name+"-"+string(k), sc.Title+", "+string(k)
+			cell.Name, cell.Title, cell.Disruption = sc.Name+"-"+string(k), sc.Title+", "+string(k), k
 			p.kinds[cell.Name] = k
 			if local != nil && local.docs[sc.Name] != nil {
 				local.docs[cell.Name] = local.docs[sc.Name]
@@ -179,7 +179,7 @@ func (p *disruptionPlan) wrap(next experiment.Factory, out io.Writer) experiment
 		if err != nil {
 			return nil, err
 		}
-		k := p.kinds[sc.Name]
+		k := sc.Disruption
 		if k == "" || k == cluster.DisruptRestart {
 			return c, nil
 		}
@@ -274,61 +274,11 @@ func (p *disruptionPlan) writeTable(w io.Writer, rep *report.Report) error {
 	for _, k := range cluster.DisruptionKinds {
 		row := []string{string(k)}
 		for _, sc := range p.matrix {
-			row = append(row, matrixCell(byName[sc.Name+"-"+string(k)]))
+			row = append(row, report.MatrixCell(byName[sc.Name+"-"+string(k)]))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
-}
-
-// matrixCell is "12 (0.80 %) reset", "0", "failed" or "-" (not run).
-func matrixCell(s report.Scenario) string {
-	switch {
-	case s.Scenario == "":
-		return "-"
-	case s.Result == nil:
-		return "failed"
-	}
-	cell := fmt.Sprintf("%d (%.2f %%)", s.Errors, 100*s.ErrorRate)
-	if s.Errors == 0 {
-		cell = "0"
-	}
-	if cause := dominantCause(s.Result); cause != "" {
-		cell += " " + cause
-	}
-	if s.Failure != "" {
-		cell += " [failed]"
-	}
-	return cell
-}
-
-// dominantCause names the commonest error class; for 5xx, the upstream failure behind most.
-func dominantCause(r *report.Result) string {
-	top := func(m map[string]int64) string {
-		var keys []string
-		for k, n := range m {
-			if n > 0 {
-				keys = append(keys, k)
-			}
-		}
-		sort.Slice(keys, func(i, j int) bool {
-			if m[keys[i]] != m[keys[j]] {
-				return m[keys[i]] > m[keys[j]]
-			}
-			return keys[i] < keys[j]
-		})
-		if len(keys) == 0 {
-			return ""
-		}
-		return keys[0]
-	}
-	c := top(r.ErrorsByKind)
-	if c == "http_5xx" {
-		if u := top(r.UpstreamKinds); u != "" {
-			return "5xx/" + u
-		}
-	}
-	return c
 }
 
 // disruptedCluster applies a disruption where the drill would restart: Restart disrupts,

@@ -118,8 +118,11 @@ type Cluster struct {
 	log     *slog.Logger
 	lags    *lagSource
 	lingers *lagSource
+	reports *lagSource // the kubelet's start reports (startreport.go)
 	psync   *proxySync // kube-proxy's sync loop; nil with a fixed EndpointLag
 	set     *manifestSet
+
+	reactions *lagSource // the controllers' reaction to a change (controller.go)
 
 	mu       sync.Mutex
 	state    lifecycleState
@@ -213,6 +216,7 @@ func New(opts Options) (*Cluster, error) {
 		opts:    opts,
 		lags:    newLagSource(opts.EndpointLag, opts.Seed),
 		lingers: newLingerSource(opts.NetworkLinger, opts.Seed),
+		reports: newStartReportSource(opts.Seed),
 		log:     log,
 		set:     set,
 		pods:    map[string]*pod{},
@@ -223,6 +227,7 @@ func New(opts Options) (*Cluster, error) {
 		downCh:  make(chan struct{}),
 		redact:  podenv.NewRedactor(set.sources.SecretValues()...),
 	}
+	c.reactions = newReactionSource(opts.Seed)
 	for _, d := range set.deployments {
 		c.deploys = append(c.deploys, &deployment{spec: d, template: *d.template.DeepCopy()})
 	}

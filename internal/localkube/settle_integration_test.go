@@ -43,7 +43,51 @@ func TestIntegrationOldPodsGoAfterTheMeasuredLinger(t *testing.T) {
 		}
 	}
 	if old != 2 {
-		dumpEvents(t, evs)
 		t.Fatalf("%d old pods deleted in the rollout, want 2", old)
+	}
+}
+
+// The Deployment and ReplicaSet controllers act a reaction time after a change, one step per
+// sync: a new pod's readiness deletes an old pod one reaction later, and that deletion creates
+// the next new pod one more reaction later, as on the lab (30-320 ms each, docs/fidelity.md),
+// not in the same instant.
+func TestIntegrationControllersReactAfterTheMeasuredDelay(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	c := startCluster(t, Options{}, app{name: "v1", replicas: 2}) // maxSurge 1, maxUnavailable 0
+	restartAndSettle(t, c, "v1")
+
+	evs := c.Events()
+	restart := indexOf(evs, 0, kindIs(cluster.RestartTriggered))
+	lo, hi := 30*time.Millisecond, 320*time.Millisecond
+	const slack = 700 * time.Millisecond // timers and goroutines on a loaded machine
+	within := func(what string, gap time.Duration) {
+		t.Helper()
+		if gap < lo || gap > hi+slack {
+			t.Errorf("%s %s later, outside the measured %s-%s", what, gap, lo, hi)
+		}
+	}
+	var lastReady, lastDeleted cluster.Event
+	deletions, creations := 0, 0
+	for _, e := range evs[restart:] {
+		switch e.Kind {
+		case cluster.PodReady:
+			lastReady = e
+		case cluster.PodTerminating:
+			deletions++
+			if lastReady.Pod == "" {
+				t.Fatalf("old pod %s deleted before any new pod was ready", e.Pod)
+			}
+			within("old pod "+e.Pod+" deleted after "+lastReady.Pod+" turned ready:", e.Time.Sub(lastReady.Time))
+			lastDeleted = e
+		case cluster.PodCreated:
+			creations++
+			if lastDeleted.Pod != "" {
+				within("pod "+e.Pod+" created after "+lastDeleted.Pod+"'s deletion:", e.Time.Sub(lastDeleted.Time))
+			}
+		}
+	}
+	if deletions != 2 || creations != 2 {
+		t.Fatalf("%d deletions and %d creations in the rollout, want 2 and 2", deletions, creations)
 	}
 }
