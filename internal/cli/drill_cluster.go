@@ -212,6 +212,9 @@ func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams St
 	plan.exp.Scenarios = []experiment.Scenario{{Name: cd.deployment, Title: "deployment/" + cd.deployment + " in " + cd.namespace,
 		Manifests: "deployment/" + cd.deployment + " (namespace " + cd.namespace + ", as it runs)", FS: fstest.MapFS{}}}
 	plan.settings.Scenarios = []string{cd.deployment}
+	if err := plan.disrupt.retarget(&plan.exp.Scenarios[0]); err != nil {
+		return nil, err
+	}
 	plan.exp.Load.URL = cd.target.String()
 	plan.exp.UpTimeout, plan.exp.ServingTimeout, plan.exp.DownTimeout = kubeUpTimeout, kubeServingTimeout, kubeDownTimeout
 	plan.settings.EndpointLag, plan.settings.Target = 0, cd.target.String()

@@ -133,3 +133,51 @@ func TestKillHelpersRemovedOnASecondInterrupt(t *testing.T) {
 		t.Errorf("Restart = %v, want cancelled", err)
 	}
 }
+
+// drill --cluster plans its disruption for the Deployment it drills (the planned built-in
+// scenario is replaced by it): without that the drill would restart instead of killing.
+func TestDrillClusterAppliesTheDisruptionToTheDeployment(t *testing.T) {
+	srv := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/shop/deployments/checkout":
+			writeJSON(w, 200, map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
+				"metadata": map[string]any{"name": "checkout", "namespace": "shop", "generation": 1},
+				"spec": map[string]any{"replicas": 2, "selector": map[string]any{"matchLabels": map[string]any{"app": "checkout"}},
+					"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "checkout"}}}},
+				"status": map[string]any{"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}})
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/shop/services":
+			writeJSON(w, 200, map[string]any{"apiVersion": "v1", "kind": "ServiceList", "items": []any{}})
+		case r.Method == http.MethodPost && r.URL.Path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+			writeJSON(w, 201, map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "status": map[string]any{"allowed": true}})
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/shop/pods" && strings.Contains(r.URL.RawQuery, "dryRun=All"):
+			writeJSON(w, 201, map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "gracelab-kill-x", "namespace": "shop"}})
+		default:
+			writeJSON(w, http.StatusNotFound, status(404, "NotFound", "no"))
+		}
+	})
+	kc := kubeconfigWithNamespace(t, writeKubeconfig(t, srv.URL, "lab", "lab"), "shop")
+	plan := func(args ...string) (*runPlan, error) {
+		o := &drillOptions{}
+		cmd := newDrillCommandFor(o, Streams{})
+		args = append([]string{"--cluster", "--kubeconfig", kc, "--target", "http://checkout.shop:8080/", "--load-from", "here", "--out", t.TempDir()}, args...)
+		if err := cmd.ParseFlags(args); err != nil {
+			t.Fatal(err)
+		}
+		return o.planCluster(cmd, []string{"deployment/checkout"}, Streams{})
+	}
+	p, err := plan("--disruption", "kill", "--kill-helper", "img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := p.disrupt.kinds["checkout"]; k != cluster.DisruptKill || p.exp.Scenarios[0].Disruption != cluster.DisruptKill || len(p.disrupt.kinds) != 1 {
+		t.Errorf("kinds %v, scenario disruption %q: want kill for checkout", p.disrupt.kinds, p.exp.Scenarios[0].Disruption)
+	}
+	if p.disrupt.killHelperImage() != "img" {
+		t.Errorf("kill helper image %q", p.disrupt.killHelperImage())
+	}
+	_, err = plan("--disruption", "all", "--node", "n1", "--yes", "--kill-helper", "img")
+	var exit *ExitError
+	if !errors.As(err, &exit) || exit.Code != ExitBadArgs || !strings.Contains(err.Error(), "drill --cluster applies one disruption at a time") {
+		t.Errorf("--disruption all: err = %v, want a usage error", err)
+	}
+}
