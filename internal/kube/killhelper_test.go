@@ -71,10 +71,13 @@ func newKillFixture(t *testing.T, objs ...runtime.Object) *killFixture {
 	return f
 }
 
-func succeeded(p *corev1.Pod) {
+func succeeded(p *corev1.Pod) { succeededAt(p, time.Now()) }
+
+// succeededAt is the helper's end after a kill at the instant at (as `kill-container` says it).
+func succeededAt(p *corev1.Pod, at time.Time) {
 	p.Status.Phase = corev1.PodSucceeded
 	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "kill", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-		Message: "killed pid 612 (upstream, pid 1 in the container, 1 processes) of container containerd://" + testCID}}}}
+		Message: "killed pid 612 (upstream, pid 1 in the container, 1 processes) of container containerd://" + testCID + KilledAtSeparator + at.UTC().Format(time.RFC3339Nano)}}}}
 }
 
 // helpers lists the kill helper pods in the namespace.
@@ -150,7 +153,13 @@ func TestKillContainerNeedsTheOptIn(t *testing.T) {
 func TestKillContainerRunsTheHelperOnTheNodeAndRemovesIt(t *testing.T) {
 	f := newKillFixture(t)
 	var helper *corev1.Pod
-	f.kubelet = func(p *corev1.Pod) { helper = p.DeepCopy(); succeeded(p) }
+	var killed time.Time
+	f.kubelet = func(p *corev1.Pod) {
+		helper, killed = p.DeepCopy(), time.Now()
+		succeededAt(p, killed)
+		// The watch sees the container die before the helper's end is read.
+		f.c.record(cluster.Event{Kind: cluster.PodExited, Pod: "upstream-a"})
+	}
 	if err := f.c.KillContainer(context.Background(), "upstream-a"); err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +180,15 @@ func TestKillContainerRunsTheHelperOnTheNodeAndRemovesIt(t *testing.T) {
 	}
 	ev := f.events(cluster.SIGKILLSent)
 	if len(ev) != 1 || ev[0].Pod != "upstream-a" || ev[0].Node != "node-a" || ev[0].Source != cluster.SourceDrill ||
-		!strings.Contains(ev[0].Detail, "killed pid 612") || !strings.Contains(ev[0].Detail, "gracelab-kill-1") {
+		!strings.Contains(ev[0].Detail, "killed pid 612") || !strings.Contains(ev[0].Detail, "gracelab-kill-1") || strings.Contains(ev[0].Detail, " at 20") {
 		t.Errorf("sigkill events %+v: want one for upstream-a with the helper's message", ev)
+	}
+	if len(ev) == 1 && !ev[0].Time.Equal(killed) {
+		t.Errorf("sigkill at %s, want the helper's instant %s", ev[0].Time, killed)
+	}
+	all := f.c.Events()
+	if !slices.IsSortedFunc(all, func(a, b cluster.Event) int { return a.Time.Compare(b.Time) }) {
+		t.Errorf("the timeline is out of order: %+v", all)
 	}
 }
 
@@ -330,5 +346,26 @@ func TestKillContainerNeedsARunningContainer(t *testing.T) {
 	}
 	if len(f.created) != 0 {
 		t.Error("a helper was created for a container that does not run")
+	}
+}
+
+func TestKilledAtClampsTheNodesClock(t *testing.T) {
+	created := time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC)
+	seen := created.Add(3 * time.Second)
+	msg := "killed pid 9 (x, pid 1 in the container, 1 processes) of container containerd://" + testCID
+	for _, tc := range []struct {
+		name string
+		in   string
+		want time.Time
+	}{
+		{"in the window", msg + " at 2026-12-01T22:00:01.25Z", created.Add(1250 * time.Millisecond)},
+		{"node clock behind", msg + " at 2026-12-01T21:59:00Z", created},
+		{"node clock ahead", msg + " at 2026-12-01T22:01:00Z", seen},
+		{"no instant", msg, seen},
+	} {
+		got, at := killedAt(tc.in, created, seen)
+		if got != msg || !at.Equal(tc.want) {
+			t.Errorf("%s: killedAt = %q, %s; want %q, %s", tc.name, got, at, msg, tc.want)
+		}
 	}
 }
