@@ -1,23 +1,33 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing/fstest"
 	"time"
 
 	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/experiment"
 	"github.com/gracelab/gracelab/internal/kube"
 	"github.com/gracelab/gracelab/internal/load"
+	"github.com/gracelab/gracelab/internal/manifest"
 	"github.com/gracelab/gracelab/internal/report"
 )
 
@@ -83,19 +93,28 @@ func (o *drillOptions) runCluster(cmd *cobra.Command, args []string, streams Str
 
 // clusterDrill is a validated drill --cluster before the cluster was contacted.
 type clusterDrill struct {
-	namespace, deployment string
+	namespace, deployment string // namespace "" with -f: a generated one
 	target                *url.URL
 	fromCluster           bool
 	client                kubernetes.Interface
 	contextName           string
+	files                 *clusterFiles // -f: the manifests to deploy first; nil for a Deployment that runs
+}
+
+// clusterFiles are the -f manifests drill --cluster applies into a namespace of its own.
+type clusterFiles struct {
+	fsys             fstest.MapFS // the applied documents as written
+	applied, skipped []string     // "Deployment web"
+	service          string       // the target's Service
+	port             int32
 }
 
 // checkClusterFlags is every check of drill --cluster's flags that needs no cluster.
 func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*clusterDrill, error) {
 	changed := cmd.Flags().Changed
-	for _, name := range []string{"run", "path", "sandbox", "header", "body", "expect-status", "expect-body"} {
+	for _, name := range []string{"run", "path", "sandbox"} {
 		if changed(name) {
-			return nil, usageError("--%s is not for --cluster (images are the cluster's business; request options are not passed to load pods yet): drop --%s", name, name)
+			return nil, usageError("--%s is not for --cluster (images are the cluster's business): drop --%s", name, name)
 		}
 	}
 	for _, name := range []string{"endpoint-lag", "port"} {
@@ -103,21 +122,26 @@ func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*cl
 			return nil, usageError("--%s is for the embedded cluster: drop it with --cluster", name)
 		}
 	}
-	if len(o.files) > 0 {
-		return nil, usageError("drill --cluster -f is not supported yet: apply your manifests with kubectl and drill the Deployment by name (gracelab drill --cluster -n NS deployment/NAME --target URL)")
-	}
-	if len(args) != 1 {
-		return nil, usageError("name the Deployment to drill: gracelab drill --cluster -n NAMESPACE deployment/NAME --target URL")
-	}
-	name := args[0]
-	for _, prefix := range []string{"deployment/", "deployments/", "deploy/", "deployment.apps/", "deployments.apps/"} {
-		name = strings.TrimPrefix(name, prefix)
-	}
-	if name == "" || strings.ContainsAny(name, "/ ") {
-		return nil, usageError("%q is not a Deployment: give deployment/NAME or NAME", args[0])
-	}
-	if changed("deployment") {
-		return nil, usageError("--deployment is for -f: with --cluster name the Deployment as the argument (deployment/%s)", name)
+	withFiles := len(o.files) > 0
+	var name string
+	switch {
+	case withFiles && len(args) > 0:
+		return nil, usageError("with -f the Deployment comes from the manifests: drop %s (choose one with --deployment)", args[0])
+	case withFiles:
+		name = o.deployment
+	case len(args) != 1:
+		return nil, usageError("name the Deployment to drill: gracelab drill --cluster -n NAMESPACE deployment/NAME --target URL, or give its manifests with -f")
+	default:
+		name = args[0]
+		for _, prefix := range []string{"deployment/", "deployments/", "deploy/", "deployment.apps/", "deployments.apps/"} {
+			name = strings.TrimPrefix(name, prefix)
+		}
+		if name == "" || strings.ContainsAny(name, "/ ") {
+			return nil, usageError("%q is not a Deployment: give deployment/NAME or NAME", args[0])
+		}
+		if changed("deployment") {
+			return nil, usageError("--deployment is for -f: with --cluster name the Deployment as the argument (deployment/%s)", name)
+		}
 	}
 	for flag, v := range map[string]string{"kubeconfig": o.kubeconfig, "context": o.context, "namespace": o.namespace, "load-image": o.inCluster.loadImage} {
 		if err := nonEmpty(cmd, flag, v); err != nil {
@@ -125,11 +149,11 @@ func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*cl
 		}
 	}
 	if o.target == "" {
-		return nil, usageError("--target is required: the URL of the Service as the load pods call it, for example http://%s.NAMESPACE:8080/", name)
+		return nil, usageError("--target is required: the URL of the Service as the load pods call it, for example http://%s.NAMESPACE:8080/", cmp.Or(name, "api"))
 	}
 	u, err := url.Parse(o.target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return nil, usageError("--target %q: want an http URL such as http://%s.shop:8080/path", o.target, name)
+		return nil, usageError("--target %q: want an http URL such as http://%s.shop:8080/path", o.target, cmp.Or(name, "api"))
 	}
 	c := &o.inCluster
 	if c.loadPods < 1 || c.loadPods > 100 {
@@ -137,8 +161,9 @@ func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*cl
 	}
 	switch c.loadFrom {
 	case "":
+		// The Service of -f does not exist yet, so whether it is reachable from here is unknown.
 		c.loadFrom = loadFromCluster
-		if reachableHere(u) {
+		if !withFiles && reachableHere(u) {
 			c.loadFrom = loadFromHere
 		}
 	case loadFromCluster, loadFromHere:
@@ -155,23 +180,84 @@ func (o *drillOptions) checkClusterFlags(cmd *cobra.Command, args []string) (*cl
 				return nil, usageError("--%s is for load pods: drop it, or use --load-from cluster", flag)
 			}
 		}
-	} else {
-		if o.rollouts > 1 || o.gate.Thresholds().PerRollout {
-			return nil, usageError("--rollouts and --per-rollout need every request's outcome, which load pods do not report one by one: drop them, or use --load-from here")
-		}
 	}
 	ns := o.namespace
-	if ns == "" {
+	if ns == "" && !withFiles {
 		ns, _ = kube.ContextNamespace(o.kubeconfig, o.context) // as kubectl: the context's namespace
+		if ns == "" {
+			ns = "default"
+		}
 	}
-	if ns == "" {
-		ns = "default"
+	cd := &clusterDrill{namespace: ns, deployment: name, target: u, fromCluster: fromCluster}
+	if withFiles {
+		if cd.files, cd.deployment, err = o.readClusterFiles(cmd.InOrStdin(), ns, u); err != nil {
+			return nil, err
+		}
 	}
-	client, contextName, err := o.client()
-	if err != nil {
+	if cd.client, cd.contextName, err = o.client(); err != nil {
 		return nil, err
 	}
-	return &clusterDrill{namespace: ns, deployment: name, target: u, fromCluster: fromCluster, client: client, contextName: contextName}, nil
+	if cd.files != nil {
+		// The same checks as demo --cluster's, before anything is created (nothing is sent).
+		if _, err := kube.New(cd.client, kube.Options{Manifests: cd.files.fsys, TargetService: cd.files.service}); err != nil {
+			return nil, usageError("-f: %v", err)
+		}
+	}
+	return cd, nil
+}
+
+// readClusterFiles reads the -f manifests drill --cluster deploys: the Deployments, Services
+// and PodDisruptionBudgets (what demo --cluster applies; the rest is listed as skipped), the
+// target's Service among them and the Deployment to restart.
+func (o *drillOptions) readClusterFiles(stdin io.Reader, namespace string, target *url.URL) (*clusterFiles, string, error) {
+	files, err := manifest.Collect(o.files, o.recursive, stdin)
+	if err != nil {
+		return nil, "", usageError("%v", err)
+	}
+	docs, err := manifest.Decode(files, manifest.Options{})
+	if errors.Is(err, manifest.ErrNoObjects) {
+		return nil, "", usageError("-f %s: no object in the manifests: give the files of your Deployment and Service", strings.Join(o.files, " -f "))
+	}
+	if err != nil {
+		return nil, "", usageError("%v", err)
+	}
+	cf := &clusterFiles{fsys: fstest.MapFS{}}
+	var kept []manifest.Document
+	for _, d := range docs {
+		switch d.Object.(type) {
+		case *appsv1.Deployment, *corev1.Service, *policyv1.PodDisruptionBudget:
+			kept = append(kept, d)
+			cf.fsys[fmt.Sprintf("%02d-%s.yaml", len(kept), strings.ToLower(d.Kind())+"-"+d.Name())] = &fstest.MapFile{Data: d.Raw}
+			cf.applied = append(cf.applied, d.Kind()+" "+d.Name())
+		default:
+			cf.skipped = append(cf.skipped, d.String())
+		}
+	}
+	// The load pods run in the namespace the manifests go to: the Service is named there by
+	// its name, or with that namespace.
+	resolve := *target
+	if svc, ns, ok := serviceDNS(target.Hostname()); ok && ns != "" {
+		if ns != namespace {
+			where := "a new namespace of a generated name (no -n given)"
+			if namespace != "" {
+				where = "namespace " + namespace
+			}
+			return nil, "", usageError("--target %s names namespace %s, but -f deploys into %s: name the Service as the load pods there call it, http://%s/", target, ns, where, net.JoinHostPort(svc, cmp.Or(target.Port(), "80")))
+		}
+		resolve.Host = svc
+		if p := target.Port(); p != "" {
+			resolve.Host = net.JoinHostPort(svc, p)
+		}
+	}
+	t, deployment, err := resolveTarget(resolve.String(), o.deployment, kept)
+	if err != nil {
+		return nil, "", usageError("%v", err)
+	}
+	if t.lb {
+		return nil, "", usageError("--target %s: with --cluster name the Service by its cluster DNS name, as the load pods call it (http://%s:%d/)", target, t.service, t.port)
+	}
+	cf.service, cf.port = t.service, t.port
+	return cf, deployment, nil
 }
 
 // reachableHere says whether this machine can open a connection to the target: a name that
@@ -209,32 +295,53 @@ func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams St
 	if err != nil {
 		return nil, err
 	}
-	plan.exp.Scenarios = []experiment.Scenario{{Name: cd.deployment, Title: "deployment/" + cd.deployment + " in " + cd.namespace,
-		Manifests: "deployment/" + cd.deployment + " (namespace " + cd.namespace + ", as it runs)", FS: fstest.MapFS{}}}
+	where := "namespace " + cd.namespace
+	sc := experiment.Scenario{Name: cd.deployment, Title: "deployment/" + cd.deployment + " in " + cd.namespace,
+		Manifests: "deployment/" + cd.deployment + " (namespace " + cd.namespace + ", as it runs)", FS: fstest.MapFS{}}
+	if cd.files != nil {
+		if cd.namespace == "" {
+			where = "a new namespace"
+		}
+		sc.Title = "deployment/" + cd.deployment + " from -f, in " + where
+		sc.Manifests, sc.FS = strings.Join(o.files, " "), cd.files.fsys
+	}
+	plan.exp.Scenarios = []experiment.Scenario{sc}
 	plan.settings.Scenarios = []string{cd.deployment}
 	if err := plan.disrupt.retarget(&plan.exp.Scenarios[0]); err != nil {
 		return nil, err
 	}
 	plan.exp.Load.URL = cd.target.String()
+	if err := o.request.Apply(&plan.exp.Load); err != nil {
+		return nil, usageError("%v", err)
+	}
 	plan.exp.UpTimeout, plan.exp.ServingTimeout, plan.exp.DownTimeout = kubeUpTimeout, kubeServingTimeout, kubeDownTimeout
 	plan.settings.EndpointLag, plan.settings.Target = 0, cd.target.String()
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	loadPods, job := 0, ""
+	jobOpts := func(namespace, name string, lc load.Config) kube.LoadJobOptions {
+		return kube.LoadJobOptions{Namespace: namespace, Name: name, Image: o.inCluster.loadImage, Pods: o.inCluster.loadPods, Load: lc}
+	}
 	if cd.fromCluster {
 		loadPods, job = o.inCluster.loadPods, kube.LoadJobName(cd.deployment, time.Now())
-		// The Job is rendered now, so a load that does not split is bad input.
+		// The Job and its Secret are rendered now, so a load that does not split is bad input.
 		lc := plan.exp.Load
 		lc.Duration = o.duration
-		if _, err := kube.LoadJob(kube.LoadJobOptions{Namespace: cd.namespace, Name: job, Pods: loadPods, Load: lc, Image: o.inCluster.loadImage}); err != nil {
+		if _, err := kube.LoadJob(jobOpts(cmp.Or(cd.namespace, "placeholder"), job, lc)); err != nil {
 			return nil, usageError("%v", err)
 		}
 	}
-	dp, err := kube.PlanDrill(ctx, cd.client, cd.namespace, cd.deployment, loadPods, job)
+	var dp *kube.DrillPlan
+	if cd.files != nil {
+		dp, err = kube.PlanApply(ctx, cd.client, cd.namespace, cd.deployment, strings.Join(o.files, " -f "), cd.files.applied, cd.files.skipped, loadPods, job)
+	} else {
+		dp, err = kube.PlanDrill(ctx, cd.client, cd.namespace, cd.deployment, loadPods, job)
+	}
 	if err != nil {
 		return nil, &ExitError{Code: ExitFailed, Err: err}
 	}
+	dp.Request = kube.RequestSummary(plan.exp.Load)
 	if o.inCluster.dryRun {
 		fmt.Fprint(streams.Out, dp.String())
 		fmt.Fprintf(streams.Out, "  load     %s from %s", plan.exp.Load.URL, o.inCluster.loadFrom)
@@ -247,7 +354,8 @@ func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams St
 		}
 		return nil, nil
 	}
-	perms := kube.DrillPermissions(cd.fromCluster)
+	needs := kube.Needs{LoadPods: cd.fromCluster, RequestSecret: dp.Request != "", Apply: cd.files != nil}
+	perms := kube.DrillPermissions(needs)
 	helper := plan.disrupt.killHelperImage()
 	if helper != "" {
 		perms = append(perms, kube.KillHelperPermissions()...)
@@ -264,24 +372,53 @@ func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams St
 		return nil, &ExitError{Code: ExitFailed, Err: err}
 	}
 
-	plan.kube = &kubePlan{client: cd.client, context: cd.contextName, opts: kube.Options{Namespace: cd.namespace, Keep: true}}
-	opts := kube.Options{Namespace: cd.namespace, Target: plan.exp.Load.URL, RolloutTimeout: o.rolloutTimeout}
-	plan.attach = func(logger *slog.Logger) (cluster.Cluster, error) {
-		opts.Logger = logger
-		c, err := kube.Attach(context.Background(), cd.client, opts, cd.deployment)
-		if err != nil {
-			return nil, err
+	// The namespace the load Job goes to: with -f, known once the cluster is up.
+	var mu sync.Mutex
+	namespace := func() string { mu.Lock(); defer mu.Unlock(); return cd.namespace }
+	if cd.files != nil {
+		plan.kube = &kubePlan{client: cd.client, context: cd.contextName, opts: kube.Options{Namespace: cd.namespace,
+			TargetService: cd.files.service, RolloutTimeout: o.rolloutTimeout}}
+		if !cd.fromCluster {
+			// Load from here goes to the Service's ClusterIP, found once it exists.
+			plan.exp.Load.URL = ""
+			if plan.exp.Load.Header.Get("Host") == "" {
+				if plan.exp.Load.Header == nil {
+					plan.exp.Load.Header = http.Header{}
+				}
+				plan.exp.Load.Header.Set("Host", cd.target.Host)
+			}
 		}
-		return c, nil
+		plan.attach = func(logger *slog.Logger) (cluster.Cluster, error) {
+			opts := plan.kube.opts
+			opts.Manifests, opts.Logger = cd.files.fsys, logger
+			c, err := kube.New(cd.client, opts)
+			if err != nil {
+				return nil, err
+			}
+			return &appliedCluster{Cluster: c, client: cd.client, target: cd.target, files: cd.files, namespaceKnown: func(ns string) {
+				mu.Lock()
+				defer mu.Unlock()
+				cd.namespace = ns
+			}}, nil
+		}
+	} else {
+		plan.kube = &kubePlan{client: cd.client, context: cd.contextName, opts: kube.Options{Namespace: cd.namespace, Keep: true}}
+		opts := kube.Options{Namespace: cd.namespace, Target: plan.exp.Load.URL, RolloutTimeout: o.rolloutTimeout}
+		plan.attach = func(logger *slog.Logger) (cluster.Cluster, error) {
+			opts.Logger = logger
+			c, err := kube.Attach(context.Background(), cd.client, opts, cd.deployment)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		}
 	}
 	if cd.fromCluster {
 		// The pods send until stopped; this is only their cap should the stop never come.
-		budget := o.duration + time.Duration(plan.exp.Rollouts)*(o.rolloutTimeout+o.settleTail) + time.Minute
-		image, pods := o.inCluster.loadImage, o.inCluster.loadPods
+		budget := o.duration + time.Duration(plan.exp.Rollouts)*(o.rolloutTimeout+o.settleTail+plan.exp.RolloutGap) + time.Minute
 		plan.exp.StartLoad = func(ctx context.Context, lc load.Config) (experiment.LoadRun, error) {
 			lc.Duration = budget
-			l, err := kube.StartClusterLoad(ctx, cd.client, kube.ClusterLoadOptions{Job: kube.LoadJobOptions{
-				Namespace: cd.namespace, Name: kube.LoadJobName(cd.deployment, time.Now()), Image: image, Pods: pods, Load: lc}})
+			l, err := kube.StartClusterLoad(ctx, cd.client, kube.ClusterLoadOptions{Job: jobOpts(namespace(), kube.LoadJobName(cd.deployment, time.Now()), lc)})
 			if err != nil {
 				return nil, err
 			}
@@ -289,6 +426,38 @@ func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams St
 		}
 	}
 	return plan, nil
+}
+
+// appliedCluster is the cluster of drill --cluster -f: the manifests applied into a namespace
+// of its own, whose name the load Job needs once it is known, and, for load from here, the
+// target at its Service's ClusterIP.
+type appliedCluster struct {
+	*kube.Cluster
+	client         kubernetes.Interface
+	target         *url.URL
+	files          *clusterFiles
+	namespaceKnown func(string)
+}
+
+func (c *appliedCluster) Up(ctx context.Context) error {
+	err := c.Cluster.Up(ctx)
+	if err == nil {
+		c.namespaceKnown(c.Namespace())
+	}
+	return err
+}
+
+// Target is the --target URL at the Service's ClusterIP, as this machine reaches it.
+func (c *appliedCluster) Target() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := c.client.CoreV1().Services(c.Namespace()).Get(ctx, c.files.service, metav1.GetOptions{})
+	if err != nil || svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return ""
+	}
+	u := *c.target
+	u.Host = net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(c.files.port)))
+	return u.String()
 }
 
 // podsLoad is the load pods' run as the drill sees it: the merged result, and what it says
@@ -352,6 +521,42 @@ func (p *podsLoad) LoadPods() []report.LoadPod {
 	for i, pr := range m.Pods {
 		out[i] = report.LoadPod{Pod: pr.Pod, Complete: pr.Complete, Lost: pr.Lost, StartSkew: report.Duration(pr.StartSkew),
 			Problems: pr.Problems, Result: report.FromLoad(pr.Result)}
+	}
+	return out
+}
+
+// Rollouts attributes the pods' requests to the rollouts' windows by whole seconds (the pods
+// stream seconds, not each request): a second belongs to the window its middle falls in; its
+// failures keep their own send times, so the longest disruption is as exact as a local run's.
+func (p *podsLoad) Rollouts(windows []experiment.Window) []experiment.Rollout {
+	return rolloutsOf(p, windows)
+}
+
+// rolloutsOf is podsLoad.Rollouts over anything that has the spans (a load.Merger in tests).
+func rolloutsOf(spans interface{ Span(from, to time.Time) load.Span }, windows []experiment.Window) []experiment.Rollout {
+	out := make([]experiment.Rollout, len(windows))
+	for i, w := range windows {
+		s := spans.Span(w.Start, w.End)
+		r := experiment.Rollout{Window: w, Requests: s.Requests, OK: s.Counts[load.OK], ErrorsByKind: map[string]int64{}, UpstreamKinds: map[string]int64{},
+			LatencyMax: s.LatencyMax(), Latency: experiment.Quantiles{P50: s.LatencyAt(50), P90: s.LatencyAt(90), P95: s.LatencyAt(95), P99: s.LatencyAt(99)}}
+		for class, n := range s.Counts {
+			if class != load.OK && n > 0 {
+				r.Errors += n
+				r.ErrorsByKind[string(class)] += n
+			}
+		}
+		for kind, n := range s.Kinds {
+			r.UpstreamKinds[kind] += n
+		}
+		// The failures alone, in one unbounded window, give the longest disruption as
+		// experiment.Attribute measures it.
+		failures := make([]load.Sample, len(s.Failures))
+		for j, f := range s.Failures {
+			failures[j] = load.Sample{Sent: f.Sent, End: f.End, Latency: f.End.Sub(f.Sent), Outcome: f.Class, Kind: f.Kind}
+		}
+		all := experiment.Window{End: time.Unix(1<<40, 0)}
+		r.LongestDisruption = experiment.Attribute([]experiment.Window{all}, failures)[0].LongestDisruption
+		out[i] = r
 	}
 	return out
 }

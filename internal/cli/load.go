@@ -21,6 +21,7 @@ type loadOptions struct {
 	quiet        bool
 	stream       bool
 	startAtFile  string
+	request      load.RequestFlags
 }
 
 // loadOutput is what runLoad does with a result besides printing the summary.
@@ -67,6 +68,10 @@ The first Ctrl-C (or SIGTERM) stops sending, waits for requests in flight (up to
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	f.BoolVar(&o.stream, "stream", false, "write per-second JSON lines and a summary line to stdout (the load pods of drill --cluster; see docs/cluster-drill.md)")
 	f.StringVar(&o.startAtFile, "start-at-file", "", "with --stream: wait until this file holds an RFC 3339 instant, then start at it")
+	f.StringArrayVarP(&o.request.Headers, "header", "H", nil, "request header 'Key: Value' (repeatable), or @FILE: one header a line")
+	f.StringVar(&o.request.Body, "body", "", "request body: a string, or @FILE")
+	f.StringVar(&o.request.ExpectStatus, "expect-status", "", "statuses that count as success: 2xx (default) or a list such as 200,204")
+	f.StringVar(&o.request.ExpectBody, "expect-body", "", "a regular expression every successful answer's body must match")
 	return cmd
 }
 
@@ -84,6 +89,9 @@ func (o *loadOptions) resolve(cmd *cobra.Command) (load.Config, loadOutput, erro
 		return cfg, out, err
 	}
 	cfg.URL = o.url
+	if err := o.request.Apply(&cfg); err != nil {
+		return cfg, out, usageError("%v", err)
+	}
 	if cmd.Flags().Changed("max-error-rate") {
 		if !(o.maxErrorRate >= 0 && o.maxErrorRate <= 1) {
 			return cfg, out, usageError("--max-error-rate %v is not a fraction between 0 and 1: give 0.01 for 1%%", o.maxErrorRate)

@@ -121,8 +121,9 @@ type Config struct {
 	ProgressEvery time.Duration
 	// StartLoad, when set, starts the load somewhere else than in this process (load pods in
 	// the cluster): the target need not be reachable from here, so there is no serving check,
-	// and no request is observed one by one (Rollouts must be 1). It returns once sending has
-	// begun or is scheduled; the run's Progress().Elapsed is negative until then.
+	// and no request is observed one by one (with Rollouts above 1 the run must be a
+	// WindowedLoad). It returns once sending has begun or is scheduled; the run's
+	// Progress().Elapsed is negative until then.
 	StartLoad func(ctx context.Context, lc load.Config) (LoadRun, error)
 }
 
@@ -132,6 +133,12 @@ type LoadRun interface {
 	Stop()
 	Done() <-chan struct{}
 	Result() *load.Result // nil before Done
+}
+
+// WindowedLoad is a LoadRun that attributes its requests to the rollouts' windows itself
+// (load pods report seconds, not each request).
+type WindowedLoad interface {
+	Rollouts(windows []Window) []Rollout
 }
 
 // RemoteLoad is a LoadRun that knows more than a local one: why its result may mislead
@@ -190,8 +197,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rollouts must be between 1 and %d, got %d", MaxRollouts, c.Rollouts)
 	case c.RolloutGap < 0:
 		return fmt.Errorf("rollout gap must not be negative, got %s", c.RolloutGap)
-	case c.StartLoad != nil && c.Rollouts > 1:
-		return errors.New("several rollouts need every request's outcome, which load sent from elsewhere does not report")
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Scenarios {
@@ -563,6 +568,9 @@ func (d *drill) rollouts(sendEnd time.Time) []Rollout {
 		if windows[i].End.IsZero() || windows[i].End.After(sendEnd) {
 			windows[i].End = sendEnd
 		}
+	}
+	if w, ok := d.load.(WindowedLoad); ok {
+		return w.Rollouts(windows)
 	}
 	d.samplesMu.Lock()
 	defer d.samplesMu.Unlock()

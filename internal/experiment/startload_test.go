@@ -52,8 +52,33 @@ func TestRunWithLoadFromElsewhere(t *testing.T) {
 		t.Errorf("failure %q, pods %v, warnings %q", s.Failure, s.LoadPods, s.Warnings)
 	}
 
-	cfg.Rollouts = 2
-	if err := cfg.Validate(); err == nil {
-		t.Error("several rollouts with load from elsewhere validated")
+
+	// Several rollouts: the load attributes its requests to the windows itself.
+	cfg.Rollouts, cfg.RolloutGap = 2, 0
+	var got []Rollout
+	cfg.OnRollouts = func(_ Scenario, rs []Rollout) { got = rs }
+	cfg.StartLoad = func(_ context.Context, lc load.Config) (LoadRun, error) {
+		run, err := load.Start(lc)
+		if err != nil {
+			return nil, err
+		}
+		return &windowed{remote: remote{Run: run}}, nil
 	}
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Requests != 1 || got[1].Requests != 2 || got[0].Index != 1 || !got[0].Start.Before(got[1].Start) {
+		t.Errorf("rollouts %+v: want the load's own attribution of the 2 windows", got)
+	}
+}
+
+// windowed is a remote load that attributes its requests itself, as load pods do.
+type windowed struct{ remote }
+
+func (w *windowed) Rollouts(windows []Window) []Rollout {
+	out := make([]Rollout, len(windows))
+	for i, win := range windows {
+		out[i] = Rollout{Window: win, Requests: int64(i + 1)}
+	}
+	return out
 }

@@ -17,9 +17,10 @@ import (
 // nothing to it, restarts it as `kubectl rollout restart` does, watches it, and creates only
 // its load Job, which it deletes afterwards.
 
-// Permission is one verb on one resource in a namespace.
+// Permission is one verb on one resource in a namespace, or of the cluster.
 type Permission struct {
 	Verb, Group, Resource, Subresource string
+	Cluster                            bool // a cluster-scoped resource (namespaces)
 }
 
 func (p Permission) String() string {
@@ -33,9 +34,17 @@ func (p Permission) String() string {
 	return p.Verb + " " + r
 }
 
-// DrillPermissions is everything a drill of an existing Deployment does in its namespace; with
-// load pods, also what running and following them needs.
-func DrillPermissions(loadPods bool) []Permission {
+// Needs says what a drill does besides restarting and watching a Deployment.
+type Needs struct {
+	LoadPods      bool // a Job of load pods
+	RequestSecret bool // their request headers or body in a Secret
+	Apply         bool // -f: a namespace of its own, the manifests applied into it
+}
+
+// DrillPermissions is everything a drill of a Deployment does in its namespace; with load
+// pods, also what running and following them needs; with -f, what deploying the manifests
+// into a namespace of its own needs.
+func DrillPermissions(n Needs) []Permission {
 	ps := []Permission{
 		{Verb: "get", Group: "apps", Resource: "deployments"},
 		{Verb: "patch", Group: "apps", Resource: "deployments"},
@@ -44,15 +53,30 @@ func DrillPermissions(loadPods bool) []Permission {
 		ps = append(ps, Permission{Verb: "list", Group: r.group, Resource: r.resource}, Permission{Verb: "watch", Group: r.group, Resource: r.resource})
 	}
 	ps = append(ps, Permission{Verb: "list", Resource: "services"})
-	if loadPods {
+	if n.Apply {
+		ps = append(ps, Permission{Verb: "create", Resource: "namespaces", Cluster: true}, Permission{Verb: "delete", Resource: "namespaces", Cluster: true},
+			Permission{Verb: "get", Resource: "namespaces", Cluster: true})
+		for _, r := range []struct{ group, resource string }{{"apps", "deployments"}, {"", "services"}, {"policy", "poddisruptionbudgets"}} {
+			ps = append(ps, Permission{Verb: "create", Group: r.group, Resource: r.resource})
+			if r.resource != "deployments" {
+				ps = append(ps, Permission{Verb: "get", Group: r.group, Resource: r.resource}, Permission{Verb: "patch", Group: r.group, Resource: r.resource})
+			}
+		}
+	}
+	if n.LoadPods {
 		ps = append(ps,
 			Permission{Verb: "create", Group: "batch", Resource: "jobs"},
 			Permission{Verb: "delete", Group: "batch", Resource: "jobs"},
+			Permission{Verb: "patch", Group: "batch", Resource: "jobs"},
+			Permission{Verb: "get", Group: "batch", Resource: "jobs"},
 			Permission{Verb: "patch", Resource: "pods"},
 			Permission{Verb: "get", Resource: "pods", Subresource: "log"},
 			Permission{Verb: "list", Resource: "events"},
 			Permission{Verb: "list", Group: "networking.k8s.io", Resource: "networkpolicies"},
 		)
+	}
+	if n.LoadPods && n.RequestSecret {
+		ps = append(ps, Permission{Verb: "create", Resource: "secrets"}, Permission{Verb: "patch", Resource: "secrets"}, Permission{Verb: "delete", Resource: "secrets"})
 	}
 	return ps
 }
@@ -63,7 +87,7 @@ func CheckPermissions(ctx context.Context, client kubernetes.Interface, namespac
 	var missing []string
 	for _, p := range needed {
 		review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authv1.ResourceAttributes{Namespace: namespace, Verb: p.Verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource},
+			ResourceAttributes: &authv1.ResourceAttributes{Namespace: scopeOf(p, namespace), Verb: p.Verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource},
 		}}
 		got, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		if err != nil {
@@ -80,6 +104,13 @@ func CheckPermissions(ctx context.Context, client kubernetes.Interface, namespac
 	return nil
 }
 
+func scopeOf(p Permission, namespace string) string {
+	if p.Cluster {
+		return ""
+	}
+	return namespace
+}
+
 // DrillPlan is what a drill of an existing Deployment will do, found before anything changes.
 type DrillPlan struct {
 	Namespace, Deployment string
@@ -87,7 +118,34 @@ type DrillPlan struct {
 	Services              []string // the Services that route to its pods
 	LoadJob               string   // the Job that will be created and deleted; "" with load from here
 	LoadPods              int
+	Request               string   // the load pods' request headers and body, named not shown (RequestSummary)
 	Refusals              []string // why the drill should not run now; Force overrides
+
+	// With -f, the manifests deployed first.
+	Files        string   // as given to -f; "" for a Deployment that already runs
+	NewNamespace bool     // Namespace is created (and deleted); Namespace "" = a generated name
+	Apply        []string // the objects applied, "Deployment web"
+	Skipped      []string // the objects not applied
+}
+
+// PlanApply is the plan of a drill that first deploys manifests (-f) into namespace: a new one
+// when it does not exist (or namespace is "": a generated name), else the existing one, where
+// only what gracelab applied is deleted afterwards.
+func PlanApply(ctx context.Context, client kubernetes.Interface, namespace, deployment, files string, apply, skipped []string, loadPods int, loadJob string) (*DrillPlan, error) {
+	p := &DrillPlan{Namespace: namespace, Deployment: deployment, Files: files, Apply: apply, Skipped: skipped, LoadPods: loadPods, NewNamespace: true}
+	if loadPods > 0 {
+		p.LoadJob = loadJob
+	}
+	if namespace != "" {
+		_, err := client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+		switch {
+		case err == nil, apierrors.IsForbidden(err):
+			p.NewNamespace = false // as Up takes it
+		case !apierrors.IsNotFound(err):
+			return nil, apiError(err, "get", "namespaces", "")
+		}
+	}
+	return p, nil
 }
 
 // PlanDrill reads the Deployment and the Services selecting its pods and lists the refusals: a
@@ -154,8 +212,30 @@ func (p *DrillPlan) Refused(force bool) error {
 // String renders the plan for --dry-run.
 func (p *DrillPlan) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "plan for deployment/%s in namespace %s (%d replicas, %d available; services: %s)\n",
-		p.Deployment, p.Namespace, p.Replicas, p.Available, orNone(p.Services))
+	ns := p.Namespace
+	if ns == "" {
+		ns = "gracelab-<generated>"
+	}
+	if p.Files != "" {
+		state := "new"
+		if !p.NewNamespace {
+			state = "exists: only what gracelab applies is deleted afterwards"
+		}
+		fmt.Fprintf(&b, "plan for deployment/%s from -f %s in namespace %s (%s)\n", p.Deployment, p.Files, ns, state)
+		if p.NewNamespace {
+			fmt.Fprintf(&b, "  create   namespace/%s (labelled %s=%s)\n", ns, managedByLabel, managedByValue)
+		}
+		fmt.Fprintf(&b, "  apply    %s (server-side apply, field manager %s; waited for until rolled out)\n", strings.Join(p.Apply, ", "), fieldManager)
+		if len(p.Skipped) > 0 {
+			fmt.Fprintf(&b, "  skip     %s (not applied: gracelab applies Deployments, Services and PodDisruptionBudgets only)\n", strings.Join(p.Skipped, ", "))
+		}
+	} else {
+		fmt.Fprintf(&b, "plan for deployment/%s in namespace %s (%d replicas, %d available; services: %s)\n",
+			p.Deployment, ns, p.Replicas, p.Available, orNone(p.Services))
+	}
+	if p.LoadJob != "" && p.Request != "" {
+		fmt.Fprintf(&b, "  create   secret/%s: the load's %s (values not shown; deleted with the Job)\n", RequestSecretName(p.LoadJob), p.Request)
+	}
 	if p.LoadJob != "" {
 		fmt.Fprintf(&b, "  create   job/%s: %d load pods (deleted at the end, or by its TTL)\n", p.LoadJob, p.LoadPods)
 	}
@@ -163,6 +243,12 @@ func (p *DrillPlan) String() string {
 	fmt.Fprintf(&b, "  watch    its replicasets, pods and endpointslices; nothing else is changed\n")
 	if p.LoadJob != "" {
 		fmt.Fprintf(&b, "  delete   job/%s and its pods\n", p.LoadJob)
+	}
+	switch {
+	case p.Files != "" && p.NewNamespace:
+		fmt.Fprintf(&b, "  delete   namespace/%s and everything in it (also after a failure or Ctrl-C)\n", ns)
+	case p.Files != "":
+		fmt.Fprintf(&b, "  delete   the objects applied, in namespace %s (also after a failure or Ctrl-C)\n", ns)
 	}
 	for _, r := range p.Refusals {
 		fmt.Fprintf(&b, "  refused: %s\n", r)

@@ -97,7 +97,7 @@ func TestCheckPermissionsListsAllMissing(t *testing.T) {
 		r.Status.Allowed = !(ra.Verb == "patch" && ra.Resource == "deployments" || ra.Verb == "create" && ra.Resource == "jobs" || ra.Subresource == "log")
 		return true, r, nil
 	})
-	err := CheckPermissions(context.Background(), cs, "shop", DrillPermissions(true))
+	err := CheckPermissions(context.Background(), cs, "shop", DrillPermissions(Needs{LoadPods: true}))
 	if err == nil {
 		t.Fatal("denials not reported")
 	}
@@ -106,11 +106,11 @@ func TestCheckPermissionsListsAllMissing(t *testing.T) {
 			t.Errorf("error %q does not name %q", err, w)
 		}
 	}
-	if len(asked) != len(DrillPermissions(true)) || !strings.HasSuffix(asked[0], "in shop") {
+	if len(asked) != len(DrillPermissions(Needs{LoadPods: true})) || !strings.HasSuffix(asked[0], "in shop") {
 		t.Errorf("asked %v", asked)
 	}
 	asked = nil
-	if err := CheckPermissions(context.Background(), cs, "shop", DrillPermissions(false)[2:]); err != nil {
+	if err := CheckPermissions(context.Background(), cs, "shop", DrillPermissions(Needs{})[2:]); err != nil {
 		t.Errorf("only allowed permissions: %v", err)
 	}
 }
@@ -201,7 +201,7 @@ func TestLoadPodThatCannotStart(t *testing.T) {
 	pull := corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "load", Image: DefaultLoadImage,
 		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "image not present"}}}}}
 	cs := kubetest.NewClientset(loadPod(job, "load-a", runningStatus()), loadPod(job, "load-b", pull))
-	run, err := StartLoadJob(ctx, cs, job)
+	run, err := StartLoadJob(ctx, cs, job, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestLoadPodThatCannotStart(t *testing.T) {
 	cs = kubetest.NewClientset(&corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e1", Namespace: "shop"},
 		InvolvedObject: corev1.ObjectReference{Kind: "Job", Name: job.Name}, Reason: "FailedCreate",
 		Message: `pods "x" is forbidden: exceeded quota: compute, requested: cpu=500m`})
-	run, err = StartLoadJob(ctx, cs, job)
+	run, err = StartLoadJob(ctx, cs, job, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestLoadRunAnnounceFollowDelete(t *testing.T) {
 	if _, err := cs.CoreV1().Pods("shop").Update(ctx, other, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	run, err := StartLoadJob(ctx, cs, job)
+	run, err := StartLoadJob(ctx, cs, job, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,11 @@ const (
 	startAtAnnotation = "gracelab.dev/start-at"
 	startAtDir        = "/etc/gracelab"
 	startAtFile       = "start-at"
+	// requestDir holds the request Secret's files: headers may carry credentials and a body may
+	// be large, so neither is written into the pods' arguments.
+	requestDir = "/etc/gracelab-request"
+	// MaxRequestBytes bounds the headers and body shipped in the Secret (a Secret holds 1 MiB).
+	MaxRequestBytes = 900 << 10
 	// loadStartAllowance bounds how long the pods may take to start before the deadline counts.
 	loadStartAllowance = 5 * time.Minute
 	// LoadJobTTL: a finished Job (and its pods) is deleted by the cluster after this even when
@@ -89,6 +94,21 @@ func LoadJob(o LoadJobOptions) (*batchv1.Job, error) {
 		}
 		q.list[q.name] = parsed
 	}
+	args := loadArgs(cfgs[0])
+	var mounts []corev1.VolumeMount
+	var volumes []corev1.Volume
+	if sec, err := RequestSecret(o); err != nil {
+		return nil, err
+	} else if sec != nil {
+		if _, ok := sec.Data[requestHeadersKey]; ok {
+			args = append(args, "--header", "@"+requestDir+"/"+requestHeadersKey)
+		}
+		if _, ok := sec.Data[requestBodyKey]; ok {
+			args = append(args, "--body", "@"+requestDir+"/"+requestBodyKey)
+		}
+		mounts = append(mounts, corev1.VolumeMount{Name: "request", MountPath: requestDir, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "request", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: sec.Name}}})
+	}
 	pods := int32(o.Pods)
 	deadline := int64((loadStartAllowance + o.Load.Duration + 2*maxDuration(o.Load.Timeout, load.DefaultTimeout)).Seconds())
 	ttl := int32(LoadJobTTL.Seconds())
@@ -126,18 +146,18 @@ func LoadJob(o LoadJobOptions) (*batchv1.Job, error) {
 					}},
 					Containers: []corev1.Container{{
 						Name: "load", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
-						Args:      loadArgs(cfgs[0]),
+						Args:      args,
 						Resources: res,
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes, RunAsNonRoot: &yes,
 							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "start", MountPath: startAtDir, ReadOnly: true}},
+						VolumeMounts: append([]corev1.VolumeMount{{Name: "start", MountPath: startAtDir, ReadOnly: true}}, mounts...),
 					}},
-					Volumes: []corev1.Volume{{Name: "start", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+					Volumes: append([]corev1.Volume{{Name: "start", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 						Items: []corev1.DownwardAPIVolumeFile{{Path: startAtFile, FieldRef: &corev1.ObjectFieldSelector{
 							FieldPath: "metadata.annotations['" + startAtAnnotation + "']"}}},
-					}}}},
+					}}}}, volumes...),
 				},
 			},
 		},
@@ -164,6 +184,13 @@ func loadArgs(c load.Config) []string {
 	if c.Connections != "" {
 		args = append(args, "--connections", c.Connections)
 	}
+	// What counts as ok is not secret; headers and body are (RequestSecret).
+	if c.Expect.Status != "" {
+		args = append(args, "--expect-status", c.Expect.Status)
+	}
+	if c.Expect.Body != "" {
+		args = append(args, "--expect-body", c.Expect.Body)
+	}
 	if c.Model == load.Open {
 		args = append(args, "--rate", strconv.FormatFloat(c.Rate, 'f', -1, 64))
 		if c.MaxInFlight > 0 {
@@ -174,22 +201,103 @@ func loadArgs(c load.Config) []string {
 	return append(args, "--vus", strconv.Itoa(c.VUs), "--think", c.Think.String())
 }
 
+const (
+	requestHeadersKey = "headers"
+	requestBodyKey    = "body"
+)
+
+// RequestSecretName is the name of the Secret of a load Job's request headers and body.
+func RequestSecretName(job string) string { return job + "-request" }
+
+// RequestSecret renders the Secret that ships the load's request headers (one "Key: Value" a
+// line) and body to the load pods, mounted as files; nil when the load has neither. Headers may
+// carry credentials: a Secret keeps them out of the Job's arguments, its events and the plan.
+func RequestSecret(o LoadJobOptions) (*corev1.Secret, error) {
+	c := o.Load
+	if len(c.Header) == 0 && len(c.Body) == 0 {
+		return nil, nil
+	}
+	data := map[string][]byte{}
+	if len(c.Header) > 0 {
+		var b strings.Builder
+		keys := make([]string, 0, len(c.Header))
+		for k := range c.Header {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			for _, v := range c.Header[k] {
+				b.WriteString(k + ": " + v + "\n")
+			}
+		}
+		data[requestHeadersKey] = []byte(b.String())
+	}
+	if len(c.Body) > 0 {
+		data[requestBodyKey] = c.Body
+	}
+	if n := len(data[requestHeadersKey]) + len(data[requestBodyKey]); n > MaxRequestBytes {
+		return nil, fmt.Errorf("the request headers and body are %d KiB: load pods get them in a Secret, which holds at most %d KiB; send a smaller body", n>>10, MaxRequestBytes>>10)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: RequestSecretName(o.Name), Namespace: o.Namespace,
+			Labels: map[string]string{managedByLabel: managedByValue, loadJobLabel: o.Name}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}, nil
+}
+
+// RequestSummary describes the shipped request without its values, for the plan: "2 headers
+// (X-Api-Key, Host), body 1.2 KiB".
+func RequestSummary(c load.Config) string {
+	var parts []string
+	if len(c.Header) > 0 {
+		keys := make([]string, 0, len(c.Header))
+		for k := range c.Header {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts = append(parts, fmt.Sprintf("headers %s", strings.Join(keys, ", ")))
+	}
+	if len(c.Body) > 0 {
+		parts = append(parts, fmt.Sprintf("a body of %d bytes", len(c.Body)))
+	}
+	return strings.Join(parts, " and ")
+}
+
 // LoadRun is a load Job in the cluster.
 type LoadRun struct {
 	client kubernetes.Interface
 	job    *batchv1.Job
+	secret string // the request Secret; "" when none
 	pods   []string
 	// openLog opens a pod's log from its beginning, following it (tests replace it).
 	openLog func(ctx context.Context, pod string) (io.ReadCloser, error)
 }
 
-// StartLoadJob creates the Job.
-func StartLoadJob(ctx context.Context, client kubernetes.Interface, job *batchv1.Job) (*LoadRun, error) {
-	created, err := client.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{FieldManager: fieldManager})
+// StartLoadJob creates the Job, and first its request Secret when there is one (the pods
+// mount it). The Secret is then owned by the Job, so the Job's TTL deletes it too.
+func StartLoadJob(ctx context.Context, client kubernetes.Interface, job *batchv1.Job, secret *corev1.Secret) (*LoadRun, error) {
+	ns := job.Namespace
+	if secret != nil {
+		if _, err := client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
+			return nil, apiError(err, "create", "secrets", ns)
+		}
+	}
+	created, err := client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{FieldManager: fieldManager})
 	if err != nil {
-		return nil, apiError(err, "create", "jobs.batch", job.Namespace)
+		if secret != nil {
+			_ = client.CoreV1().Secrets(ns).Delete(context.WithoutCancel(ctx), secret.Name, metav1.DeleteOptions{})
+		}
+		return nil, apiError(err, "create", "jobs.batch", ns)
 	}
 	r := &LoadRun{client: client, job: created}
+	if secret != nil {
+		r.secret = secret.Name
+		owner := fmt.Appendf(nil, `{"metadata":{"ownerReferences":[{"apiVersion":"batch/v1","kind":"Job","name":%q,"uid":%q}]}}`, created.Name, created.UID)
+		if _, err := client.CoreV1().Secrets(ns).Patch(ctx, secret.Name, types.MergePatchType, owner, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+			return r, apiError(err, "patch", "secrets", ns) // the caller deletes the Job and the Secret
+		}
+	}
 	r.openLog = func(ctx context.Context, pod string) (io.ReadCloser, error) {
 		return client.CoreV1().Pods(job.Namespace).GetLogs(pod, &corev1.PodLogOptions{Follow: true}).Stream(ctx)
 	}
@@ -371,6 +479,12 @@ func (r *LoadRun) Delete(ctx context.Context, poll time.Duration) error {
 	err := r.client.BatchV1().Jobs(ns).Delete(ctx, r.job.Name, metav1.DeleteOptions{PropagationPolicy: &background})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return apiError(err, "delete", "jobs.batch", ns)
+	}
+	if r.secret != "" {
+		err := r.client.CoreV1().Secrets(ns).Delete(ctx, r.secret, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return apiError(err, "delete", "secrets", ns)
+		}
 	}
 	sel := labels.SelectorFromSet(map[string]string{loadJobLabel: r.job.Name}).String()
 	tick := time.NewTicker(poll)

@@ -76,7 +76,16 @@ func StartClusterLoad(ctx context.Context, client kubernetes.Interface, o Cluste
 	if err != nil {
 		return nil, err
 	}
-	run, err := StartLoadJob(ctx, client, job)
+	secret, err := RequestSecret(o.Job)
+	if err != nil {
+		return nil, err
+	}
+	run, err := StartLoadJob(ctx, client, job, secret)
+	if run != nil && err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = run.Delete(dctx, o.Poll)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +181,9 @@ func (l *ClusterLoad) Merged() *load.Merged {
 		return nil
 	}
 }
+
+// Span is what the pods reported of the requests sent in [from, to) (load.Merger.Span).
+func (l *ClusterLoad) Span(from, to time.Time) load.Span { return l.merger.Span(from, to) }
 
 // Warnings are the NetworkPolicies that may block the load.
 func (l *ClusterLoad) Warnings() []string { return append([]string(nil), l.warnings...) }

@@ -44,13 +44,34 @@ func ParseHeader(s string) (key, value string, err error) {
 	return http.CanonicalHeaderKey(k), v, nil
 }
 
-// ParseHeaders parses repeated -H values into a header.
+// ParseHeaders parses repeated -H values into a header. A value @FILE reads one header a line
+// from the file, as curl does (a load pod gets its headers so, out of its arguments).
 func ParseHeaders(values []string) (http.Header, error) {
 	if len(values) == 0 {
 		return nil, nil
 	}
-	h := http.Header{}
+	var lines []string
 	for _, s := range values {
+		name, ok := strings.CutPrefix(s, "@")
+		if !ok {
+			lines = append(lines, s)
+			continue
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			if pe, ok := err.(*os.PathError); ok {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("header @%s: %v", name, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimRight(line, "\r"); strings.TrimSpace(line) != "" {
+				lines = append(lines, line)
+			}
+		}
+	}
+	h := http.Header{}
+	for _, s := range lines {
 		k, v, err := ParseHeader(s)
 		if err != nil {
 			return nil, err

@@ -172,3 +172,21 @@ func TestRequestFlagsApply(t *testing.T) {
 		}
 	}
 }
+
+// -H @FILE reads one header a line, as curl does: how a load pod gets its headers.
+func TestParseHeadersFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "headers")
+	if err := os.WriteFile(path, []byte("Authorization: Bearer x\r\n\nX-Tenant: a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ParseHeaders([]string{"@" + path, "X-Tenant: b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Get("Authorization") != "Bearer x" || strings.Join(h.Values("X-Tenant"), ",") != "a,b" {
+		t.Errorf("headers %v", h)
+	}
+	if _, err := ParseHeaders([]string{"@" + path + ".missing"}); err == nil || !strings.Contains(err.Error(), "header @") {
+		t.Errorf("missing file: %v", err)
+	}
+}
