@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -503,10 +504,23 @@ func legendFor(scenarios []Scenario, detail bool) []legendEntry {
 			marks[mk.style.label] = mk.style
 		}
 	}
+	var triggers []string // drawn alike: one entry names them all
 	for _, k := range markOrder {
-		if st, ok := marks[markEvents[k].label]; ok {
+		st, ok := marks[markEvents[k].label]
+		switch {
+		case !ok:
+		case cluster.IsTrigger(k):
+			triggers = append(triggers, st.label)
+		default:
+			if len(triggers) > 0 {
+				out = append(out, legendEntry{text: strings.Join(triggers, " / "), color: markEvents[cluster.RestartTriggered].color})
+				triggers = nil
+			}
 			out = append(out, legendEntry{text: st.label, color: st.color, dash: st.dash})
 		}
+	}
+	if len(triggers) > 0 {
+		out = append(out, legendEntry{text: strings.Join(triggers, " / "), color: markEvents[cluster.RestartTriggered].color})
 	}
 	if !detail {
 		return out
