@@ -58,29 +58,19 @@ func upstreamExitCodes(s report.Scenario) []string {
 // terminal, REPORT.md and report.json holds each scenario's per-rollout losses as its own
 // report counted them.
 func TestIntegrationAblate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "ablation")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, append(tinyAblation, "--quiet", "--out", out)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	text, stderr, code := runGracelab(t, 5*time.Minute, "", slices.Concat(tinyAblation, []string{"--quiet", "--out", out})...)
+	if code != ExitOK {
+		t.Fatalf("ablate: exit %d\nstdout:\n%s\nstderr:\n%s", code, text, stderr)
 	}
-	assertNoneLeft(t, exe)
-	text := stdout.String()
 	list := strings.Index(text, `deployment upstream: spec.template.spec.containers[upstream].env[SHUTDOWN]: "immediate" -> "graceful"`)
 	estimate := regexp.MustCompile(`3 scenarios \(bases and variants\), 2 rollouts each, 1s apart plus a 1s tail: about \d`).FindStringIndex(text)
 	verdict := strings.Index(text, "\nVerdict")
 	if list < 0 || estimate == nil || verdict < 0 || !(list < estimate[0] && estimate[0] < verdict) {
 		t.Fatalf("want the variants, the estimate, then the verdict:\n%s", text)
 	}
-	if !regexp.MustCompile(`\[3/3\] v1-only-drain: losses per rollout \d+ \d+`).MatchString(stderr.String()) {
-		t.Errorf("no per-scenario progress line:\n%s", stderr.String())
+	if !regexp.MustCompile(`\[3/3\] v1-only-drain: losses per rollout \d+ \d+`).MatchString(stderr) {
+		t.Errorf("no per-scenario progress line:\n%s", stderr)
 	}
 
 	doc := readAblation(t, out)
@@ -146,11 +136,11 @@ func TestIntegrationAblateInterrupt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
+	exe := ownGracelab(t)
 	out := filepath.Join(t.TempDir(), "ablation")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, append(tinyAblation, "--out", out)...)
+	cmd := exec.CommandContext(ctx, exe, slices.Concat(tinyAblation, []string{"--out", out})...)
 	var stdout bytes.Buffer
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = &stdout, pw
@@ -190,23 +180,14 @@ func TestIntegrationAblateInterrupt(t *testing.T) {
 // team's) through drill's planning: the variant runs its own objects (no preStop hook: its
 // upstream pods get SIGTERM without one, the base's run the hook first).
 func TestIntegrationAblateTeam(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "ablation")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, "ablate", "-f", filepath.Join("..", "..", "k8s", "v2-graceful"),
+	stdout, stderr, code := runGracelab(t, 4*time.Minute, "", "ablate", "-f", filepath.Join("..", "..", "k8s", "v2-graceful"),
 		"--target", "http://downstream:8000/", "--deployment", "upstream", "--sandbox", "none",
 		"--variants", "v2-graceful-no-prestop", "--repeat", "2", "--duration", "2s", "--restart-at", "1s", "--settle-tail", "1s",
 		"--quiet", "--out", out)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	if code != ExitOK {
+		t.Fatalf("ablate: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	assertNoneLeft(t, exe)
 	doc := readAblation(t, out)
 	if len(doc.Scenarios) != 2 || doc.Scenarios[0].Scenario != "v2-graceful" || doc.Scenarios[1].Scenario != "v2-graceful-no-prestop" {
 		t.Fatalf("scenarios %d, want v2-graceful and v2-graceful-no-prestop", len(doc.Scenarios))
@@ -223,8 +204,8 @@ func TestIntegrationAblateTeam(t *testing.T) {
 	if base, variant := prestops(doc.Scenarios[0]), prestops(doc.Scenarios[1]); base == 0 || variant != 0 {
 		t.Errorf("preStop hooks run: base %d, variant %d; want some, then none", base, variant)
 	}
-	if !strings.Contains(stdout.String(), "cannot be derived:\n  v2-graceful: SIGTERM drain: the program's own behaviour") {
-		t.Errorf("the list does not say what cannot be removed from a team's service:\n%s", stdout.String())
+	if !strings.Contains(stdout, "cannot be derived:\n  v2-graceful: SIGTERM drain: the program's own behaviour") {
+		t.Errorf("the list does not say what cannot be removed from a team's service:\n%s", stdout)
 	}
 	if r := doc.Ablation.Rows; len(r) != 2 || r[1].Protection != "preStop hook" || len(r[1].Losses) != 2 {
 		t.Errorf("rows %+v", r)

@@ -23,8 +23,10 @@ import (
 // Start: init containers one at a time, each to completion; a native sidecar (an init
 // container with restartPolicy Always) is started and the next one waits only until its
 // startup probe has succeeded (at once without one). Then the containers, in order, each once
-// the previous one's postStart hook has returned. The pod is ready when every container and
-// sidecar is.
+// the previous one's postStart hook has returned. The kubelet learns that a container runs a
+// drawn delay after its start (its relist, startreport.go): only then do its probes run, is a
+// container without a readiness probe ready, and does a sidecar count as started. The pod is
+// ready when every container and sidecar is.
 //
 // Timeline of a deletion (T0 = deletion requested):
 //
@@ -396,6 +398,9 @@ func (c *Cluster) supervise(p *pod, ct *ctr, inst *container) (done bool) {
 			}
 		}
 		ct.markPostStarted()
+		if !c.awaitStartReport(ctx, inst) { // startreport.go
+			return
+		}
 		if sp := ct.spec.StartupProbe; sp != nil && !c.awaitStartup(ctx, p, inst, sp, fail) {
 			return
 		}
@@ -482,7 +487,7 @@ func (c *Cluster) watchReadiness(ctx context.Context, p *pod, inst *container, w
 	if rp == nil {
 		c.mu.Lock()
 		if ct.running && ct.inst == inst {
-			why := "no readiness probe: ready once started"
+			why := "no readiness probe: ready once the kubelet reported it started, " + time.Since(inst.started).Round(time.Millisecond).String() + " after the process"
 			if ct.spec.StartupProbe != nil {
 				why = "no readiness probe: ready once the startup probe succeeded"
 			}

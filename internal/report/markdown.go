@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // settingsLines describes the settings in words, as label/value pairs.
@@ -206,15 +208,8 @@ func mdText(s string) string {
 
 // SandboxLine says how the embedded cluster ran the pods, or "" on Kubernetes.
 func SandboxLine(s Scenario) string {
-	switch s.Sandbox {
-	case "":
+	if s.Sandbox == "" {
 		return ""
-	case "ns":
-		return "Pods: each in a sandbox of its own (--sandbox ns)."
 	}
-	line := "Pods: on the host's shared loopback (--sandbox " + s.Sandbox + ")"
-	if s.SandboxFallback != "" {
-		line += ", because pod sandboxes are not available here: " + s.SandboxFallback
-	}
-	return line + "."
+	return "Pods: " + sandbox.Describe(s.Sandbox, s.SandboxFallback) + "."
 }
