@@ -336,6 +336,7 @@ func trafficPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	p.X.Label.Text = "seconds from load start"
 	p.Y.Label.Text = "requests / s"
 	p.X.Min, p.X.Max = 0, xmax
+	p.X.Tick.Marker = plainTicks{}
 	p.Y.Min = 0
 	p.Y.Tick.Marker = plainTicks{}
 	p.Add(windows{spans: rolloutWindows(s)})
@@ -415,6 +416,7 @@ func latencyPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	p.X.Label.Text = "seconds from load start"
 	p.Y.Label.Text = "latency ms (log)"
 	p.X.Min, p.X.Max = 0, xmax
+	p.X.Tick.Marker = plainTicks{}
 	p.Add(windows{spans: rolloutWindows(s)})
 	p.Add(plotter.NewGrid())
 	lo, hi := math.Inf(1), math.Inf(-1)
