@@ -115,7 +115,11 @@ func (pp *drillProgress) update(p experiment.Progress) {
 func progressLine(p experiment.Progress) string {
 	s := fmt.Sprintf("[%d/%d] %s: %s", p.Index, p.Total, p.Scenario, p.Phase)
 	if p.Rollouts > 1 && p.Rollout > 0 {
-		s += fmt.Sprintf(" (rollout %d/%d)", p.Rollout, p.Rollouts)
+		unit := "rollout"
+		if p.Disruption != "" {
+			unit = string(p.Disruption)
+		}
+		s += fmt.Sprintf(" (%s %d/%d)", unit, p.Rollout, p.Rollouts)
 	}
 	if p.Elapsed > 0 {
 		s += fmt.Sprintf(", %.1fs", p.Elapsed.Seconds())

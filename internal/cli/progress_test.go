@@ -46,3 +46,19 @@ func TestDrillProgressBar(t *testing.T) {
 		}
 	}
 }
+
+// Repeated kills are counted as kills, not rollouts.
+func TestDrillProgressCountsTheDisruption(t *testing.T) {
+	var buf bytes.Buffer
+	pp := newDrillProgress(&buf, false)
+	pp.update(experiment.Progress{Scenario: "v3", Index: 1, Total: 2, Phase: experiment.PhaseRecovering, Elapsed: 5 * time.Second,
+		Planned: 30 * time.Second, Rollout: 2, Rollouts: 3, Disruption: "kill"})
+	pp.update(experiment.Progress{Scenario: "v3", Index: 2, Total: 2, Phase: experiment.PhaseRollout, Elapsed: 5 * time.Second,
+		Planned: 30 * time.Second, Rollout: 2, Rollouts: 3})
+	out := buf.String()
+	for _, want := range []string{"[1/2] v3: recovering (kill 2/3)", "[2/2] v3: rolling out (rollout 2/3)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -246,6 +246,8 @@ type Progress struct {
 	Detail   string // the failure, in PhaseFailed
 	Rollout  int    // the rollout under way or last done, from 1; 0 before the first
 	Rollouts int
+	// Disruption is the scenario's disruption: "" for rolling restarts, else what Rollout counts.
+	Disruption cluster.DisruptionKind
 }
 
 // Run drills every scenario in order and returns one report.Scenario per scenario started.
@@ -293,6 +295,9 @@ func (d *drill) report(phase Phase, detail string) {
 	d.phase = phase
 	p := Progress{Scenario: d.sc.Name, Index: d.index, Total: d.total, Phase: phase, Planned: d.planned, Detail: detail,
 		Rollout: len(d.windows), Rollouts: d.cfg.Rollouts}
+	if d.sc.what() != "restart" {
+		p.Disruption = d.sc.Disruption
+	}
 	if d.load != nil {
 		lp := d.load.Progress()
 		p.Elapsed, p.Requests, p.Errors = lp.Elapsed, lp.Requests, lp.Errors

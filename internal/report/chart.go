@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -335,6 +336,7 @@ func trafficPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	p.X.Label.Text = "seconds from load start"
 	p.Y.Label.Text = "requests / s"
 	p.X.Min, p.X.Max = 0, xmax
+	p.X.Tick.Marker = plainTicks{}
 	p.Y.Min = 0
 	p.Y.Tick.Marker = plainTicks{}
 	p.Add(windows{spans: rolloutWindows(s)})
@@ -414,6 +416,7 @@ func latencyPlot(s Scenario, xmax float64) (*plot.Plot, error) {
 	p.X.Label.Text = "seconds from load start"
 	p.Y.Label.Text = "latency ms (log)"
 	p.X.Min, p.X.Max = 0, xmax
+	p.X.Tick.Marker = plainTicks{}
 	p.Add(windows{spans: rolloutWindows(s)})
 	p.Add(plotter.NewGrid())
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -503,10 +506,23 @@ func legendFor(scenarios []Scenario, detail bool) []legendEntry {
 			marks[mk.style.label] = mk.style
 		}
 	}
+	var triggers []string // drawn alike: one entry names them all
 	for _, k := range markOrder {
-		if st, ok := marks[markEvents[k].label]; ok {
+		st, ok := marks[markEvents[k].label]
+		switch {
+		case !ok:
+		case cluster.IsTrigger(k):
+			triggers = append(triggers, st.label)
+		default:
+			if len(triggers) > 0 {
+				out = append(out, legendEntry{text: strings.Join(triggers, " / "), color: markEvents[cluster.RestartTriggered].color})
+				triggers = nil
+			}
 			out = append(out, legendEntry{text: st.label, color: st.color, dash: st.dash})
 		}
+	}
+	if len(triggers) > 0 {
+		out = append(out, legendEntry{text: strings.Join(triggers, " / "), color: markEvents[cluster.RestartTriggered].color})
 	}
 	if !detail {
 		return out

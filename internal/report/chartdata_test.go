@@ -93,6 +93,15 @@ func TestDisruptionEventsReachTheChart(t *testing.T) {
 		}
 	}
 
+	// Triggers are drawn alike: the combined chart's legend names them in one entry.
+	var both []string
+	for _, e := range legendFor([]Scenario{drain, kill}, false) {
+		both = append(both, e.text)
+	}
+	if !slices.Contains(both, "drain / kill") {
+		t.Errorf("combined legend %q lacks one entry for both triggers", both)
+	}
+
 	scale := disruptedScenario(DisruptionScale, ev(1, cluster.ScaleRequested, "", "", ""), ev(1, cluster.Scaled, "", "", "2 -> 1"),
 		ev(9, cluster.Scaled, "", "", "1 -> 2"))
 	labels = nil

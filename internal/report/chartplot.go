@@ -263,6 +263,7 @@ func (t laneTicks) Ticks(min, max float64) []plot.Tick {
 func podsPlot(s Scenario, pods []podLife, xmax float64) *plot.Plot {
 	p := plot.New()
 	p.X.Min, p.X.Max = 0, xmax
+	p.X.Tick.Marker = plainTicks{}
 	p.Y.Min, p.Y.Max = 0, float64(len(pods))
 	p.Y.Label.Text = "pods"
 	revs := 0

@@ -168,13 +168,16 @@ func orZero(x float64) float64 {
 
 // matrixHow says how each disruption kills pods.
 var matrixHow = map[string]string{
-	DisruptionRestart: "a rolling restart replaces every pod, each deleted gracefully (preStop hook, then SIGTERM, within the grace period)",
-	DisruptionDelete:  "a pod deleted gracefully (preStop hook, then SIGTERM, within the grace period)",
+	DisruptionRestart: "a rolling restart replaces every pod, each deleted gracefully (its preStop hook if it has one, then SIGTERM, within the grace period)",
+	DisruptionDelete:  "a pod deleted gracefully (its preStop hook if it has one, then SIGTERM, within the grace period)",
 	DisruptionEvict:   "a pod evicted through the Eviction API, which honours a PodDisruptionBudget, then deleted gracefully",
 	DisruptionDrain:   "a node cordoned and the Deployment's pods on it evicted, each then deleted gracefully",
 	DisruptionKill:    "a SIGKILL to the container's process: no preStop hook, no SIGTERM, no grace; the kubelet restarts it in the same pod",
 	DisruptionScale:   "a scale-down deletes a pod gracefully, and the scale-back adds one",
 }
+
+// causePlural names the failures of a cause.
+var causePlural = map[string]string{"eof": "EOFs", "reset": "resets", "refused": "refusals", "timeout": "timeouts"}
 
 // causeHow says how requests are lost in each way the downstream's call can fail.
 var causeHow = map[string]string{
@@ -226,10 +229,14 @@ func explainCell(kind, title string, s *Scenario, seen protections) string {
 	}
 	counts := lossCauses(res)
 	top := dominant(counts)
-	fmt.Fprintf(&b, "%s of %s requests lost (%s), most of them %s (%s of %s); %s. ",
-		fmtInt(res.Errors), fmtInt(res.Requests), fmtPercent(res.ErrorRate), top, fmtInt(counts[top]), fmtInt(res.Errors), how)
+	most := "the commonest cause"
+	if 2*counts[top] > res.Errors {
+		most = "most of them"
+	}
+	fmt.Fprintf(&b, "%s of %s requests lost (%s), %s %s (%s of %s); %s. ",
+		fmtInt(res.Errors), fmtInt(res.Requests), fmtPercent(res.ErrorRate), most, top, fmtInt(counts[top]), fmtInt(res.Errors), how)
 	if why := causeHow[top]; why != "" {
-		fmt.Fprintf(&b, "The %s are %s.", top, why)
+		fmt.Fprintf(&b, "The %s are %s.", causePlural[top], why)
 	}
 	switch {
 	case kind == DisruptionKill && !math.IsNaN(seen.preStop):

@@ -130,6 +130,15 @@ func TestMatrixCellsFollowTheNumbers(t *testing.T) {
 		t.Errorf("a timeout-dominated cell: %s", c)
 	}
 
+	// No majority: the commonest cause, said as such.
+	r = matrixReport(map[string]*Result{
+		"v1-delete": lossResult(4, 0, map[string]int64{"http_5xx": 4}, map[string]int64{"eof": 2, "reset": 2}),
+		"v2-delete": lossResult(0, 0, map[string]int64{}, nil), "v1-kill": lossResult(0, 0, map[string]int64{}, nil), "v2-kill": lossResult(0, 0, map[string]int64{}, nil),
+	})
+	if c := cellLine(t, matrixMarkdown(r), "delete, v1"); !strings.Contains(c, "the commonest cause eof (2 of 4)") || !strings.Contains(c, "The EOFs are requests in flight") {
+		t.Errorf("a cell without a majority cause: %s", c)
+	}
+
 	// Not a matrix: nothing.
 	if md := matrixMarkdown(syntheticReport()); md != "" {
 		t.Errorf("a single-disruption report got a matrix:\n%s", md)
