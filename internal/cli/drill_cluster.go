@@ -517,7 +517,9 @@ func (p *podsLoad) Rollouts(windows []experiment.Window) []experiment.Rollout {
 }
 
 // rolloutsOf is podsLoad.Rollouts over anything that has the spans (a load.Merger in tests).
-func rolloutsOf(spans interface{ Span(from, to time.Time) load.Span }, windows []experiment.Window) []experiment.Rollout {
+func rolloutsOf(spans interface {
+	Span(from, to time.Time) load.Span
+}, windows []experiment.Window) []experiment.Rollout {
 	out := make([]experiment.Rollout, len(windows))
 	for i, w := range windows {
 		s := spans.Span(w.Start, w.End)
