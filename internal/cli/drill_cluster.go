@@ -490,6 +490,9 @@ func (p *podsLoad) Incomplete() error {
 	if err := p.Err(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := p.Unreached(); err != nil {
+		errs = append(errs, err)
+	}
 	if m := p.Merged(); m != nil && m.Incomplete {
 		errs = append(errs, fmt.Errorf("the load is incomplete: %s", strings.Join(m.Problems, "; ")))
 	}
