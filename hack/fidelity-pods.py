@@ -6,8 +6,8 @@ pod's deletion (its pod_terminating event):
 
 lab:      kill (containerd's StopContainer, i.e. the kubelet's kill), first refused and last
           accepted new connection to the pod through the Service, last new connection
-          (kube-proxy stopped routing to it just after), containerd's network teardown, and how
-          many new connections were refused; from conntrack.log and $K8SLAB_DIR/logs/containerd.log.
+          (kube-proxy stopped routing to it just after), containerd's network teardown, the pod
+          object's deletion (the watch saw it gone), and how many new connections were refused; from conntrack.log and $K8SLAB_DIR/logs/containerd.log.
 embedded: SIGTERM, exit, network removed, endpoint removed (the proxy stopped routing), from
           the report's events.
 """
@@ -51,7 +51,9 @@ if not os.path.exists(os.path.join(d, "conntrack.log")):
 
 # containerd: sandbox and container ids of the scenario's upstream pods.
 sandbox, container, cd = {}, {}, {}
-logf = os.path.join(os.environ.get("K8SLAB_DIR", "/var/tmp/k8slab"), "logs", "containerd.log")
+logf = os.path.join(d, "containerd.log")  # the run's lines (hack/fidelity-lab.sh), else the lab's log
+if not os.path.exists(logf):
+    logf = os.path.join(os.environ.get("K8SLAB_DIR", "/var/tmp/k8slab"), "logs", "containerd.log")
 for line in open(logf, errors="replace"):
     m = re.match(r'time="([^"]+)"', line)
     if not m or not (t_lo - 120 < ts(m.group(1)) < t_hi + 60):
@@ -85,7 +87,7 @@ for line in open(os.path.join(d, "conntrack.log"), errors="replace"):
     elif key in conns and state == "ESTABLISHED":
         conns[key]["ok"] = True
 
-print("pod\tdeleted_at\tkill\tfirst_refused\tlast_accepted\tlast_new_conn\tnet_gone\trefused_conns")
+print("pod\tdeleted_at\tkill\tfirst_refused\tlast_accepted\tlast_new_conn\tnet_gone\tobject_gone\trefused_conns")
 for p in old:
     T = pods[p]["pod_terminating"]
     C = cd.get(p, {})
@@ -93,4 +95,5 @@ for p in old:
     bad = [t for t, ok in cs if not ok]
     good = [t for t, ok in cs if ok]
     print(f"{p}\t{T - ts(s['restart_at']):.2f}\t{rel(C.get('kill'), T)}\t{rel(min(bad) if bad else None, T)}"
-          f"\t{rel(max(good) if good else None, T)}\t{rel(cs[-1][0] if cs else None, T)}\t{rel(C.get('net_gone'), T)}\t{len(bad)}")
+          f"\t{rel(max(good) if good else None, T)}\t{rel(cs[-1][0] if cs else None, T)}\t{rel(C.get('net_gone'), T)}"
+          f"\t{rel(pods[p].get('pod_deleted'), T)}\t{len(bad)}")

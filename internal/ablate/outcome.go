@@ -39,8 +39,11 @@ type Row struct {
 
 // Outcome is an ablation's verdict: what report.json carries under "ablation".
 type Outcome struct {
-	Repeat int   `json:"repeat"` // rollouts per scenario asked for
-	Rows   []Row `json:"rows"`
+	Repeat int `json:"repeat"` // rollouts (or other disruptions) per scenario asked for
+	// Disruption is what each scenario went through Repeat times: "" (or "restart") for
+	// rolling restarts, else the kind (kill, evict, ...); see Under.
+	Disruption string `json:"disruption,omitempty"`
+	Rows       []Row  `json:"rows"`
 	// NotRun are the scenarios planned but not started (the run was interrupted).
 	NotRun []string `json:"not_run,omitempty"`
 	// CannotDerive are the protections no variant could be derived for, with the reason.
@@ -146,17 +149,61 @@ func mean(xs []float64) float64 {
 
 func (r Row) isBase() bool { return r.Base == "" }
 
+// Under words the outcome for what its scenarios went through: a kind other than the rolling
+// restart is no rollout, so the reasons speak of disruptions (the judging is the same: one
+// count of losses per disruption).
+func (o Outcome) Under(kind string) Outcome {
+	if kind == "" || kind == "restart" {
+		return o
+	}
+	o.Disruption = kind
+	rows := make([]Row, len(o.Rows))
+	for i, r := range o.Rows {
+		r.Reason = disruptionWords.Replace(r.Reason)
+		rows[i] = r
+	}
+	o.Rows = rows
+	return o
+}
+
+// disruptionWords turn Judge's and Assess's rollouts into disruptions; their texts name no
+// rollout strategy, so nothing else is caught.
+var disruptionWords = strings.NewReplacer("rollouts", "disruptions", "rollout", "disruption")
+
+func (o Outcome) rollouts() bool { return o.Disruption == "" || o.Disruption == "restart" }
+
+// unit is what a scenario repeated: "rollout", or "disruption".
+func (o Outcome) unit() string {
+	if o.rollouts() {
+		return "rollout"
+	}
+	return "disruption"
+}
+
+// timeWord is what the duration column measures: a rollout's time, or the recovery from a
+// disruption (until every pod is ready again and none is terminating).
+func (o Outcome) timeWord() string {
+	if o.rollouts() {
+		return "rollout"
+	}
+	return "recovery"
+}
+
 // verdictCell is the table's last column.
-func (r Row) verdictCell() string {
+func (o Outcome) verdictCell(r Row) string {
+	v := string(r.Verdict)
+	if !o.rollouts() {
+		v = disruptionWords.Replace(v)
+	}
 	switch {
 	case r.isBase():
 		return "(base)"
 	case r.Verdict == "":
 		return "not judged"
 	case r.PValue != nil:
-		return fmt.Sprintf("%s (p = %.2g)", r.Verdict, *r.PValue)
+		return fmt.Sprintf("%s (p = %.2g)", v, *r.PValue)
 	}
-	return string(r.Verdict)
+	return v
 }
 
 func (r Row) protectionCell() string {
@@ -201,18 +248,20 @@ func (r Row) meanCell() string {
 	return fmt.Sprintf("%.1f", r.MeanLosses)
 }
 
-var tableHeader = []string{"variant", "protection", "losses per rollout", "mean", "worst latency", "rollout", "verdict"}
+func (o Outcome) header() []string {
+	return []string{"variant", "protection", "losses per " + o.unit(), "mean", "worst latency", o.timeWord(), "verdict"}
+}
 
-func (r Row) cells() []string {
-	return []string{r.Scenario, r.protectionCell(), lossesCell(r.Losses), r.meanCell(), r.latencyCell(), r.rolloutCell(), r.verdictCell()}
+func (o Outcome) cells(r Row) []string {
+	return []string{r.Scenario, r.protectionCell(), lossesCell(r.Losses), r.meanCell(), r.latencyCell(), r.rolloutCell(), o.verdictCell(r)}
 }
 
 // WriteTable prints the verdict table for the terminal.
 func (o Outcome) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(tableHeader, "\t"))
+	fmt.Fprintln(tw, strings.Join(o.header(), "\t"))
 	for _, r := range o.Rows {
-		fmt.Fprintln(tw, strings.Join(r.cells(), "\t"))
+		fmt.Fprintln(tw, strings.Join(o.cells(r), "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -228,18 +277,25 @@ func (o Outcome) WriteTable(w io.Writer) error {
 // did, what it costs in rollout time). link, when set, gives a scenario's report to link to.
 func (o Outcome) WriteMarkdown(w io.Writer, link func(scenario string) string) error {
 	var b strings.Builder
-	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n")
+	b.WriteString("| " + strings.Join(o.header(), " | ") + " |\n")
 	b.WriteString("|---|---|---|---:|---:|---:|---|\n")
 	for _, r := range o.Rows {
-		c := r.cells()
+		c := o.cells(r)
 		if link != nil {
 			c[0] = fmt.Sprintf("[%s](%s)", c[0], link(r.Scenario))
 		}
 		b.WriteString("| " + strings.Join(c, " | ") + " |\n")
 	}
-	fmt.Fprintf(&b, "\nEach scenario ran %d rollouts in one load run; losses are the failed requests sent in each rollout's window. ", o.Repeat)
-	b.WriteString("\"needed\": removing the protection raised the losses per rollout significantly (exact one-sided Mann-Whitney test, p <= 0.05); ")
-	b.WriteString("\"no measurable effect at this scale\": losses without it were not higher; \"inconclusive\": too few rollouts, or higher but not significantly.\n")
+	u := o.unit()
+	if o.rollouts() {
+		fmt.Fprintf(&b, "\nEach scenario ran %d rollouts in one load run; losses are the failed requests sent in each rollout's window. ", o.Repeat)
+	} else {
+		fmt.Fprintf(&b, "\nEach scenario went through %d disruptions of kind %s (--disruption %s) instead of rolling restarts, in one load run; "+
+			"losses are the failed requests sent in each disruption's window; recovery runs from the disruption until every pod is ready again and none is terminating. ",
+			o.Repeat, o.Disruption, o.Disruption)
+	}
+	fmt.Fprintf(&b, "\"needed\": removing the protection raised the losses per %s significantly (exact one-sided Mann-Whitney test, p <= 0.05); ", u)
+	fmt.Fprintf(&b, "\"no measurable effect at this scale\": losses without it were not higher; \"inconclusive\": too few %ss, or higher but not significantly.\n", u)
 	if len(o.NotRun) > 0 {
 		fmt.Fprintf(&b, "\nNot run (interrupted): %s.\n", strings.Join(o.NotRun, ", "))
 	}
@@ -301,13 +357,17 @@ func (o Outcome) paragraph(r Row) string {
 	b, _ := o.base(r.Base)
 	var s string
 	if r.Adds {
-		s = fmt.Sprintf("Added alone to %s, %s lost %s requests per rollout (mean %.1f, worst latency %s), against %s (mean %.1f, worst latency %s) without it.",
-			r.Base, r.Scenario, lossesCell(r.Losses), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell())
+		s = fmt.Sprintf("Added alone to %s, %s lost %s requests per %s (mean %.1f, worst latency %s), against %s (mean %.1f, worst latency %s) without it.",
+			r.Base, r.Scenario, lossesCell(r.Losses), o.unit(), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell())
 	} else {
-		s = fmt.Sprintf("Without it, %s lost %s requests per rollout (mean %.1f, worst latency %s), against %s (mean %.1f, worst latency %s) in %s with it.",
-			r.Scenario, lossesCell(r.Losses), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell(), r.Base)
+		s = fmt.Sprintf("Without it, %s lost %s requests per %s (mean %.1f, worst latency %s), against %s (mean %.1f, worst latency %s) in %s with it.",
+			r.Scenario, lossesCell(r.Losses), o.unit(), r.MeanLosses, r.latencyCell(), lossesCell(b.Losses), b.MeanLosses, b.latencyCell(), r.Base)
 	}
-	s += fmt.Sprintf(" Verdict: **%s** (%s).", r.Verdict, r.Reason)
+	verdict := string(r.Verdict)
+	if !o.rollouts() {
+		verdict = disruptionWords.Replace(verdict)
+	}
+	s += fmt.Sprintf(" Verdict: **%s** (%s).", verdict, r.Reason)
 	if r.CostSeconds != nil {
 		with, without := b.RolloutSeconds, r.RolloutSeconds
 		if r.Adds {
@@ -316,11 +376,15 @@ func (o Outcome) paragraph(r Row) string {
 		c := *r.CostSeconds
 		switch {
 		case math.Abs(c) < 0.5:
-			s += fmt.Sprintf(" It costs no measurable rollout time (%.1f s with it, %.1f s without).", with, without)
-		case c > 0:
+			s += fmt.Sprintf(" It costs no measurable %s time (%.1f s with it, %.1f s without).", o.timeWord(), with, without)
+		case c > 0 && o.rollouts():
 			s += fmt.Sprintf(" It costs %.1f s per rollout (%.1f s with it, %.1f s without).", c, with, without)
-		default:
+		case c > 0:
+			s += fmt.Sprintf(" It costs %.1f s of recovery time per disruption (%.1f s with it, %.1f s without).", c, with, without)
+		case o.rollouts():
 			s += fmt.Sprintf(" Rollouts were %.1f s faster with it (%.1f s with it, %.1f s without).", -c, with, without)
+		default:
+			s += fmt.Sprintf(" Recovery was %.1f s faster with it (%.1f s with it, %.1f s without).", -c, with, without)
 		}
 	}
 	return s

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gracelab/gracelab/internal/ablate"
+	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/experiment"
 	"github.com/gracelab/gracelab/internal/localkube"
 	"github.com/gracelab/gracelab/internal/manifest"
@@ -47,6 +48,16 @@ type ablatePlan struct {
 	repeat   int
 	estimate time.Duration
 	perRun   []time.Duration
+	// disruption is what each scenario goes through --repeat times (restart: rollouts).
+	disruption cluster.DisruptionKind
+}
+
+// unit is what the ablation's scenarios repeat, for its messages: "rollout", "kill", ...
+func (ap *ablatePlan) unit() string { return disruptionUnit[ap.disruption] }
+
+var disruptionUnit = map[cluster.DisruptionKind]string{
+	cluster.DisruptRestart: "rollout", cluster.DisruptDelete: "deletion", cluster.DisruptEvict: "eviction",
+	cluster.DisruptDrain: "drain", cluster.DisruptKill: "kill", cluster.DisruptScale: "scale-down",
 }
 
 type ablateRun struct {
@@ -66,7 +77,11 @@ const (
 var drillOnly = []string{"recursive", "run", "path", "sandbox", "header", "body", "expect-status", "expect-body"}
 
 func newAblateCommand(streams Streams) *cobra.Command {
-	o := &ablateOptions{}
+	return newAblateCommandFor(&ablateOptions{}, streams)
+}
+
+// newAblateCommandFor binds the command's flags to o.
+func newAblateCommandFor(o *ablateOptions, streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ablate [-f PATH... --run IMAGE=PROGRAM --target URL]",
 		Short: "Find which protection actually prevents the errors: remove each in turn and measure",
@@ -82,6 +97,9 @@ no probes, no strategy block, a grace period of just the preStop delay, no drain
 retries, a per-request client; from v1 only a preStop delay, only probes, only the drain.
 With -f (and drill's flags): a team's manifests on the embedded cluster, manifest-level
 variants only. With --cluster: the built-in versions on a real cluster, as demo --cluster.
+--disruption KIND (delete, evict, drain, kill, scale) puts every scenario through that
+disruption --repeat times instead of rolling restarts, and judges the protections under it
+(docs/disruptions.md); "all" is refused: run one ablation per kind.
 
 The variants and a time estimate are printed before anything runs. Each scenario's report
 is in <out>/runs/<scenario>/; <out>/REPORT.md and report.json hold the verdict. Ctrl-C stops
@@ -92,7 +110,8 @@ bad input (nothing started, no report written), 3 when a threshold was breached.
   gracelab ablate --list
   gracelab ablate --variants v2-no-strategy --replicas 4 --repeat 5
   gracelab ablate -f deploy/ --run ghcr.io/acme/api=./bin/api --target http://api:8080/
-  gracelab ablate --cluster --variants v2-no-prestop,v2-no-drain`,
+  gracelab ablate --cluster --variants v2-no-prestop,v2-no-drain
+  gracelab ablate --disruption kill --variants v2-no-prestop,v2-no-drain`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			plan, err := o.plan(cmd, streams, time.Now())
@@ -137,6 +156,12 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 		return nil, usageError("--replicas %d: a Deployment needs at least 1 replica to roll", o.replicas)
 	case foreign && d.cluster:
 		return nil, usageError("-f runs a team's manifests on the embedded cluster only (drill has no --cluster): drop --cluster, or drop -f to ablate the built-in versions")
+	case strings.EqualFold(strings.TrimSpace(d.disruption.kind), disruptAll):
+		return nil, usageError("--disruption all is for demo and drill: an ablation judges each protection under one disruption, so run one ablation per kind")
+	}
+	kind, err := cluster.ParseDisruptionKind(d.disruption.kind)
+	if err != nil {
+		return nil, usageError("--disruption: %v", err)
 	}
 	if !foreign {
 		for _, name := range drillOnly {
@@ -168,10 +193,9 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 			d.sandbox = string(localkube.SandboxNone)
 		}
 	}
-	ap := &ablatePlan{repeat: o.repeat}
+	ap := &ablatePlan{repeat: o.repeat, disruption: kind}
 	var bases map[string][]manifest.Document
 	var base *runPlan
-	var err error
 	if foreign && !o.list {
 		// drill's planning reads and checks the manifests, programs and target.
 		if base, err = d.plan(cmd, now); err != nil {
@@ -212,6 +236,9 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 		if err := ablate.WriteList(streams.Out, all, ap.skipped); err != nil {
 			return nil, err
 		}
+		if line := ap.disruptionLine(); line != "" {
+			fmt.Fprintf(streams.Out, "\n%s\n", line)
+		}
 		if !foreign {
 			fmt.Fprintf(streams.Out, "\na bare gracelab ablate runs v2 and %s\n", strings.Join(ablate.DefaultNames, ", "))
 		}
@@ -226,11 +253,12 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 	docsOf := map[string][]manifest.Document{}
 	for _, b := range ablate.Bases(ap.variants) {
 		docsOf[b] = bases[b]
-		scenarios = append(scenarios, experiment.Scenario{Name: b, Title: b + " (base)", Manifests: b, FS: mustFS(bases[b])})
+		scenarios = append(scenarios, experiment.Scenario{Name: b, Title: b + " (base)", Manifests: b, FS: mustFS(bases[b]), Disruption: kind})
 		for _, v := range ap.variants {
 			if v.Base == b {
 				docsOf[v.Name] = v.Docs
-				scenarios = append(scenarios, experiment.Scenario{Name: v.Name, Title: v.Name, Manifests: "derived from " + b + ": " + v.Summary, FS: mustFS(v.Docs)})
+				scenarios = append(scenarios, experiment.Scenario{Name: v.Name, Title: v.Name, Manifests: "derived from " + b + ": " + v.Summary,
+					FS: mustFS(v.Docs), Disruption: kind})
 			}
 		}
 	}
@@ -266,18 +294,37 @@ func (o *ablateOptions) plan(cmd *cobra.Command, streams Streams, now time.Time)
 		p.settings.Scenarios = []string{sc.Name}
 		p.out = filepath.Join(base.out, "runs", safeDirName(sc.Name))
 		ap.runs = append(ap.runs, ablateRun{name: sc.Name, plan: &p})
-		e := overhead + loadLength(p.exp, ablate.RolloutGuess(docsOf[sc.Name], p.exp.Deployment, podStart))
+		e := overhead + loadLength(p.exp, ablate.DisruptionGuess(docsOf[sc.Name], p.exp.Deployment, podStart, kind, d.disruption.count, p.exp.Rollouts))
 		ap.perRun = append(ap.perRun, e)
 		ap.estimate += e
 	}
 	return ap, nil
 }
 
-// loadLength is how long one scenario's load runs when each rollout takes rollout.
-func loadLength(exp experiment.Config, rollout time.Duration) time.Duration {
+// loadLength is how long one scenario's load runs when its rollouts (or other disruptions)
+// take settling in all.
+func loadLength(exp experiment.Config, settling time.Duration) time.Duration {
 	n := max(exp.Rollouts, 1)
-	settled := exp.RestartAt + time.Duration(n)*rollout + time.Duration(n-1)*exp.RolloutGap
+	settled := exp.RestartAt + settling + time.Duration(n-1)*exp.RolloutGap
 	return max(exp.Duration, settled+exp.SettleTail)
+}
+
+// disruptionLine says what each scenario goes through instead of rolling restarts, or "".
+func (ap *ablatePlan) disruptionLine() string {
+	if ap.disruption == cluster.DisruptRestart {
+		return ""
+	}
+	return fmt.Sprintf("each scenario: --disruption %s (%s) instead of a rolling restart, %d times in one load run",
+		ap.disruption, disruptionWhat[ap.disruption], ap.repeat)
+}
+
+// disruptionWhat says in a few words what each disruption does.
+var disruptionWhat = map[cluster.DisruptionKind]string{
+	cluster.DisruptDelete: "a pod deleted, as kubectl delete pod",
+	cluster.DisruptEvict:  "a pod evicted through the Eviction API, honouring the PodDisruptionBudget",
+	cluster.DisruptDrain:  "a node cordoned, the Deployment's pods on it evicted, the node uncordoned",
+	cluster.DisruptKill:   "the oldest pod's container SIGKILLed: no preStop, no grace; the kubelet restarts it with its back-off",
+	cluster.DisruptScale:  "the Deployment scaled down by one and back",
 }
 
 // builtinVariants derives the built-in variants from the (scaled) v1, v2 and v3 manifests.
@@ -389,8 +436,11 @@ func runAblation(ap *ablatePlan, quiet bool, streams Streams) error {
 		return err
 	}
 	first := ap.runs[0].plan.exp
-	fmt.Fprintf(streams.Out, "\n%d scenarios (bases and variants), %d rollouts each, %s apart plus a %s tail: about %s.\n\n",
-		len(ap.runs), ap.repeat, first.RolloutGap, first.SettleTail, ap.estimate.Round(10*time.Second))
+	if line := ap.disruptionLine(); line != "" {
+		fmt.Fprintf(streams.Out, "\n%s\n", line)
+	}
+	fmt.Fprintf(streams.Out, "\n%d scenarios (bases and variants), %d %ss each, %s apart plus a %s tail: about %s.\n\n",
+		len(ap.runs), ap.repeat, ap.unit(), first.RolloutGap, first.SettleTail, ap.estimate.Round(10*time.Second))
 	if err := os.MkdirAll(ap.out, 0o755); err != nil {
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("creating the report directory: %w", err)}
 	}
@@ -500,7 +550,7 @@ func runAblation(ap *ablatePlan, quiet bool, streams Streams) error {
 		}
 		// Correct the rest of the estimate by how the finished scenarios compared with theirs.
 		left = time.Duration(float64(left) * float64(time.Since(start)) / float64(estimatedDone))
-		line := fmt.Sprintf("[%d/%d] %s: losses per rollout %s", i+1, len(ap.runs), r.name, strings.Trim(fmt.Sprint(m.Losses), "[]"))
+		line := fmt.Sprintf("[%d/%d] %s: losses per %s %s", i+1, len(ap.runs), r.name, ap.unit(), strings.Trim(fmt.Sprint(m.Losses), "[]"))
 		if m.Failure != "" {
 			line += " (" + m.Failure + ")"
 		}
@@ -517,10 +567,11 @@ func runAblation(ap *ablatePlan, quiet bool, streams Streams) error {
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
+	outcome = outcome.Under(string(ap.disruption))
 	if len(reports) == 0 {
 		return &ExitError{Code: ExitFailed, Err: errors.New("interrupted before any scenario ran: no report")}
 	}
-	fmt.Fprintln(streams.Out, "\nVerdict (losses are the failed requests sent in each rollout's window):")
+	fmt.Fprintf(streams.Out, "\nVerdict (losses are the failed requests sent in each %s's window):\n", ap.unit())
 	if err := outcome.WriteTable(streams.Out); err != nil {
 		return err
 	}

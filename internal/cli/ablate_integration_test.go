@@ -58,29 +58,19 @@ func upstreamExitCodes(s report.Scenario) []string {
 // terminal, REPORT.md and report.json holds each scenario's per-rollout losses as its own
 // report counted them.
 func TestIntegrationAblate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "ablation")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, append(tinyAblation, "--quiet", "--out", out)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	text, stderr, code := runGracelab(t, 5*time.Minute, "", slices.Concat(tinyAblation, []string{"--quiet", "--out", out})...)
+	if code != ExitOK {
+		t.Fatalf("ablate: exit %d\nstdout:\n%s\nstderr:\n%s", code, text, stderr)
 	}
-	assertNoneLeft(t, exe)
-	text := stdout.String()
 	list := strings.Index(text, `deployment upstream: spec.template.spec.containers[upstream].env[SHUTDOWN]: "immediate" -> "graceful"`)
 	estimate := regexp.MustCompile(`3 scenarios \(bases and variants\), 2 rollouts each, 1s apart plus a 1s tail: about \d`).FindStringIndex(text)
 	verdict := strings.Index(text, "\nVerdict")
 	if list < 0 || estimate == nil || verdict < 0 || !(list < estimate[0] && estimate[0] < verdict) {
 		t.Fatalf("want the variants, the estimate, then the verdict:\n%s", text)
 	}
-	if !regexp.MustCompile(`\[3/3\] v1-only-drain: losses per rollout \d+ \d+`).MatchString(stderr.String()) {
-		t.Errorf("no per-scenario progress line:\n%s", stderr.String())
+	if !regexp.MustCompile(`\[3/3\] v1-only-drain: losses per rollout \d+ \d+`).MatchString(stderr) {
+		t.Errorf("no per-scenario progress line:\n%s", stderr)
 	}
 
 	doc := readAblation(t, out)
@@ -146,11 +136,11 @@ func TestIntegrationAblateInterrupt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
+	exe := ownGracelab(t)
 	out := filepath.Join(t.TempDir(), "ablation")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, append(tinyAblation, "--out", out)...)
+	cmd := exec.CommandContext(ctx, exe, slices.Concat(tinyAblation, []string{"--out", out})...)
 	var stdout bytes.Buffer
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = &stdout, pw
@@ -190,23 +180,14 @@ func TestIntegrationAblateInterrupt(t *testing.T) {
 // team's) through drill's planning: the variant runs its own objects (no preStop hook: its
 // upstream pods get SIGTERM without one, the base's run the hook first).
 func TestIntegrationAblateTeam(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "ablation")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, "ablate", "-f", filepath.Join("..", "..", "k8s", "v2-graceful"),
+	stdout, stderr, code := runGracelab(t, 4*time.Minute, "", "ablate", "-f", filepath.Join("..", "..", "k8s", "v2-graceful"),
 		"--target", "http://downstream:8000/", "--deployment", "upstream", "--sandbox", "none",
 		"--variants", "v2-graceful-no-prestop", "--repeat", "2", "--duration", "2s", "--restart-at", "1s", "--settle-tail", "1s",
 		"--quiet", "--out", out)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	if code != ExitOK {
+		t.Fatalf("ablate: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	assertNoneLeft(t, exe)
 	doc := readAblation(t, out)
 	if len(doc.Scenarios) != 2 || doc.Scenarios[0].Scenario != "v2-graceful" || doc.Scenarios[1].Scenario != "v2-graceful-no-prestop" {
 		t.Fatalf("scenarios %d, want v2-graceful and v2-graceful-no-prestop", len(doc.Scenarios))
@@ -223,10 +204,106 @@ func TestIntegrationAblateTeam(t *testing.T) {
 	if base, variant := prestops(doc.Scenarios[0]), prestops(doc.Scenarios[1]); base == 0 || variant != 0 {
 		t.Errorf("preStop hooks run: base %d, variant %d; want some, then none", base, variant)
 	}
-	if !strings.Contains(stdout.String(), "cannot be derived:\n  v2-graceful: SIGTERM drain: the program's own behaviour") {
-		t.Errorf("the list does not say what cannot be removed from a team's service:\n%s", stdout.String())
+	if !strings.Contains(stdout, "cannot be derived:\n  v2-graceful: SIGTERM drain: the program's own behaviour") {
+		t.Errorf("the list does not say what cannot be removed from a team's service:\n%s", stdout)
 	}
 	if r := doc.Ablation.Rows; len(r) != 2 || r[1].Protection != "preStop hook" || len(r[1].Losses) != 2 {
 		t.Errorf("rows %+v", r)
+	}
+}
+
+// TestIntegrationAblateUnderAKill: --disruption kill puts v3 and v3 without retries through two
+// kills each instead of rolling restarts, with real processes: the oldest upstream pod's
+// container is SIGKILLed and restarted by the kubelet, the second time after its back-off (10
+// s); the retries are what a crash needs, so without them requests are lost; the estimate,
+// the progress and the verdict speak of kills and disruptions, not rollouts.
+func TestIntegrationAblateUnderAKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real cluster processes")
+	}
+	exe := gracelabBinary(t)
+	out := filepath.Join(t.TempDir(), "ablation")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, exe, "ablate", "--variants", "v3-no-retries", "--disruption", "kill", "--repeat", "2",
+		"--duration", "2s", "--disrupt-at", "1s", "--settle-tail", "1s", "--port", "0", "--quiet", "--out", out)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	assertNoneLeft(t, exe)
+	text := stdout.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`each scenario: --disruption kill \(the oldest pod's container SIGKILLed`),
+		regexp.MustCompile(`2 scenarios \(bases and variants\), 2 kills each, .* about \d`),
+		regexp.MustCompile(`Verdict \(losses are the failed requests sent in each kill's window\)`),
+		regexp.MustCompile(`(?m)^variant\s+protection\s+losses per disruption\s+mean\s+worst latency\s+recovery\s+verdict$`),
+	} {
+		if !want.MatchString(text) {
+			t.Errorf("stdout lacks %s:\n%s", want, text)
+		}
+	}
+	if !regexp.MustCompile(`\[2/2\] v3-no-retries: losses per kill \d+ \d+`).MatchString(stderr.String()) {
+		t.Errorf("no per-scenario progress line in kills:\n%s", stderr.String())
+	}
+
+	doc := readAblation(t, out)
+	if doc.Ablation.Disruption != "kill" || len(doc.Scenarios) != 2 {
+		t.Fatalf("ablation under %q with %d scenarios", doc.Ablation.Disruption, len(doc.Scenarios))
+	}
+	for _, s := range doc.Scenarios {
+		if s.Disruption != "kill" {
+			t.Errorf("%s: disruption %q", s.Scenario, s.Disruption)
+		}
+		var kills, restarts []time.Time
+		var restarted []string
+		for _, e := range s.Events {
+			switch {
+			case e.Kind == "restart_triggered":
+				t.Errorf("%s: a restart was triggered under --disruption kill", s.Scenario)
+			case e.Kind == "kill_requested":
+				kills = append(kills, e.Time)
+			case e.Kind == "container_restarted" && e.Deployment == "upstream":
+				restarts = append(restarts, e.Time)
+				restarted = append(restarted, e.Pod+" "+e.Detail)
+			}
+		}
+		if len(kills) != 2 || len(restarts) != 2 {
+			t.Fatalf("%s: %d kills and %d container restarts, want 2 and 2: %v", s.Scenario, len(kills), len(restarts), restarted)
+		}
+		// The same (oldest) pod, restarted at once, then after the kubelet's 10 s back-off.
+		pod := strings.Fields(restarted[0])[0]
+		if restarted[0] != pod+" restartCount 1" || restarted[1] != pod+" restartCount 2" {
+			t.Errorf("%s: restarts %v, want the same pod's restartCount 1 then 2", s.Scenario, restarted)
+		}
+		if d := restarts[0].Sub(kills[0]); d > 3*time.Second {
+			t.Errorf("%s: the first restart came %s after the kill, want at once", s.Scenario, d)
+		}
+		if d := restarts[1].Sub(kills[1]); d < 9*time.Second {
+			t.Errorf("%s: the second restart came %s after the kill, want the 10 s back-off", s.Scenario, d)
+		}
+	}
+	var noRetries ablate.Row
+	for _, r := range doc.Ablation.Rows {
+		if r.Scenario == "v3-no-retries" {
+			noRetries = r
+		}
+	}
+	if noRetries.MeanLosses == 0 || noRetries.Verdict == "" {
+		t.Errorf("without retries a kill lost nothing, or was not judged: %+v", noRetries)
+	}
+	md, err := os.ReadFile(filepath.Join(out, report.MarkdownName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict, _, _ := strings.Cut(string(md), "\n---\n")
+	for _, want := range []string{"| variant | protection | losses per disruption |", "went through 2 disruptions of kind kill", "### client retries"} {
+		if !strings.Contains(verdict, want) {
+			t.Errorf("REPORT.md's verdict lacks %q:\n%s", want, verdict)
+		}
+	}
+	if strings.Contains(verdict, "rollout") {
+		t.Errorf("REPORT.md's verdict under a kill speaks of rollouts:\n%s", verdict)
 	}
 }

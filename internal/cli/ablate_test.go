@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gracelab/gracelab/internal/cluster"
 )
 
 // TestAblateBadInput: every kind of bad input is one line on stderr, exit 2, nothing on stdout
@@ -40,6 +43,10 @@ func TestAblateBadInput(t *testing.T) {
 		{"duration", []string{"--duration", "0s"}, "--duration must be positive"},
 		{"restart after duration", []string{"--duration", "2s", "--restart-at", "3s"}, "--restart-at"},
 		{"rollout gap", []string{"--rollout-gap", "-1s"}, "--rollout-gap must not be negative"},
+		{"unknown disruption", []string{"--disruption", "explode"}, `--disruption: unknown disruption "explode"`},
+		{"unknown disruption with --list", []string{"--list", "--disruption", "explode"}, `--disruption: unknown disruption "explode"`},
+		{"disruption all", []string{"--disruption", "all"}, "--disruption all is for demo and drill: an ablation judges each protection under one disruption"},
+		{"count without a kind that uses it", []string{"--disruption", "scale", "--count", "2"}, "--count is for --disruption delete, evict or kill"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,5 +141,55 @@ func TestAblateListForeign(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("--list of a bare set lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// planAblation plans an ablation as the command would, without running it.
+func planAblation(t *testing.T, args ...string) *ablatePlan {
+	t.Helper()
+	o := &ablateOptions{}
+	var stdout, stderr bytes.Buffer
+	streams := Streams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr}
+	cmd := newAblateCommandFor(o, streams)
+	if err := cmd.ParseFlags(append([]string{"--out", filepath.Join(t.TempDir(), "report")}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	ap, err := o.plan(cmd, streams, time.Now())
+	if err != nil {
+		t.Fatalf("%v; stderr %s", err, stderr.String())
+	}
+	return ap
+}
+
+// --disruption puts every scenario (bases and variants) through that disruption, and the
+// estimate follows it: three kills of v2's pod wait out the kubelet's back-off (10 s, then
+// 20 s) after the second and third, which three rolling restarts do not.
+func TestAblateDisruptionPlan(t *testing.T) {
+	args := []string{"--variants", "v2-no-prestop"}
+	restart := planAblation(t, args...)
+	kill := planAblation(t, append(args, "--disruption", "kill")...)
+	if len(kill.runs) != 2 || kill.unit() != "kill" || restart.unit() != "rollout" {
+		t.Fatalf("runs %d, units %q %q", len(kill.runs), kill.unit(), restart.unit())
+	}
+	for _, r := range kill.runs {
+		if sc := r.plan.exp.Scenarios; len(sc) != 1 || sc[0].Disruption != cluster.DisruptKill {
+			t.Errorf("scenario %s: %+v, want it under the kill", r.name, sc)
+		}
+	}
+	for _, r := range restart.runs {
+		if sc := r.plan.exp.Scenarios[0]; sc.Disruption != cluster.DisruptRestart {
+			t.Errorf("scenario %s under %q, want restart", r.name, sc.Disruption)
+		}
+	}
+	// v2: restarts 3 x 10 s; kills 3 x 2 s (start, readiness) + 10 s + 20 s of back-off.
+	if d := kill.perRun[0] - restart.perRun[0]; d != 6*time.Second {
+		t.Errorf("v2's estimate: kill %s, restart %s; want the kill's 6 s longer", kill.perRun[0], restart.perRun[0])
+	}
+	if !strings.Contains(kill.disruptionLine(), "--disruption kill (the oldest pod's container SIGKILLed") || restart.disruptionLine() != "" {
+		t.Errorf("lines %q / %q", kill.disruptionLine(), restart.disruptionLine())
+	}
+	out := ablateList(t, "--disruption", "evict")
+	if !strings.Contains(out, "each scenario: --disruption evict (a pod evicted through the Eviction API") {
+		t.Errorf("--list --disruption evict does not say it:\n%s", out)
 	}
 }

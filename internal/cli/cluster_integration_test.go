@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // `gracelab cluster up --sandbox`, run as root, as an unprivileged user, and where user
@@ -236,7 +238,7 @@ func TestIntegrationClusterUpSandboxedAsRoot(t *testing.T) {
 	cmd := exec.Command(exe, "cluster", "up", "-f", "v2", "--port", "0", "--sandbox", "ns")
 	cmd.Env = append(os.Environ(), "GRACELAB_RUNTIME_DIR="+t.TempDir())
 	u := startSandboxedUp(t, cmd)
-	if !strings.Contains(u.pods, "each in a sandbox of its own (network, mount, PID, UTS namespaces") {
+	if !strings.Contains(u.pods, "each in a sandbox of its own (network, mount, PID and UTS namespaces: --sandbox ns); "+sandbox.Limits) {
 		t.Errorf("pods line %q does not say they run in sandboxes", u.pods)
 	}
 	ns := shimNamespaces(t, u.names)
@@ -260,7 +262,7 @@ func TestIntegrationClusterUpSandboxedAsNobody(t *testing.T) {
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	u := startSandboxedUp(t, cmd)
-	if !strings.Contains(u.pods, "UTS and user namespaces") {
+	if !strings.Contains(u.pods, "PID, UTS and user namespaces: --sandbox ns); "+sandbox.Limits) {
 		t.Errorf("pods line %q does not say they run in user namespaces", u.pods)
 	}
 	ns := shimNamespaces(t, u.names)
@@ -291,7 +293,7 @@ func TestIntegrationClusterUpFallsBackWithoutUserNamespaces(t *testing.T) {
 		GidMappingsEnableSetgroups: true,
 	}
 	u := startSandboxedUp(t, cmd)
-	if !strings.Contains(u.pods, "on the host's loopback, each at its own 127.x address (--sandbox none), because pod sandboxes are not available here: ") {
+	if !strings.Contains(u.pods, "on the host's shared loopback, each at its own 127.x address (--sandbox none), because pod sandboxes are not available here: ") {
 		t.Errorf("pods line %q does not say why it fell back", u.pods)
 	}
 	killAndCheck(t, u, exe, nil)

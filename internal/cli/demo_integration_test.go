@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"image/png"
 	"io"
 	"net/http"
@@ -21,111 +19,27 @@ import (
 	"time"
 )
 
-// The integration tests run the real gracelab binary, built once per test run.
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// gracelabBinary builds ./cmd/gracelab the first time a test needs it.
-func gracelabBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "gracelab-cli-test-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "gracelab")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/gracelab/gracelab/cmd/gracelab").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-// processesOf lists the live processes running exe (pods included: they are gracelab too).
-func processesOf(exe string) []string {
-	var out []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
-	for _, p := range procs {
-		if target, err := os.Readlink(p); err == nil && target == exe {
-			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
-			out = append(out, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-		}
-	}
-	return out
-}
-
-// assertNoneLeft waits a little for exiting processes, then fails if any gracelab remains.
-func assertNoneLeft(t *testing.T, exe string) {
-	t.Helper()
-	var left []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if left = processesOf(exe); len(left) == 0 {
-			return
-		}
-	}
-	t.Errorf("processes left behind: %v", left)
-}
-
-func exitCode(t *testing.T, err error) int {
-	t.Helper()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.ExitCode()
-	}
-	t.Fatal(err)
-	return -1
-}
-
 // TestIntegrationDemo is the short demo CI runs: the three built-in scenarios on the embedded
 // cluster, real binaries, ports the OS chooses.
 func TestIntegrationDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "report")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "demo", "--duration", "8s", "--restart-at", "2s", "--endpoint-lag", "300ms",
-		"--port", "0", "--out", out)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	began := time.Now()
-	err := cmd.Run()
-	t.Logf("demo took %s\nstdout:\n%s\nstderr:\n%s", time.Since(began).Round(time.Second), stdout.String(), stderr.String())
-	if code := exitCode(t, err); code != 0 {
+	stdout, stderr, code := runGracelab(t, 5*time.Minute, "", "demo", "--duration", "8s", "--restart-at", "2s", "--endpoint-lag", "300ms",
+		"--port", "0", "--out", out)
+	t.Logf("demo took %s\nstdout:\n%s\nstderr:\n%s", time.Since(began).Round(time.Second), stdout, stderr)
+	if code != ExitOK {
 		t.Fatalf("exit %d", code)
 	}
-	assertNoneLeft(t, exe)
 
 	// The table and the files it names.
 	for _, want := range []string{"v1 no protection", "v2 graceful", "v3 graceful + retry", "requests", "rollout duration",
 		filepath.Join(out, "report.json"), filepath.Join(out, "REPORT.md"), filepath.Join(out, "report.html")} {
-		if !strings.Contains(stdout.String(), want) {
+		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q", want)
 		}
 	}
 	// Plain progress lines (stderr is not a terminal).
-	if !regexp.MustCompile(`\[1/3\] v1: load, \d+\.\ds of 8s, \d+ requests, \d+ errors`).MatchString(stderr.String()) {
+	if !regexp.MustCompile(`\[1/3\] v1: load, \d+\.\ds of 8s, \d+ requests, \d+ errors`).MatchString(stderr) {
 		t.Errorf("no progress line on stderr")
 	}
 
@@ -291,7 +205,7 @@ func TestIntegrationTwoTerminals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
+	exe := ownGracelab(t)
 	runtimeDir := t.TempDir()
 	env := append(os.Environ(), "GRACELAB_RUNTIME_DIR="+runtimeDir)
 
@@ -388,7 +302,7 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
+	exe := ownGracelab(t)
 	out := filepath.Join(t.TempDir(), "report")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -467,10 +381,6 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 // reach is not (exit 0). The other codes: 2 in TestDemoBadFlags, 1 in
 // TestDemoFailedScenarioErrorFirst and TestIntegrationDemoInterrupt.
 func TestIntegrationDemoThresholdExitCodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	for _, tc := range []struct {
 		name, maxErrors string
 		code            int
@@ -479,23 +389,18 @@ func TestIntegrationDemoThresholdExitCodes(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			junit := filepath.Join(dir, "r.xml")
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, exe, "demo", "--quiet", "--scenarios", "v1", "--duration", "4s", "--restart-at", "1s",
+			stdout, stderr, code := runGracelab(t, 4*time.Minute, "", "demo", "--quiet", "--scenarios", "v1", "--duration", "4s", "--restart-at", "1s",
 				"--rollouts", "2", "--rollout-gap", "500ms", "--settle-tail", "5s", "--port", "0", "--out", filepath.Join(dir, "report"),
 				"--max-errors", tc.maxErrors, "--per-rollout", "--junit", junit)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			code := exitCode(t, cmd.Run())
 			if code != tc.code {
-				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
 			}
-			breaches := regexp.MustCompile(`(?m)^gracelab: threshold breached: v1 rollout [12]: \d+ errors, limit --max-errors 0$`).FindAllString(stderr.String(), -1)
-			if tc.code == ExitBreached && (len(breaches) != 2 || strings.Count(stderr.String(), "\n") != 2) {
-				t.Errorf("want one breach line per rollout and nothing else on stderr:\n%s", stderr.String())
+			breaches := regexp.MustCompile(`(?m)^gracelab: threshold breached: v1 rollout [12]: \d+ errors, limit --max-errors 0$`).FindAllString(stderr, -1)
+			if tc.code == ExitBreached && (len(breaches) != 2 || strings.Count(stderr, "\n") != 2) {
+				t.Errorf("want one breach line per rollout and nothing else on stderr:\n%s", stderr)
 			}
-			if tc.code == ExitOK && stderr.Len() != 0 {
-				t.Errorf("stderr within the limits: %s", stderr.String())
+			if tc.code == ExitOK && stderr != "" {
+				t.Errorf("stderr within the limits: %s", stderr)
 			}
 			raw, err := os.ReadFile(junit)
 			if err != nil || !strings.Contains(string(raw), `<testsuite name="v1" tests="2"`) {

@@ -60,9 +60,14 @@ type kubePlan struct {
 // preset (builtin) runs its built-in scenarios; the drill runs the team's objects.
 func (o *drillOptions) plan(cmd *cobra.Command, now time.Time) (*runPlan, error) {
 	changed := cmd.Flags().Changed
+	if changed("disrupt-at") && !changed("restart-at") { // the same setting (disruption.go checks both given)
+		o.restartAt = o.disruption.disruptAt
+	}
 	switch {
 	case o.duration <= 0:
 		return nil, usageError("--duration must be positive, for example 30s")
+	case changed("disrupt-at") && (o.restartAt < 0 || o.restartAt >= o.duration):
+		return nil, usageError("--disrupt-at (%s) must be >= 0 and < --duration (%s): the disruption has to happen under load", o.restartAt, o.duration)
 	case o.restartAt < 0:
 		return nil, usageError("--restart-at must not be negative")
 	case o.restartAt >= o.duration:

@@ -203,9 +203,19 @@ func runDrill(plan *runPlan, streams Streams) error {
 
 // writeRollouts prints one row per rollout of each scenario.
 func writeRollouts(w io.Writer, scenarios []report.Scenario, rollouts map[string][]experiment.Rollout) {
-	fmt.Fprintln(w, "\nRollouts (the requests sent from each restart until it settled plus the tail):")
+	unit, tookHeader := "rollout", "rollout took"
+	for _, s := range scenarios {
+		if s.Disruption != "" && s.Disruption != string(cluster.DisruptRestart) {
+			unit, tookHeader = "disruption", "recovery took"
+		}
+	}
+	if unit == "rollout" {
+		fmt.Fprintln(w, "\nRollouts (the requests sent from each restart until it settled plus the tail):")
+	} else {
+		fmt.Fprintln(w, "\nDisruptions (the requests sent from each disruption until the Deployment settled plus the tail):")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "scenario\trollout\trequests\terrors\tlongest disruption\tworst latency\trollout took")
+	fmt.Fprintf(tw, "scenario\t%s\trequests\terrors\tlongest disruption\tworst latency\t%s\n", unit, tookHeader)
 	for _, s := range scenarios {
 		for _, r := range rollouts[s.Scenario] {
 			took := "did not settle"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/gracelab/gracelab/internal/cluster"
 	"github.com/gracelab/gracelab/internal/experiment"
+	"github.com/gracelab/gracelab/internal/kube"
 	"github.com/gracelab/gracelab/internal/localkube"
 	"github.com/gracelab/gracelab/internal/report"
 )
@@ -29,6 +29,7 @@ type disruptionFlags struct {
 	node            string
 	yes             bool
 	disruptAt       time.Duration // --disrupt-at, the new name of --restart-at
+	killHelper      string        // --kill-helper IMAGE: the opt-in to kill on a real cluster
 }
 
 // disruptAll runs every disruption against every scenario, as one matrix.
@@ -43,6 +44,7 @@ func (f *disruptionFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.nodes, "nodes", localkube.DefaultNodes, "nodes of the embedded cluster, the pods spread over them")
 	fl.StringVar(&f.node, "node", "", "the node to drain; with --cluster (required there)")
 	fl.BoolVar(&f.yes, "yes", false, "drain a real cluster's node: without it gracelab refuses; with --cluster")
+	fl.StringVar(&f.killHelper, "kill-helper", "", "kill on a real cluster through a helper pod of IMAGE (gracelab's own, e.g. gracelab/gracelab:dev) on the pod's node, with the host's PID namespace, root and CAP_KILL: it can signal any process of the node; with --cluster")
 	fl.DurationVar(&f.disruptAt, "disrupt-at", 0, "when the disruption starts, from the load's start (the same as --restart-at)")
 }
 
@@ -53,6 +55,8 @@ type disruptionPlan struct {
 	matrix []experiment.Scenario             // --disruption all: the scenarios, as columns
 	nodes  int
 	real   bool
+	// killHelper is --kill-helper's image: kill on a real cluster through a helper pod.
+	killHelper string
 
 	mu      sync.Mutex
 	pending map[*cluster.Restore]struct{} // restores not yet run, for a second Ctrl-C
@@ -112,17 +116,25 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 		return nil, usageError("--disruption drain on a real cluster needs --node NAME (the node to cordon; gracelab evicts only the drilled Deployment's pods on it)")
 	case onCluster && has(cluster.DisruptDrain) && !f.yes:
 		return nil, usageError("--disruption drain cordons node %s of a real cluster: add --yes to let it (the pods it evicts are listed when it runs; it uncordons the node afterwards)", f.node)
-	case onCluster && has(cluster.DisruptKill):
-		return nil, usageError("--disruption kill is for the embedded cluster only: on a real cluster it needs a privileged helper pod, which gracelab does not create yet")
+	case !onCluster && changed("kill-helper"):
+		return nil, usageError("--kill-helper is for --disruption kill with --cluster: the embedded cluster kills its own processes")
+	case changed("kill-helper") && !has(cluster.DisruptKill):
+		return nil, usageError("--kill-helper is for --disruption kill")
+	case changed("kill-helper") && strings.TrimSpace(f.killHelper) == "":
+		return nil, usageError("--kill-helper needs an image, gracelab's own (gracelab/gracelab:dev or the one your cluster pulls)")
+	case onCluster && has(cluster.DisruptKill) && f.killHelper == "":
+		return nil, usageError("--disruption kill on a real cluster needs the opt-in --kill-helper IMAGE (gracelab's image): gracelab then runs a pod on the target pod's node with the host's PID namespace, as root with CAP_KILL, which can signal any process there (docs/disruptions.md)")
 	}
 	p := &disruptionPlan{
 		spec:  cluster.Disruption{Count: f.count, EvictionTimeout: f.evictionTimeout, To: int32(f.to), Node: strings.TrimSpace(f.node)},
 		nodes: f.nodes, real: onCluster, kinds: map[string]cluster.DisruptionKind{},
+		killHelper: strings.TrimSpace(f.killHelper),
 	}
 	if len(kinds) == 1 {
 		p.spec.Kind = kinds[0]
-		for _, sc := range exp.Scenarios {
+		for i, sc := range exp.Scenarios {
 			p.kinds[sc.Name] = kinds[0]
+			exp.Scenarios[i].Disruption = kinds[0]
 		}
 		settings.Disruption = string(kinds[0])
 		return p, nil
@@ -132,7 +144,7 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 	for _, k := range kinds {
 		for _, sc := range exp.Scenarios {
 			cell := sc
-			cell.Name, cell.Title = sc.Name+"-"+string(k), sc.Title+", "+string(k)
+			cell.Name, cell.Title, cell.Disruption = sc.Name+"-"+string(k), sc.Title+", "+string(k), k
 			p.kinds[cell.Name] = k
 			if local != nil && local.docs[sc.Name] != nil {
 				local.docs[cell.Name] = local.docs[sc.Name]
@@ -167,7 +179,7 @@ func (p *disruptionPlan) wrap(next experiment.Factory, out io.Writer) experiment
 		if err != nil {
 			return nil, err
 		}
-		k := p.kinds[sc.Name]
+		k := sc.Disruption
 		if k == "" || k == cluster.DisruptRestart {
 			return c, nil
 		}
@@ -177,8 +189,21 @@ func (p *disruptionPlan) wrap(next experiment.Factory, out io.Writer) experiment
 		}
 		spec := p.spec
 		spec.Kind = k
-		return &disruptedCluster{Cluster: c, d: d, spec: spec, plan: p, scenario: sc.Name, out: out}, nil
+		dc := &disruptedCluster{Cluster: c, d: d, spec: spec, plan: p, scenario: sc.Name, out: out}
+		if kc, ok := c.(*kube.Cluster); ok && k == cluster.DisruptKill && p.killHelper != "" {
+			kc.EnableKillHelper(p.killHelper)
+			dc.always = kc.RemoveKillHelpers
+		}
+		return dc, nil
 	}
+}
+
+// killHelperImage is --kill-helper's image when a real cluster's pods are to be killed.
+func (p *disruptionPlan) killHelperImage() string {
+	if p == nil || !p.real {
+		return ""
+	}
+	return p.killHelper
 }
 
 // restoreAll runs every restore not yet run (a second Ctrl-C: nothing stays cordoned or scaled).
@@ -249,61 +274,11 @@ func (p *disruptionPlan) writeTable(w io.Writer, rep *report.Report) error {
 	for _, k := range cluster.DisruptionKinds {
 		row := []string{string(k)}
 		for _, sc := range p.matrix {
-			row = append(row, matrixCell(byName[sc.Name+"-"+string(k)]))
+			row = append(row, report.MatrixCell(byName[sc.Name+"-"+string(k)]))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
-}
-
-// matrixCell is "12 (0.80 %) reset", "0", "failed" or "-" (not run).
-func matrixCell(s report.Scenario) string {
-	switch {
-	case s.Scenario == "":
-		return "-"
-	case s.Result == nil:
-		return "failed"
-	}
-	cell := fmt.Sprintf("%d (%.2f %%)", s.Errors, 100*s.ErrorRate)
-	if s.Errors == 0 {
-		cell = "0"
-	}
-	if cause := dominantCause(s.Result); cause != "" {
-		cell += " " + cause
-	}
-	if s.Failure != "" {
-		cell += " [failed]"
-	}
-	return cell
-}
-
-// dominantCause names the commonest error class; for 5xx, the upstream failure behind most.
-func dominantCause(r *report.Result) string {
-	top := func(m map[string]int64) string {
-		var keys []string
-		for k, n := range m {
-			if n > 0 {
-				keys = append(keys, k)
-			}
-		}
-		sort.Slice(keys, func(i, j int) bool {
-			if m[keys[i]] != m[keys[j]] {
-				return m[keys[i]] > m[keys[j]]
-			}
-			return keys[i] < keys[j]
-		})
-		if len(keys) == 0 {
-			return ""
-		}
-		return keys[0]
-	}
-	c := top(r.ErrorsByKind)
-	if c == "http_5xx" {
-		if u := top(r.UpstreamKinds); u != "" {
-			return "5xx/" + u
-		}
-	}
-	return c
 }
 
 // disruptedCluster applies a disruption where the drill would restart: Restart disrupts,
@@ -316,6 +291,8 @@ type disruptedCluster struct {
 	plan     *disruptionPlan
 	scenario string
 	out      io.Writer
+	// always runs after the disruption whatever happens, as a restore does (kill helpers).
+	always cluster.Restore
 
 	mu      sync.Mutex
 	restore *cluster.Restore
@@ -326,6 +303,13 @@ func (c *disruptedCluster) say(line string) {
 }
 
 func (c *disruptedCluster) Restart(ctx context.Context, deployment string) error {
+	if c.always != nil {
+		always := c.always
+		c.mu.Lock()
+		c.restore = &always
+		c.mu.Unlock()
+		c.plan.hold(&always) // held before it can be needed: a second Ctrl-C mid-kill
+	}
 	restore, err := cluster.Disrupt(ctx, c.d, deployment, c.spec, c.say)
 	if restore != nil {
 		c.mu.Lock()

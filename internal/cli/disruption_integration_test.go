@@ -41,26 +41,16 @@ func clusterLogKinds(t *testing.T, out, scenario string) string {
 // A drain of the only node: the budget refuses the second eviction until --eviction-timeout,
 // the scenario fails saying so, and the node is uncordoned all the same.
 func TestIntegrationDrainBlockedByTheBudgetStillUncordons(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "report")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "demo", "--scenarios", "v2", "--disruption", "drain", "--nodes", "1", "--eviction-timeout", "11s",
+	stdout, stderr, code := runGracelab(t, 3*time.Minute, "", "demo", "--scenarios", "v2", "--disruption", "drain", "--nodes", "1", "--eviction-timeout", "11s",
 		"--duration", "8s", "--disrupt-at", "2s", "--endpoint-lag", "300ms", "--port", "0", "--quiet", "--out", out)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if code := exitCode(t, err); code != 1 {
-		t.Fatalf("exit %d, want 1 (the drain failed)\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	if code != ExitFailed {
+		t.Fatalf("exit %d, want 1 (the drain failed)\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	assertNoneLeft(t, exe)
 	for _, want := range []string{"draining node localkube-1", "refused: Cannot evict pod as it would violate the pod's disruption budget", "waited 5s, retrying in 5s",
 		"drain: draining node localkube-1: eviction of pod", "still refused after"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
 	if got := clusterLogKinds(t, out, "v2"); !regexp.MustCompile(`^node_cordoned,(pod_evicted,eviction_refused|eviction_refused,pod_evicted)(,eviction_refused)+,node_uncordoned$`).MatchString(got) {
@@ -96,7 +86,7 @@ func TestIntegrationScaleInterruptedScalesBack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
+	exe := ownGracelab(t)
 	out := filepath.Join(t.TempDir(), "report")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -346,11 +346,24 @@ func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams St
 			fmt.Fprintf(streams.Out, " (image %s)", o.inCluster.loadImage)
 		}
 		fmt.Fprintln(streams.Out)
+		if img := plan.disrupt.killHelperImage(); img != "" {
+			fmt.Fprintf(streams.Out, "  kill     through pod gracelab-kill-* (image %s; hostPID, root, CAP_KILL) on the killed pod's node, deleted after the kill\n", img)
+		}
 		return nil, nil
 	}
 	needs := kube.Needs{LoadPods: cd.fromCluster, RequestSecret: dp.Request != "", Apply: cd.files != nil}
-	if err := kube.CheckPermissions(ctx, cd.client, cd.namespace, kube.DrillPermissions(needs)); err != nil {
+	perms := kube.DrillPermissions(needs)
+	helper := plan.disrupt.killHelperImage()
+	if helper != "" {
+		perms = append(perms, kube.KillHelperPermissions()...)
+	}
+	if err := kube.CheckPermissions(ctx, cd.client, cd.namespace, perms); err != nil {
 		return nil, &ExitError{Code: ExitFailed, Err: err}
+	}
+	if helper != "" {
+		if err := kube.CheckKillHelper(ctx, cd.client, cd.namespace, helper); err != nil {
+			return nil, &ExitError{Code: ExitFailed, Err: err}
+		}
 	}
 	if err := dp.Refused(o.inCluster.force); err != nil {
 		return nil, &ExitError{Code: ExitFailed, Err: err}

@@ -1,11 +1,8 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,54 +75,40 @@ func TestIntegrationDrill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
-	dir := t.TempDir()
-	teamapp := filepath.Join(dir, "teamapp")
-	if out, err := exec.Command("go", "build", "-o", teamapp, "github.com/gracelab/gracelab/internal/localkube/testdata/teamapp").CombinedOutput(); err != nil {
-		t.Fatalf("go build teamapp: %v\n%s", err, out)
-	}
-	manifests := filepath.Join(dir, "team.yaml")
+	teamapp := teamappBinary(t)
+	manifests := filepath.Join(t.TempDir(), "team.yaml")
 	if err := os.WriteFile(manifests, []byte(drillTeamApp), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, from := range []string{"file", "stdin"} {
 		t.Run(from, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "report")
-			f := manifests
+			f, stdin := manifests, ""
 			if from == "stdin" {
-				f = "-"
+				f, stdin = "-", drillTeamApp
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, exe, "drill", "-f", f,
+			stdout, stderr, code := runGracelab(t, 3*time.Minute, stdin, "drill", "-f", f,
 				"--run", "ghcr.io/acme/shop="+teamapp+" -role=front", "--run", "ghcr.io/acme/stock="+teamapp+" -role=back",
 				"--target", "http://shop/", "--deployment", "stock", "--duration", "6s", "--restart-at", "2s",
 				"--endpoint-lag", "300ms", "--quiet", "--out", out)
-			if from == "stdin" {
-				cmd.Stdin = strings.NewReader(drillTeamApp)
-			}
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-			if code := exitCode(t, err); code != ExitOK {
+			t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			if code != ExitOK {
 				t.Fatalf("exit %d, want 0", code)
 			}
-			assertNoneLeft(t, exe)
-			if n := strings.Count(stdout.String()+stderr.String(), "skipped 1 object"); n != 1 {
+			if n := strings.Count(stdout+stderr, "skipped 1 object"); n != 1 {
 				t.Errorf("the skipped ServiceAccount should be printed once, got %d times", n)
 			}
-			table := strings.Index(stdout.String(), "requests")
-			findings := strings.Index(stdout.String(), "gracelab check on these manifests:")
-			if table < 0 || findings < table || !strings.Contains(stdout.String(), "no-prestop") {
-				t.Errorf("want the table, then gracelab check's findings (no-prestop), got:\n%s", stdout.String())
+			table := strings.Index(stdout, "requests")
+			findings := strings.Index(stdout, "gracelab check on these manifests:")
+			if table < 0 || findings < table || !strings.Contains(stdout, "no-prestop") {
+				t.Errorf("want the table, then gracelab check's findings (no-prestop), got:\n%s", stdout)
 			}
 			// drill's default --sandbox auto says once how the pods ran, and in sandboxes what
 			// they cannot reach.
-			if n := strings.Count(stdout.String(), "Pods: "); n != 1 {
+			if n := strings.Count(stdout, "Pods: "); n != 1 {
 				t.Errorf("the pods' mode should be said once on stdout, got %d times", n)
-			} else if os.Geteuid() == 0 && !strings.Contains(stdout.String(), "Pods: each in a sandbox of its own (--sandbox ns): a pod reaches Services, not the host's own localhost services") {
-				t.Errorf("as root the pods run in sandboxes and the output says what they cannot reach:\n%s", stdout.String())
+			} else if os.Geteuid() == 0 && !strings.Contains(stdout, "Pods: each in a sandbox of its own (network, mount, PID and UTS namespaces: --sandbox ns): a pod reaches Services, not the host's own localhost services") {
+				t.Errorf("as root the pods run in sandboxes and the output says what they cannot reach:\n%s", stdout)
 			}
 
 			raw, err := os.ReadFile(filepath.Join(out, "report.json"))
@@ -201,10 +184,6 @@ spec:
 // the drill with its last stderr line quoted, and neither that error, the output, the report
 // nor any log shows a value, on the shared loopback and in sandboxes.
 func TestIntegrationDrillRedactsSecrets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	manifests := filepath.Join(t.TempDir(), "leaky.yaml")
 	if err := os.WriteFile(manifests, []byte(drillLeaky), 0o644); err != nil {
 		t.Fatal(err)
@@ -213,24 +192,18 @@ func TestIntegrationDrillRedactsSecrets(t *testing.T) {
 	for _, sandbox := range []string{"none", "ns"} {
 		t.Run(sandbox, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "report")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, exe, "drill", "-f", manifests, "--sandbox", sandbox,
+			stdout, stderr, code := runGracelab(t, 2*time.Minute, "", "drill", "-f", manifests, "--sandbox", sandbox,
 				"--run", `acme/leaky=/bin/sh -c 'echo "starting with $TOKEN and $DB_URL"; echo "fatal: cannot log in with $TOKEN to $DB_URL" >&2; exit 1'`,
 				"--target", "http://leaky/", "--duration", "4s", "--restart-at", "1s", "--quiet", "--out", out)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-			if code := exitCode(t, err); code != ExitFailed {
+			t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			if code != ExitFailed {
 				t.Fatalf("exit %d, want %d (the pod died during start-up)", code, ExitFailed)
 			}
-			assertNoneLeft(t, exe)
 			// The error quotes the last stderr line, redacted.
-			if !strings.Contains(stderr.String(), "fatal: cannot log in with <redacted> to <redacted>") {
-				t.Errorf("the error should quote the pod's last stderr line with its secrets redacted:\n%s", stderr.String())
+			if !strings.Contains(stderr, "fatal: cannot log in with <redacted> to <redacted>") {
+				t.Errorf("the error should quote the pod's last stderr line with its secrets redacted:\n%s", stderr)
 			}
-			shown := map[string]string{"stdout": stdout.String(), "stderr": stderr.String()}
+			shown := map[string]string{"stdout": stdout, "stderr": stderr}
 			if err := filepath.WalkDir(out, func(path string, d os.DirEntry, err error) error {
 				if err != nil || d.IsDir() {
 					return err

@@ -102,8 +102,8 @@ func TestDrillBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "report")
 			var stdout, stderr bytes.Buffer
-			// --sandbox none: a case that wrongly gets as far as running fails at once (this
-			// test binary cannot be a sandbox's shim) instead of hanging.
+			// --sandbox none: a case that wrongly gets as far as starting the cluster does not
+			// first probe a sandbox (its pods would run /bin/true until the ready timeout).
 			code := Main(append([]string{"drill", "--out", out, "--sandbox", "none"}, tc.args...), Streams{In: strings.NewReader(""), Out: &stdout, ErrOut: &stderr})
 			if code != ExitBadArgs {
 				t.Errorf("exit %d, want %d; stderr: %s", code, ExitBadArgs, stderr.String())

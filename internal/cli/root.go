@@ -85,6 +85,7 @@ client retries), drives load through them, restarts the upstream mid-load and co
 		newCheckCommand(streams),
 		newDrillCommand(streams),
 		newAblateCommand(streams),
+		newKillContainerCommand(streams),
 	)
 	usageArgs(root)
 	return root

@@ -41,11 +41,7 @@ func TestIntegrationServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	bins, err := lifecycletest.Build(t.TempDir(), "github.com/gracelab/gracelab/cmd/gracelab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gracelab := bins[0]
+	gracelab := gracelabBinary(t)
 	local := []string{"HOST=127.0.0.1", "PORT=0"}
 
 	t.Run("immediate dies on SIGTERM with no handler anywhere", func(t *testing.T) {

@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -70,17 +67,11 @@ func TestIntegrationDrillThresholdExitCodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
-	exe := gracelabBinary(t)
-	dir := t.TempDir()
-	teamapp := filepath.Join(dir, "teamapp")
-	if out, err := exec.Command("go", "build", "-o", teamapp, "github.com/gracelab/gracelab/internal/localkube/testdata/teamapp").CombinedOutput(); err != nil {
-		t.Fatalf("go build teamapp: %v\n%s", err, out)
-	}
-	manifests := filepath.Join(dir, "api.yaml")
+	teamapp := teamappBinary(t)
+	manifests := filepath.Join(t.TempDir(), "api.yaml")
 	if err := os.WriteFile(manifests, []byte(drillAPIAndBatch), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { assertNoneLeft(t, exe) }) // after both parallel runs
 	for _, tc := range []struct {
 		name, deployment string
 		code             int
@@ -89,27 +80,22 @@ func TestIntegrationDrillThresholdExitCodes(t *testing.T) {
 			t.Parallel()
 			tmp := t.TempDir()
 			junitPath, out := filepath.Join(tmp, "r.xml"), filepath.Join(tmp, "report")
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, exe, "drill", "-f", manifests, "--run", "acme/api="+teamapp+" -role=back",
+			stdout, stderr, code := runGracelab(t, 4*time.Minute, "", "drill", "-f", manifests, "--run", "acme/api="+teamapp+" -role=back",
 				"--target", "http://api/", "--deployment", tc.deployment, "--duration", "4s", "--restart-at", "1s",
 				"--rollouts", "2", "--rollout-gap", "500ms", "--settle-tail", "2s", "--quiet", "--out", out,
 				"--max-errors", "0", "--per-rollout", "--junit", junitPath)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			code := exitCode(t, cmd.Run())
 			if code != tc.code {
-				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
 			}
-			lines := regexp.MustCompile(`(?m)^gracelab: threshold breached: \S+ rollout ([12]): [1-9]\d* errors, limit --max-errors 0$`).FindAllStringSubmatch(stderr.String(), -1)
+			lines := regexp.MustCompile(`(?m)^gracelab: threshold breached: \S+ rollout ([12]): [1-9]\d* errors, limit --max-errors 0$`).FindAllStringSubmatch(stderr, -1)
 			switch tc.code {
 			case ExitBreached:
-				if len(lines) != 2 || lines[0][1] != "1" || lines[1][1] != "2" || strings.Count(stderr.String(), "\n") != 2 {
-					t.Errorf("want one breach line per rollout and nothing else on stderr:\n%s", stderr.String())
+				if len(lines) != 2 || lines[0][1] != "1" || lines[1][1] != "2" || strings.Count(stderr, "\n") != 2 {
+					t.Errorf("want one breach line per rollout and nothing else on stderr:\n%s", stderr)
 				}
 			case ExitOK:
-				if stderr.Len() != 0 {
-					t.Errorf("stderr within the limits:\n%s", stderr.String())
+				if stderr != "" {
+					t.Errorf("stderr within the limits:\n%s", stderr)
 				}
 			}
 			raw, err := os.ReadFile(junitPath)
@@ -141,24 +127,14 @@ func TestIntegrationDrillThresholdExitCodes(t *testing.T) {
 // latencies no run can keep under 1ms (the upstream works 100-200 ms). The breach is still
 // printed and in the JUnit file, beside the run's error; the exit code is 1.
 func TestIntegrationDemoRunFailureWinsOverBreach(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	dir := t.TempDir()
 	junitPath := filepath.Join(dir, "r.xml")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "demo", "--quiet", "--scenarios", "v1", "--duration", "3s", "--restart-at", "1s",
+	stdout, errOut, code := runGracelab(t, 3*time.Minute, "", "demo", "--quiet", "--scenarios", "v1", "--duration", "3s", "--restart-at", "1s",
 		"--rollout-timeout", "300ms", "--port", "0", "--out", filepath.Join(dir, "report"),
 		"--max-latency", "p50=1ms", "--junit", junitPath)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if code := exitCode(t, cmd.Run()); code != ExitFailed {
-		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, ExitFailed, stdout.String(), stderr.String())
+	if code != ExitFailed {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, ExitFailed, stdout, errOut)
 	}
-	assertNoneLeft(t, exe)
-	errOut := stderr.String()
 	if !strings.Contains(errOut, "gracelab: scenario v1 failed: the rollout of upstream did not settle within 300ms") ||
 		!regexp.MustCompile(`(?m)^gracelab: threshold breached: v1 \(whole run\): p50 latency \S+, limit --max-latency p50=1ms$`).MatchString(errOut) ||
 		!strings.Contains(errOut, "gracelab: the run failed for v1") {

@@ -278,3 +278,44 @@ func scale(ctx context.Context, c Disrupter, deployment string, d Disruption, sa
 		return err
 	}, nil
 }
+
+// The events that mark when the drill triggered a disruption other than the restart (whose
+// mark is RestartTriggered), named for what was asked of the cluster.
+const (
+	DeletionRequested EventKind = "deletion_requested" // delete: the drill deletes --count pods
+	EvictionRequested EventKind = "eviction_requested" // evict: the drill asks the Eviction API
+	DrainRequested    EventKind = "drain_requested"    // drain: the drill cordons a node and evicts
+	KillRequested     EventKind = "kill_requested"     // kill: the drill SIGKILLs container processes
+	ScaleRequested    EventKind = "scale_requested"    // scale: the drill sets the replicas
+)
+
+// TriggerEvent is the event that marks when the drill triggered a disruption of kind k;
+// RestartTriggered for the restart (and for "").
+func (k DisruptionKind) TriggerEvent() EventKind {
+	switch k {
+	case DisruptDelete:
+		return DeletionRequested
+	case DisruptEvict:
+		return EvictionRequested
+	case DisruptDrain:
+		return DrainRequested
+	case DisruptKill:
+		return KillRequested
+	case DisruptScale:
+		return ScaleRequested
+	}
+	return RestartTriggered
+}
+
+// IsTrigger reports whether e marks a disruption's trigger, of any kind.
+func IsTrigger(e EventKind) bool {
+	if e == RestartTriggered {
+		return true
+	}
+	for _, k := range DisruptionKinds {
+		if k.TriggerEvent() == e {
+			return true
+		}
+	}
+	return false
+}

@@ -164,3 +164,27 @@ func TestParseDisruptionKind(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Each kind has a trigger event of its own, distinct from every other event, so a timeline
+// says what was done; the restart keeps restart_triggered (older reports have it).
+func TestTriggerEventPerKind(t *testing.T) {
+	seen := map[EventKind]DisruptionKind{}
+	for _, k := range DisruptionKinds {
+		e := k.TriggerEvent()
+		if other, dup := seen[e]; dup {
+			t.Fatalf("%s and %s share the trigger event %s", k, other, e)
+		}
+		seen[e] = k
+		if !IsTrigger(e) {
+			t.Errorf("IsTrigger(%s) is false", e)
+		}
+	}
+	if DisruptRestart.TriggerEvent() != RestartTriggered || DisruptionKind("").TriggerEvent() != RestartTriggered {
+		t.Error("the restart's trigger is not restart_triggered")
+	}
+	for _, e := range []EventKind{PodEvicted, Scaled, PodDeleted, SIGKILLSent, RolloutComplete} {
+		if IsTrigger(e) {
+			t.Errorf("IsTrigger(%s): what the cluster did is not the drill's trigger", e)
+		}
+	}
+}

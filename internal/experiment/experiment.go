@@ -39,6 +39,25 @@ type Scenario struct {
 	Title     string // "v1 no protection"
 	Manifests string // where the manifests came from, for the report
 	FS        fs.FS  // the manifest directory
+	// Disruption is what the cluster's Restart does to the pods (the cluster is wrapped to do
+	// it); it names the trigger event and the report's disruption. "" is the rolling restart.
+	Disruption cluster.DisruptionKind
+}
+
+// verb says what the drill did to the Deployment: "restarting", or "disrupting (evict)".
+func (s Scenario) verb() string {
+	if w := s.what(); w != "restart" {
+		return "disrupting (" + string(s.Disruption) + ")"
+	}
+	return "restarting"
+}
+
+// what names the scenario's disruption in messages: "restart", or "disruption (evict)".
+func (s Scenario) what() string {
+	if s.Disruption == "" || s.Disruption == cluster.DisruptRestart {
+		return "restart"
+	}
+	return "disruption (" + string(s.Disruption) + ")"
 }
 
 // Warner is a cluster that can say why its results may mislead (kube: a --target that
@@ -204,11 +223,14 @@ const (
 	PhaseStarting Phase = "starting cluster"
 	PhaseLoad     Phase = "load"        // before the restart
 	PhaseRollout  Phase = "rolling out" // restart triggered, waiting for it to settle
-	PhaseTail     Phase = "settled"     // rollout settled, load continues to its end
-	PhaseStopping Phase = "stopping load"
-	PhaseTearDown Phase = "tearing down"
-	PhaseDone     Phase = "done"
-	PhaseFailed   Phase = "failed"
+	// PhaseRecovering: another disruption (a kill, an eviction, ...) triggered, waiting for
+	// the Deployment to settle again.
+	PhaseRecovering Phase = "recovering"
+	PhaseTail       Phase = "settled" // rollout settled, load continues to its end
+	PhaseStopping   Phase = "stopping load"
+	PhaseTearDown   Phase = "tearing down"
+	PhaseDone       Phase = "done"
+	PhaseFailed     Phase = "failed"
 )
 
 // Progress is a live view of the drill.
@@ -314,7 +336,7 @@ func (d *drill) wait(ctx context.Context, until time.Time, done <-chan struct{})
 
 func (d *drill) run(ctx context.Context) report.Scenario {
 	cfg := d.cfg
-	d.out = report.Scenario{Scenario: d.sc.Name, Title: d.sc.Title, Manifests: d.sc.Manifests, Events: []cluster.Event{}}
+	d.out = report.Scenario{Scenario: d.sc.Name, Title: d.sc.Title, Manifests: d.sc.Manifests, Disruption: string(d.sc.Disruption), Events: []cluster.Event{}}
 	d.report(PhaseStarting, "")
 	c, err := cfg.Factory(d.sc)
 	if err != nil {
@@ -419,7 +441,7 @@ func (d *drill) rollout(ctx context.Context, c cluster.Cluster, i int, at time.T
 		nth = fmt.Sprintf(" (rollout %d of %d)", i, cfg.Rollouts)
 	}
 	if !d.wait(ctx, at, nil) {
-		d.fail("interrupted before the restart%s", nth)
+		d.fail("interrupted before the %s%s", d.sc.what(), nth)
 		return time.Time{}, errRolloutFailed
 	}
 	now := time.Now()
@@ -433,14 +455,18 @@ func (d *drill) rollout(ctx context.Context, c cluster.Cluster, i int, at time.T
 	}
 	if err := c.Restart(ctx, cfg.Deployment); err != nil {
 		if ctx.Err() != nil {
-			d.fail("interrupted during the restart%s", nth)
+			d.fail("interrupted during the %s%s", d.sc.what(), nth)
 		} else {
-			d.fail("restarting deployment %s%s: %v", cfg.Deployment, nth, err)
+			d.fail("%s deployment %s%s: %v", d.sc.verb(), cfg.Deployment, nth, err)
 		}
 		return time.Time{}, errRolloutFailed
 	}
 
-	d.report(PhaseRollout, "")
+	if d.sc.what() == "restart" {
+		d.report(PhaseRollout, "")
+	} else {
+		d.report(PhaseRecovering, "")
+	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.RolloutTimeout)
 	defer cancel()
 	settledCh := make(chan struct{})
@@ -457,10 +483,10 @@ func (d *drill) rollout(ctx context.Context, c cluster.Cluster, i int, at time.T
 		d.fail("interrupted during the rollout%s", nth)
 		return time.Time{}, errRolloutFailed
 	case settleErr != nil && sctx.Err() != nil:
-		d.fail("the rollout of %s%s did not settle within %s: %v", cfg.Deployment, nth, cfg.RolloutTimeout, settleErr)
+		d.fail("%s did not settle within %s: %v", d.settling(nth), cfg.RolloutTimeout, settleErr)
 		return time.Time{}, errRolloutFailed
 	case settleErr != nil:
-		d.fail("the rollout of %s%s did not settle: %v", cfg.Deployment, nth, settleErr)
+		d.fail("%s did not settle: %v", d.settling(nth), settleErr)
 		return time.Time{}, errRolloutFailed
 	}
 	w := &d.windows[len(d.windows)-1]
@@ -469,6 +495,15 @@ func (d *drill) rollout(ctx context.Context, c cluster.Cluster, i int, at time.T
 		d.out.RolloutSeconds = settled.Sub(now).Seconds()
 	}
 	return settled, nil
+}
+
+// settling names what WaitSettled waited for: "the rollout of upstream (rollout 2 of 3)", or
+// "deployment upstream after the disruption (kill)".
+func (d *drill) settling(nth string) string {
+	if w := d.sc.what(); w != "restart" {
+		return fmt.Sprintf("deployment %s after the %s%s", d.cfg.Deployment, w, nth)
+	}
+	return fmt.Sprintf("the rollout of %s%s", d.cfg.Deployment, nth)
 }
 
 // finish stops the load, collects the events and tears the cluster down. Normally in-flight
@@ -492,7 +527,7 @@ func (d *drill) finish(ctx context.Context, c cluster.Cluster) {
 	for _, w := range d.windows {
 		restarts = append(restarts, w.Start)
 	}
-	d.out.Events = withRestartEvents(c.Events(), restarts, d.cfg.Deployment)
+	d.out.Events = withRestartEvents(c.Events(), restarts, d.cfg.Deployment, d.sc.Disruption.TriggerEvent())
 	if w, ok := c.(Warner); ok {
 		d.out.Warnings = append(d.out.Warnings, w.Warnings()...)
 	}
@@ -560,22 +595,23 @@ func (d *drill) awaitLoad(limit time.Duration) {
 	}
 }
 
-// withRestartEvents makes sure the timeline shows when the drill triggered each restart, even
-// on a cluster that records no such event itself, and keeps events in time order. A cluster
-// that recorded a restart of deployment from a second before the first one on records them
-// all, so its own events are kept and none are added.
-func withRestartEvents(events []cluster.Event, restarts []time.Time, deployment string) []cluster.Event {
+// withRestartEvents makes sure the timeline shows when the drill triggered each disruption (an
+// event of kind trigger: restart_triggered, eviction_requested, ...), even on a cluster that
+// records no such event itself, and keeps events in time order. A cluster that recorded a
+// trigger of deployment from a second before the first one on records them all, so its own
+// events are kept and none are added.
+func withRestartEvents(events []cluster.Event, restarts []time.Time, deployment string, trigger cluster.EventKind) []cluster.Event {
 	out := append([]cluster.Event{}, events...)
 	own := false
 	for _, e := range out {
-		if len(restarts) > 0 && e.Kind == cluster.RestartTriggered && e.Deployment == deployment && !e.Time.Before(restarts[0].Add(-time.Second)) {
+		if len(restarts) > 0 && e.Kind == trigger && e.Deployment == deployment && !e.Time.Before(restarts[0].Add(-time.Second)) {
 			own = true
 			break
 		}
 	}
 	for _, at := range restarts {
 		if !own {
-			out = append(out, cluster.Event{Time: at, Kind: cluster.RestartTriggered, Deployment: deployment, Source: cluster.SourceDrill})
+			out = append(out, cluster.Event{Time: at, Kind: trigger, Deployment: deployment, Source: cluster.SourceDrill})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })

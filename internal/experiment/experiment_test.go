@@ -510,16 +510,21 @@ func TestWithRestartEventsKeepsTheClustersOwn(t *testing.T) {
 		{Time: t0.Add(10 * time.Millisecond), Kind: cluster.RestartTriggered, Deployment: "upstream", Source: cluster.SourceEmbedded},
 		{Time: t0.Add(-time.Second), Kind: cluster.PodReady, Pod: "p"},
 	}
-	got := withRestartEvents(own, []time.Time{t0}, "upstream")
+	got := withRestartEvents(own, []time.Time{t0}, "upstream", cluster.RestartTriggered)
 	if len(got) != 2 || got[0].Kind != cluster.PodReady || got[1].Source != cluster.SourceEmbedded {
 		t.Fatalf("got %+v: want the cluster's own restart event kept, no drill duplicate, time order", got)
 	}
-	got = withRestartEvents(own[1:], []time.Time{t0}, "upstream")
+	got = withRestartEvents(own[1:], []time.Time{t0}, "upstream", cluster.RestartTriggered)
 	if len(got) != 2 || got[1].Source != cluster.SourceDrill || !got[1].Time.Equal(t0) {
 		t.Fatalf("got %+v: want a drill restart event at t0", got)
 	}
-	if got := withRestartEvents(own[1:], nil, "upstream"); len(got) != 1 {
+	if got := withRestartEvents(own[1:], nil, "upstream", cluster.RestartTriggered); len(got) != 1 {
 		t.Fatalf("no restart happened, yet an event was added: %+v", got)
+	}
+	// Another disruption is marked by its own event; a restart event does not stand for it.
+	got = withRestartEvents(own, []time.Time{t0}, "upstream", cluster.EvictionRequested)
+	if len(got) != 3 || got[1].Kind != cluster.EvictionRequested || got[1].Source != cluster.SourceDrill || !got[1].Time.Equal(t0) {
+		t.Fatalf("got %+v: want a drill eviction_requested event at t0 beside the cluster's restart", got)
 	}
 }
 
@@ -624,5 +629,46 @@ func TestRunRepeatedRollouts(t *testing.T) {
 	}
 	if restartEvents != 3 {
 		t.Errorf("%d restart events on the timeline, want 3", restartEvents)
+	}
+}
+
+// A scenario under another disruption is labelled with it, its trigger is marked by the
+// kind's own event (not restart_triggered), and a failure names the disruption.
+func TestRunNamesTheDisruption(t *testing.T) {
+	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
+	j := &journal{}
+	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 100 * time.Millisecond}, "b": {restartErr: errors.New("no pod to evict")}}, "a", "b")
+	cfg.Scenarios[0].Disruption = cluster.DisruptKill
+	cfg.Scenarios[1].Disruption = cluster.DisruptEvict
+	var mu sync.Mutex
+	phases := map[Phase]bool{}
+	cfg.Progress = func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		phases[p.Phase] = true
+	}
+	out, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Disruption != "kill" || out[1].Disruption != "evict" {
+		t.Fatalf("disruptions %q, %q; want kill, evict", out[0].Disruption, out[1].Disruption)
+	}
+	var kinds []cluster.EventKind
+	for _, e := range out[0].Events {
+		if cluster.IsTrigger(e.Kind) {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	if len(kinds) != 1 || kinds[0] != cluster.KillRequested {
+		t.Fatalf("trigger events %v, want [kill_requested]", kinds)
+	}
+	mu.Lock()
+	if !phases[PhaseRecovering] || phases[PhaseRollout] {
+		t.Errorf("phases %v: a kill is recovered from, not rolled out", phases)
+	}
+	mu.Unlock()
+	if want := "disrupting (evict) deployment upstream: no pod to evict"; out[1].Failure != want {
+		t.Fatalf("failure %q, want %q", out[1].Failure, want)
 	}
 }

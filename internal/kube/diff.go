@@ -55,6 +55,14 @@ func podChanges(prev, cur *corev1.Pod) []change {
 			// The container exited and was restarted between two deliveries.
 			out = append(out, change{kind: cluster.PodExited, detail: exitDetail(s.Name, s.LastTerminationState.Terminated)})
 		}
+		if seen && s.RestartCount > old.RestartCount {
+			// The kubelet started the container again in the same pod (a crash, a kill).
+			detail := fmt.Sprintf("restartCount %d", s.RestartCount)
+			if len(cur.Status.ContainerStatuses) > 1 {
+				detail += ", container " + s.Name
+			}
+			out = append(out, change{kind: cluster.ContainerRestarted, detail: detail})
+		}
 	}
 	return out
 }

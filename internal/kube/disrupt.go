@@ -23,7 +23,7 @@ import (
 // PodDisruptionBudgets and answers 429 when one forbids), cordon and uncordon (kubectl
 // cordon: spec.unschedulable, plus our annotation so a later run can repair a node a crashed
 // run left cordoned), and scale (the scale subresource). Killing a container's process needs
-// a privileged helper on the node and is not done here.
+// a helper pod on the node: killhelper.go.
 
 var _ cluster.Disrupter = (*Cluster)(nil)
 
@@ -93,12 +93,6 @@ func evictionReason(err error) string {
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-// KillContainer is not done through the API: neither it nor an exec can SIGKILL a
-// container's PID 1.
-func (c *Cluster) KillContainer(context.Context, string) error {
-	return errors.New("killing a container on a real cluster needs a privileged helper pod, which gracelab does not create yet")
 }
 
 // cordonedBy is what our annotation holds: who cordoned the node.

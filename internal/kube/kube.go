@@ -94,6 +94,8 @@ type Cluster struct {
 	mu          sync.Mutex
 	events      []cluster.Event
 	generations map[string]int64 // Deployment -> generation of our last write
+	killImage   string           // the kill helper's image: set once the user opted in
+	killHelpers map[string]bool  // helper pods created and not yet seen deleted
 }
 
 var _ cluster.Cluster = (*Cluster)(nil)

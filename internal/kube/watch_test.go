@@ -55,7 +55,7 @@ func TestPodChanges(t *testing.T) {
 		{"no change", readyPod(true), readyPod(true), nil},
 		{"terminating", readyPod(true), terminating, []change{{kind: cluster.PodTerminating, detail: "grace period 30s"}}},
 		{"exited", terminating, exited, []change{{kind: cluster.PodNotReady}, {kind: cluster.PodExited, detail: "container upstream exit code 137 (Error)"}}},
-		{"exited and restarted between deliveries", readyPod(true), restarted, []change{{kind: cluster.PodExited, detail: "container upstream exit code 2"}}},
+		{"exited and restarted between deliveries", readyPod(true), restarted, []change{{kind: cluster.PodExited, detail: "container upstream exit code 2"}, {kind: cluster.ContainerRestarted, detail: "restartCount 1"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,9 +58,10 @@ type Options struct {
 	Seed uint64
 	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
-	// the proxy stops routing to the pod. Zero: drawn per pod, with Seed, from what the lab's
-	// kubelet took from killing a v1 pod to tearing its network down (measuredNetworkLinger,
-	// docs/fidelity.md), so a black hole shows only when kube-proxy is slower, as rarely as there.
+	// the proxy stops routing to the pod. The pod is deleted when its network goes, so this
+	// also decides when a rollout settles. Zero: drawn per pod, with Seed, from what the lab's
+	// kubelet took from killing a pod to tearing its network down at load 4-11
+	// (measuredNetworkLinger, docs/fidelity.md).
 	NetworkLinger time.Duration
 	// PodStartDelay is how long a new pod takes from creation to its process starting (the
 	// kubelet's sandbox, network and container creation); default 1.8s, the median of 24 pods
@@ -117,8 +118,11 @@ type Cluster struct {
 	log     *slog.Logger
 	lags    *lagSource
 	lingers *lagSource
+	reports *lagSource // the kubelet's start reports (startreport.go)
 	psync   *proxySync // kube-proxy's sync loop; nil with a fixed EndpointLag
 	set     *manifestSet
+
+	reactions *lagSource // the controllers' reaction to a change (controller.go)
 
 	mu       sync.Mutex
 	state    lifecycleState
@@ -212,6 +216,7 @@ func New(opts Options) (*Cluster, error) {
 		opts:    opts,
 		lags:    newLagSource(opts.EndpointLag, opts.Seed),
 		lingers: newLingerSource(opts.NetworkLinger, opts.Seed),
+		reports: newStartReportSource(opts.Seed),
 		log:     log,
 		set:     set,
 		pods:    map[string]*pod{},
@@ -222,6 +227,7 @@ func New(opts Options) (*Cluster, error) {
 		downCh:  make(chan struct{}),
 		redact:  podenv.NewRedactor(set.sources.SecretValues()...),
 	}
+	c.reactions = newReactionSource(opts.Seed)
 	for _, d := range set.deployments {
 		c.deploys = append(c.deploys, &deployment{spec: d, template: *d.template.DeepCopy()})
 	}

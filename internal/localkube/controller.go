@@ -204,7 +204,13 @@ func rollingStep(replicas, maxSurge, maxUnavailable int32, newRS rsCount, old []
 	return newRS.desired, oldDesired
 }
 
-// controllerLoop reconciles every Deployment whenever something changed.
+// controllerLoop runs the Deployment and ReplicaSet controllers' syncs. A sync acts a drawn
+// reaction time after the change that triggered it (watch delivery, work queue, API write on
+// a real control plane; measuredControllerReaction) and does one step: it scales one way and
+// creates or deletes pods for it. What that step wrote triggers the next sync. So a new pod's
+// readiness deletes an old pod one reaction later, and the next new pod is created one more
+// reaction after that, as on a real cluster (before, both happened in the same instant).
+// Changes during the wait are coalesced into the sync, as a work queue does.
 func (c *Cluster) controllerLoop() {
 	defer c.bgWG.Done()
 	for {
@@ -213,10 +219,21 @@ func (c *Cluster) controllerLoop() {
 			return
 		case <-c.kick:
 		}
+		t := time.NewTimer(c.reactions.next())
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 		c.mu.Lock()
 		if c.state == stateStarting || c.state == stateUp {
+			changed := false
 			for _, d := range c.deploys {
-				c.reconcileLocked(d)
+				changed = c.syncLocked(d) || changed
+			}
+			if changed {
+				c.kickLocked()
 			}
 			c.notifyLocked()
 		}
@@ -224,21 +241,28 @@ func (c *Cluster) controllerLoop() {
 	}
 }
 
+// reconcileLocked runs syncs at once until nothing changes, for Scale, which acts before it
+// returns.
 func (c *Cluster) reconcileLocked(d *deployment) {
-	for range 20 { // each pass changes at least one count; 20 is far more than a sync needs
-		changed := false
-		if d.spec.recreate {
-			changed = c.recreateStepLocked(d)
-		} else {
-			changed = c.rollingStepLocked(d)
+	for range 20 { // each sync changes at least one count; 20 is far more than a rollout needs
+		if !c.syncLocked(d) {
+			return
 		}
-		for _, rs := range d.sets {
-			if c.syncReplicaSetLocked(d, rs) {
-				changed = true
-			}
-		}
-		if !changed {
-			break
+	}
+}
+
+// syncLocked is one sync of a Deployment and its ReplicaSets: one step of the rollout, then
+// pods created or deleted to match. It reports whether it changed anything.
+func (c *Cluster) syncLocked(d *deployment) bool {
+	changed := false
+	if d.spec.recreate {
+		changed = c.recreateStepLocked(d)
+	} else {
+		changed = c.rollingStepLocked(d)
+	}
+	for _, rs := range d.sets {
+		if c.syncReplicaSetLocked(d, rs) {
+			changed = true
 		}
 	}
 	done := d.rolledOut()
@@ -246,6 +270,7 @@ func (c *Cluster) reconcileLocked(d *deployment) {
 		c.record(cluster.RolloutComplete, d, nil, "")
 	}
 	d.complete = done
+	return changed
 }
 
 func (c *Cluster) rollingStepLocked(d *deployment) bool {

@@ -23,8 +23,10 @@ import (
 // Start: init containers one at a time, each to completion; a native sidecar (an init
 // container with restartPolicy Always) is started and the next one waits only until its
 // startup probe has succeeded (at once without one). Then the containers, in order, each once
-// the previous one's postStart hook has returned. The pod is ready when every container and
-// sidecar is.
+// the previous one's postStart hook has returned. The kubelet learns that a container runs a
+// drawn delay after its start (its relist, startreport.go): only then do its probes run, is a
+// container without a readiness probe ready, and does a sidecar count as started. The pod is
+// ready when every container and sidecar is.
 //
 // Timeline of a deletion (T0 = deletion requested):
 //
@@ -123,58 +125,42 @@ func (c *Cluster) startContainers(p *pod, workers *sync.WaitGroup) {
 	}
 }
 
-// runInit runs an init container until it completes (true), restarting it with back-off when
-// it fails, or until the pod goes away (false).
+// runInit runs an init container until it completes (true), restarting it with the kubelet's
+// back-off when it fails (restart.go), or until the pod goes away (false).
 func (c *Cluster) runInit(p *pod, ct *ctr) bool {
-	var backoff time.Duration
-	for {
-		if !c.pause(p, backoff) {
-			return false
-		}
+	completed := false
+	restartLoop(clock.RealClock{}, func(d time.Duration) bool { return c.pause(p, d) }, func() bool {
 		inst, err := c.startContainer(p, ct)
 		if err != nil {
 			c.startFailed(p, err)
-			backoff = nextBackoff(backoff)
-			continue
-		}
-		completed, done := c.awaitInit(p, inst)
-		if completed {
 			return true
 		}
-		if done {
+		ok, done := c.awaitInit(p, inst)
+		if ok || done {
+			completed = ok
 			return false
 		}
-		if c.countRestart(p, ct) > 1 {
-			backoff = nextBackoff(backoff)
-		}
-	}
+		c.countRestart(p, ct)
+		return true
+	})
+	return completed
 }
 
-// runContainer runs a container or a sidecar, restarting it whenever it stops, until the pod
-// is deleted or the cluster goes down.
+// runContainer runs a container or a sidecar, restarting it with the kubelet's back-off
+// (restart.go) whenever it stops, until the pod is deleted or the cluster goes down.
 func (c *Cluster) runContainer(p *pod, ct *ctr) {
-	var backoff time.Duration
-	crashes, restarting := newRestartBackoff(clock.RealClock{}), false
-	for {
-		if !c.pause(p, backoff) {
-			return
-		}
-		if restarting {
-			crashes.restarting()
-			restarting = false
-		}
+	restartLoop(clock.RealClock{}, func(d time.Duration) bool { return c.pause(p, d) }, func() bool {
 		inst, err := c.startContainer(p, ct)
 		if err != nil {
 			c.startFailed(p, err)
-			backoff = nextBackoff(backoff)
-			continue
+			return true
 		}
 		if c.supervise(p, ct, inst) {
-			return
+			return false
 		}
 		c.countRestart(p, ct)
-		backoff, restarting = crashes.exited(time.Now()), true // restart.go
-	}
+		return true
+	})
 }
 
 // pause waits d unless the pod is going away, and reports whether it may go on.
@@ -210,13 +196,6 @@ func (c *Cluster) countRestart(p *pod, ct *ctr) int {
 	ct.restarts++
 	p.restarts++
 	return ct.restarts
-}
-
-func nextBackoff(b time.Duration) time.Duration {
-	if b == 0 {
-		return 10 * time.Second
-	}
-	return min(2*b, 5*time.Minute)
 }
 
 func (c *Cluster) stopping(p *pod) bool {
@@ -419,6 +398,9 @@ func (c *Cluster) supervise(p *pod, ct *ctr, inst *container) (done bool) {
 			}
 		}
 		ct.markPostStarted()
+		if !c.awaitStartReport(ctx, inst) { // startreport.go
+			return
+		}
 		if sp := ct.spec.StartupProbe; sp != nil && !c.awaitStartup(ctx, p, inst, sp, fail) {
 			return
 		}
@@ -505,7 +487,7 @@ func (c *Cluster) watchReadiness(ctx context.Context, p *pod, inst *container, w
 	if rp == nil {
 		c.mu.Lock()
 		if ct.running && ct.inst == inst {
-			why := "no readiness probe: ready once started"
+			why := "no readiness probe: ready once the kubelet reported it started, " + time.Since(inst.started).Round(time.Millisecond).String() + " after the process"
 			if ct.spec.StartupProbe != nil {
 				why = "no readiness probe: ready once the startup probe succeeded"
 			}

@@ -56,16 +56,9 @@ func (c *Cluster) SandboxUsed() (mode, fallback string) {
 // SandboxSummary says in one line how the pods run and, with sandboxes, what they cannot
 // reach (valid after Up).
 func (c *Cluster) SandboxSummary() string {
+	s := sandbox.Describe(string(c.sandboxMode), c.sandboxFallback)
 	if c.sandboxMode == SandboxNS {
-		user := ""
-		if os.Geteuid() != 0 {
-			user = " and user"
-		}
-		return "each in a sandbox of its own (network, mount, PID, UTS" + user + " namespaces: --sandbox ns); " + sandbox.Limits
-	}
-	s := "on the host's loopback, each at its own 127.x address (--sandbox none)"
-	if c.sandboxFallback != "" {
-		s += ", because pod sandboxes are not available here: " + c.sandboxFallback
+		s += "; " + sandbox.Limits
 	}
 	return s
 }

@@ -33,13 +33,26 @@ func (q lagQuantiles) at(u float64) time.Duration {
 	return q[i] + time.Duration((x-float64(i))*float64(q[i+1]-q[i]))
 }
 
-// measuredNetworkLinger: on the same lab runs (load 30-45), from the kubelet's kill of a v1
-// pod (containerd's StopContainer) to containerd's teardown of its network, 0th to 100th
-// percentile in steps of 10, of 20 pods; docs/fidelity.md.
+// measuredNetworkLinger: on the lab cluster at load average 4-11 (runs k11-k13 of
+// docs/fidelity.md), from the kubelet's kill of an upstream pod (containerd's StopContainer:
+// at once for v1, after the 5 s preStop for v2 and v3) to containerd's teardown of its
+// network, 0th to 100th percentile in steps of 10, of 18 pods (v1, v2, v3). The runs at load
+// 25-46 took 1.7-14 s: the teardown slows with the machine's load, a timer does not.
 var measuredNetworkLinger = lagQuantiles{
-	1680 * time.Millisecond, 2070 * time.Millisecond, 2270 * time.Millisecond, 2840 * time.Millisecond,
-	3420 * time.Millisecond, 4710 * time.Millisecond, 5210 * time.Millisecond, 6700 * time.Millisecond,
-	8090 * time.Millisecond, 11640 * time.Millisecond, 14060 * time.Millisecond,
+	510 * time.Millisecond, 725 * time.Millisecond, 810 * time.Millisecond, 889 * time.Millisecond,
+	1122 * time.Millisecond, 1245 * time.Millisecond, 1750 * time.Millisecond, 2225 * time.Millisecond,
+	2430 * time.Millisecond, 3213 * time.Millisecond, 4170 * time.Millisecond,
+}
+
+// measuredControllerReaction: on the lab cluster at load 4-11 (runs k11-k13 of
+// docs/fidelity.md), how long the Deployment and ReplicaSet controllers took to act on a
+// change: from a new upstream pod's readiness to an old pod's deletion (18 steps), and from
+// that deletion to the next new pod's creation (9 steps); 0th to 100th percentile in steps of
+// 10 of the 27, as the API server's timestamps in the watch show them.
+var measuredControllerReaction = lagQuantiles{
+	30 * time.Millisecond, 46 * time.Millisecond, 60 * time.Millisecond, 60 * time.Millisecond,
+	80 * time.Millisecond, 90 * time.Millisecond, 110 * time.Millisecond, 122 * time.Millisecond,
+	146 * time.Millisecond, 178 * time.Millisecond, 320 * time.Millisecond,
 }
 
 // lagSource draws delays: fixed, or from a measured distribution with a seeded generator so
@@ -76,6 +89,11 @@ func (l *lagSource) next() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.dist.at(l.rng.Float64())
+}
+
+// newReactionSource draws the controllers' reaction times, from its own stream of the seed.
+func newReactionSource(seed uint64) *lagSource {
+	return newDrawn(measuredControllerReaction, seed, 0x94d049bb133111eb)
 }
 
 func randomSeed() uint64 { return rand.Uint64() | 1 }

@@ -32,8 +32,9 @@ func TestLagSourceFollowsTheMeasuredDistribution(t *testing.T) {
 		src  *lagSource
 		dist lagQuantiles
 	}{
-		"endpoint lag":   {newLagSource(0, 42), measuredEndpointLag},
-		"network linger": {newLingerSource(0, 42), measuredNetworkLinger},
+		"endpoint lag":        {newLagSource(0, 42), measuredEndpointLag},
+		"network linger":      {newLingerSource(0, 42), measuredNetworkLinger},
+		"controller reaction": {newReactionSource(42), measuredControllerReaction},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if !slices.IsSorted(tc.dist) {

@@ -12,6 +12,10 @@ import (
 // container that dies again within its back-off waits 10s, then 20s, 40s ... up to 5 minutes,
 // counted from its exit; once it has run for 10 minutes the back-off starts over. Meanwhile
 // the pod keeps its address and network, so callers are refused rather than black-holed.
+// The kubelet backs off every container alike (kuberuntime's doBackOff, keyed by pod and
+// container): init containers, which a Deployment's restartPolicy Always restarts until they
+// succeed, sidecars and main containers; a container that failed to start (a StartError)
+// counts as one that exited.
 
 const (
 	restartBackoffInitial = 10 * time.Second
@@ -47,4 +51,22 @@ func (r *restartBackoff) exited(t time.Time) time.Duration {
 // restarting moves the back-off on as the container restarts, as the kubelet's sync does.
 func (r *restartBackoff) restarting() {
 	r.bo.Next(restartKey, r.exitedAt)
+}
+
+// restartLoop runs a container's starts with the back-off: run starts it once, waits for that
+// run to end and says whether to start it again (it crashed, failed to start, or an init
+// container failed); pause waits out the back-off and says whether the pod still wants the
+// container. The first start and the first restart are at once.
+func restartLoop(clk clock.Clock, pause func(time.Duration) bool, run func() (again bool)) {
+	r := newRestartBackoff(clk)
+	wait, restarting := time.Duration(0), false
+	for pause(wait) {
+		if restarting {
+			r.restarting()
+		}
+		if !run() {
+			return
+		}
+		wait, restarting = r.exited(clk.Now()), true
+	}
 }

@@ -40,3 +40,43 @@ func TestRestartBackoff(t *testing.T) {
 		t.Fatalf("the next crash waits %s, want 10s", w)
 	}
 }
+
+// The loop every container runs in (init, sidecar, main), on a simulated clock: each run
+// lasts ran[i]; a run of 0 is a failed start (a StartError), which backs off like a crash.
+// The waits before each start are the kubelet's: at once, at once, 10s, 20s, ... and after a
+// run of more than 10 minutes at once again.
+func TestRestartLoop(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Unix(1_000_000, 0))
+	ran := []time.Duration{time.Second, time.Second, 0, time.Second, 10*time.Minute + time.Second, time.Second, 0}
+	var waits []time.Duration
+	runs := 0
+	restartLoop(clk, func(d time.Duration) bool {
+		waits = append(waits, d)
+		clk.Step(d)
+		return true
+	}, func() bool {
+		clk.Step(ran[runs])
+		runs++
+		return runs < len(ran) // the last run ends the loop (the init container succeeded)
+	})
+	want := []time.Duration{0, 0, 10 * time.Second, 20 * time.Second, 40 * time.Second, 0, 10 * time.Second}
+	if runs != len(ran) || len(waits) != len(want) {
+		t.Fatalf("%d runs, waits %v; want %d runs, waits %v", runs, waits, len(ran), want)
+	}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("waits %v, want %v", waits, want)
+		}
+	}
+
+	// A pod going away during the back-off ends the loop without another start.
+	runs = 0
+	restartLoop(clk, func(d time.Duration) bool { return d == 0 }, func() bool {
+		clk.Step(time.Second)
+		runs++
+		return true
+	})
+	if runs != 2 {
+		t.Fatalf("%d runs: want the first start, the immediate restart, and no start after the refused 10s wait", runs)
+	}
+}

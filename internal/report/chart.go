@@ -160,77 +160,129 @@ type markStyle struct {
 var dashed = []vg.Length{vg.Points(4), vg.Points(2)}
 
 // markEvents are the events drawn as vertical lines: the disruptions and what happens to
-// the cluster as a whole. Pod events go into the pods panel.
+// the cluster as a whole, and the pod events a disruption is made of (an eviction, its
+// refusal, a container's restart), so the combined chart, which has no pods panel, shows
+// them too.
 var markEvents = map[cluster.EventKind]markStyle{
-	cluster.RestartTriggered: {"restart", rgb(0, 0, 0), nil},
-	cluster.Scaled:           {"scaled", rgb(0, 0, 0), dashed},
-	cluster.NodeCordoned:     {"cordoned", rgb(80, 80, 80), dashed},
-	cluster.NodeUncordoned:   {"uncordoned", rgb(80, 80, 80), []vg.Length{vg.Points(1), vg.Points(2)}},
+	cluster.RestartTriggered:   {"restart", rgb(0, 0, 0), nil},
+	cluster.DeletionRequested:  {"delete", rgb(0, 0, 0), nil},
+	cluster.EvictionRequested:  {"evict", rgb(0, 0, 0), nil},
+	cluster.DrainRequested:     {"drain", rgb(0, 0, 0), nil},
+	cluster.KillRequested:      {"kill", rgb(0, 0, 0), nil},
+	cluster.ScaleRequested:     {"scale", rgb(0, 0, 0), nil},
+	cluster.Scaled:             {"scaled", rgb(0, 0, 0), dashed},
+	cluster.NodeCordoned:       {"cordoned", rgb(80, 80, 80), dashed},
+	cluster.NodeUncordoned:     {"uncordoned", rgb(80, 80, 80), []vg.Length{vg.Points(1), vg.Points(2)}},
+	cluster.PodEvicted:         {"evicted", rgb(148, 103, 189), dashed},
+	cluster.EvictionRefused:    {"eviction refused", rgb(148, 103, 189), []vg.Length{vg.Points(1), vg.Points(2)}},
+	cluster.ContainerRestarted: {"container restarted", preStopColor, dashed},
 }
 
-// chartMark is a vertical line on the time axis.
+// markOrder is the legend's order of the marks.
+var markOrder = []cluster.EventKind{cluster.RestartTriggered, cluster.DeletionRequested, cluster.EvictionRequested, cluster.DrainRequested,
+	cluster.KillRequested, cluster.ScaleRequested, cluster.Scaled, cluster.NodeCordoned, cluster.NodeUncordoned, cluster.PodEvicted,
+	cluster.EvictionRefused, cluster.ContainerRestarted}
+
+// chartMark is a vertical line on the time axis; a mark with no label is drawn unlabelled.
 type chartMark struct {
 	x     float64
+	kind  cluster.EventKind
 	label string
 	style markStyle
 }
 
-// marksOnAxis are a scenario's cluster-wide events within [0, xmax], restarts numbered when
-// there are several.
+// marksOnAxis are a scenario's cluster-wide events and its disruptions' pod events within
+// [0, xmax]: triggers numbered when there are several, pod events labelled with the pod, and
+// a run of refused evictions labelled once with its count (a refusal is retried every 5 s).
 func marksOnAxis(s Scenario, xmax float64) []chartMark {
 	if s.Result == nil {
 		return nil
 	}
 	var out []chartMark
 	events := withRolloutRestarts(s)
-	restarts := 0
+	dep := disruptedDeployment(events)
+	triggers := 0
 	for _, e := range events {
-		if e.Kind == cluster.RestartTriggered {
-			restarts++
+		if cluster.IsTrigger(e.Kind) {
+			triggers++
 		}
 	}
 	n := 0
+	refusedRun := -1 // the index in out of the labelled first refusal of the current run
 	for _, e := range events {
 		st, ok := markEvents[e.Kind]
-		if !ok {
+		if !ok || (e.Pod != "" && dep != "" && deploymentOf(e) != dep) {
 			continue
 		}
 		label := st.label
-		if e.Kind == cluster.RestartTriggered {
+		switch {
+		case cluster.IsTrigger(e.Kind):
 			n++
-			if restarts > 1 {
-				label = fmt.Sprintf("restart %d", n)
+			if triggers > 1 {
+				label = fmt.Sprintf("%s %d", label, n)
 			}
+		case e.Kind == cluster.Scaled && e.Detail != "":
+			label += " " + e.Detail
+		case e.Pod != "":
+			label += " " + shortPod(e.Pod)
 		}
-		if e.Node != "" {
+		if e.Node != "" && e.Pod == "" {
 			label += " " + e.Node
 		}
 		x := e.Time.Sub(s.Start).Seconds()
 		if x < 0 || x > xmax {
 			continue
 		}
-		out = append(out, chartMark{x: x, label: label, style: st})
+		if e.Kind == cluster.EvictionRefused {
+			if refusedRun >= 0 {
+				first := &out[refusedRun]
+				first.label = fmt.Sprintf("%s x%d", st.label, refusedCount(out[refusedRun:])+1)
+				out = append(out, chartMark{x: x, kind: e.Kind, style: st})
+				continue
+			}
+			refusedRun = len(out)
+		} else if e.Kind != cluster.PodEvicted {
+			refusedRun = -1 // an eviction between refusals continues the drain's run
+		}
+		out = append(out, chartMark{x: x, kind: e.Kind, label: label, style: st})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].x < out[j].x })
 	return out
 }
 
-// withRolloutRestarts is s's events plus a restart for each rollout whose restart no event
-// records (within half a second), so the chart marks every restart whoever recorded it.
+// refusedCount counts the refusals among marks.
+func refusedCount(marks []chartMark) int {
+	n := 0
+	for _, m := range marks {
+		if m.kind == cluster.EvictionRefused {
+			n++
+		}
+	}
+	return n
+}
+
+// withRolloutRestarts is s's events plus a trigger for each rollout whose trigger no event
+// records (within half a second), so the chart marks every disruption whoever recorded it.
+// The trigger is the scenario's disruption's (restart_triggered for a restart).
 func withRolloutRestarts(s Scenario) []cluster.Event {
 	events := s.Events
 	for _, ro := range s.Rollouts {
 		found := false
 		for _, e := range s.Events {
 			d := e.Time.Sub(ro.RestartAt)
-			found = found || (e.Kind == cluster.RestartTriggered && d > -500*time.Millisecond && d < 500*time.Millisecond)
+			found = found || (cluster.IsTrigger(e.Kind) && d > -500*time.Millisecond && d < 500*time.Millisecond)
 		}
 		if !found && !ro.RestartAt.IsZero() {
-			events = append(events[:len(events):len(events)], cluster.Event{Time: ro.RestartAt, Kind: cluster.RestartTriggered, Source: cluster.SourceDrill})
+			events = append(events[:len(events):len(events)], cluster.Event{Time: ro.RestartAt, Kind: triggerOf(s), Source: cluster.SourceDrill})
 		}
 	}
 	sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
 	return events
+}
+
+// triggerOf is the event that marks the trigger of s's disruption.
+func triggerOf(s Scenario) cluster.EventKind {
+	return cluster.DisruptionKind(s.Disruption).TriggerEvent()
 }
 
 // rolloutWindows are the rollouts' windows (restart to window end) on the axis.
@@ -451,7 +503,7 @@ func legendFor(scenarios []Scenario, detail bool) []legendEntry {
 			marks[mk.style.label] = mk.style
 		}
 	}
-	for _, k := range []cluster.EventKind{cluster.RestartTriggered, cluster.Scaled, cluster.NodeCordoned, cluster.NodeUncordoned} {
+	for _, k := range markOrder {
 		if st, ok := marks[markEvents[k].label]; ok {
 			out = append(out, legendEntry{text: st.label, color: st.color, dash: st.dash})
 		}
@@ -471,8 +523,8 @@ func legendFor(scenarios []Scenario, detail bool) []legendEntry {
 	}
 	var dead, gone, term, prestop bool
 	for _, pod := range pods {
+		dead = dead || len(pod.routedDead()) > 0
 		for _, r := range pod.Routed {
-			dead = dead || pod.stopped() < r.To
 			gone = gone || pod.NetRemoved < r.To
 		}
 		term = term || !math.IsNaN(pod.Terminating)
@@ -674,8 +726,9 @@ func WriteRolloutChart(w io.Writer, r *Report, format Format) (err error) {
 	}
 	defer recoverPlot(&err)
 	p := plot.New()
-	p.Title.Text = "Errors per rollout"
-	p.X.Label.Text = "rollout"
+	unit := wordsFor(r.Scenarios...).unit
+	p.Title.Text = "Errors per " + unit
+	p.X.Label.Text = unit
 	p.Y.Label.Text = "failed requests"
 	p.Y.Min = 0
 	p.Y.Tick.Marker = plainTicks{}

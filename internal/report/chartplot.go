@@ -13,6 +13,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/gracelab/gracelab/internal/cluster"
 )
 
 // plainTicks are gonum's default ticks labelled without trailing zeros: 75, not 75.00.
@@ -117,7 +119,7 @@ func (m markLines) Plot(c draw.Canvas, p *plot.Plot) {
 			continue
 		}
 		c.StrokeLine2(draw.LineStyle{Color: mk.style.color, Width: vg.Points(1.2), Dashes: mk.style.dash}, x, c.Min.Y, x, c.Max.Y)
-		if !m.labels {
+		if !m.labels || mk.label == "" {
 			continue
 		}
 		w := sty.Width(mk.label)
@@ -166,9 +168,10 @@ var podMarks = []podMark{
 	{"created", func(p podLife) []float64 { return one(p.Created) }, draw.GlyphStyle{Color: rgb(110, 110, 110), Radius: podMarkRadius, Shape: draw.RingGlyph{}}},
 	{"ready", func(p podLife) []float64 { return one(p.Ready) }, draw.GlyphStyle{Color: rgb(30, 140, 30), Radius: podMarkRadius, Shape: draw.CircleGlyph{}}},
 	{"SIGTERM", func(p podLife) []float64 { return one(p.SIGTERM) }, draw.GlyphStyle{Color: rgb(214, 39, 40), Radius: podMarkRadius, Shape: draw.TriangleGlyph{}}},
-	{"SIGKILL", func(p podLife) []float64 { return one(p.SIGKILL) }, draw.GlyphStyle{Color: goneColor, Radius: podMarkRadius, Shape: draw.PlusGlyph{}}},
-	{"exited", func(p podLife) []float64 { return one(p.Exited) }, draw.GlyphStyle{Color: rgb(0, 0, 0), Radius: podMarkRadius, Shape: draw.CrossGlyph{}}},
+	{"SIGKILL", func(p podLife) []float64 { return p.Kills }, draw.GlyphStyle{Color: goneColor, Radius: podMarkRadius, Shape: draw.PlusGlyph{}}},
+	{"exited", func(p podLife) []float64 { return p.Exits }, draw.GlyphStyle{Color: rgb(0, 0, 0), Radius: podMarkRadius, Shape: draw.CrossGlyph{}}},
 	{"evicted", func(p podLife) []float64 { return one(p.Evicted) }, draw.GlyphStyle{Color: rgb(148, 103, 189), Radius: podMarkRadius, Shape: draw.BoxGlyph{}}},
+	{"eviction refused", func(p podLife) []float64 { return p.Refused }, draw.GlyphStyle{Color: rgb(148, 103, 189), Radius: podMarkRadius, Shape: draw.TriangleGlyph{}}},
 	{"container restarted", func(p podLife) []float64 { return p.Restarts }, draw.GlyphStyle{Color: preStopColor, Radius: podMarkRadius, Shape: draw.RingGlyph{}}},
 	{"deleted", func(p podLife) []float64 { return one(p.Deleted) }, draw.GlyphStyle{Color: rgb(120, 120, 120), Radius: podMarkRadius, Shape: draw.SquareGlyph{}}},
 }
@@ -201,21 +204,29 @@ func (l podLanes) Plot(c draw.Canvas, p *plot.Plot) {
 	}
 	for i, pod := range l.pods {
 		yc := float64(n-i) - 0.5
-		stop, gone := pod.stopped(), pod.NetRemoved
+		gone := pod.NetRemoved
 		for _, r := range pod.Routed {
 			box(routedColor, r.From, r.To, yc, 0.32)
-			if !math.IsNaN(stop) && stop < r.To {
-				box(deadColor, math.Max(stop, r.From), r.To, yc, 0.32)
-			}
+		}
+		for _, d := range pod.routedDead() {
+			box(deadColor, d.From, d.To, yc, 0.32)
+		}
+		for _, r := range pod.Routed {
 			if !math.IsNaN(gone) && gone < r.To {
 				box(goneColor, math.Max(gone, r.From), r.To, yc, 0.32)
 			}
 		}
-		started := pod.Started
-		if math.IsNaN(started) {
-			started = pod.Ready
+		if len(pod.Runs) > 0 {
+			for _, r := range pod.Runs { // each run of the process: a crash and restart break the bar
+				box(processColor, r.From, r.To, yc, 0.06)
+			}
+		} else {
+			started := pod.Started
+			if math.IsNaN(started) {
+				started = pod.Ready
+			}
+			box(processColor, started, pod.stopped(), yc, 0.06)
 		}
-		box(processColor, started, stop, yc, 0.06)
 		box(termColor, pod.Terminating, pod.Deleted, yc-0.4, 0.05)
 		box(preStopColor, pod.PreStopStart, pod.PreStopEnd, yc+0.4, 0.05)
 		for _, mk := range podMarks {
@@ -224,8 +235,11 @@ func (l podLanes) Plot(c draw.Canvas, p *plot.Plot) {
 					continue
 				}
 				y := yc
-				if mk.name == "SIGTERM" || mk.name == "SIGKILL" {
+				switch mk.name {
+				case "SIGTERM", "SIGKILL":
 					y += 0.22 // above the exit that often follows at once
+				case "container restarted", "eviction refused":
+					y -= 0.22 // below: a crashed container restarts at once, where it exited
 				}
 				c.DrawGlyph(mk.style, vg.Point{X: trX(x), Y: trY(y)})
 			}
@@ -273,6 +287,16 @@ func podsPlot(s Scenario, pods []podLife, xmax float64) *plot.Plot {
 	p.Add(windows{spans: rolloutWindows(s)})
 	p.Add(plotter.NewGrid())
 	p.Add(podLanes{pods: pods, xmax: xmax})
-	p.Add(markLines{marks: marksOnAxis(s, xmax)})
+	// The pod events are glyphs in their lanes here; a line through them would hide them.
+	var marks []chartMark
+	for _, m := range marksOnAxis(s, xmax) {
+		if !podMarkKinds[m.kind] {
+			marks = append(marks, m)
+		}
+	}
+	p.Add(markLines{marks: marks})
 	return p
 }
+
+// podMarkKinds are the marks of pod events, which the pods panel draws in the pod's lane.
+var podMarkKinds = map[cluster.EventKind]bool{cluster.PodEvicted: true, cluster.EvictionRefused: true, cluster.ContainerRestarted: true}

@@ -41,7 +41,7 @@ code { background: #f3f3f3; padding: 0 .2rem; }
 {{range .Rows}}<tr><td{{if .Indent}} class="sub"{{end}}>{{.Label}}</td>{{range .Cells}}<td class="num">{{.}}</td>{{end}}</tr>
 {{end}}</table>
 {{with .Combined}}<p><img src="{{.}}" alt="Requests and errors per second, every scenario on one time axis"></p>{{end}}
-{{with .RolloutsChart}}<p><img src="{{.}}" alt="Errors per rollout, per scenario"></p>{{end}}
+{{with .RolloutsChart}}<p><img src="{{.}}" alt="Errors per {{$.Unit}}, per scenario"></p>{{end}}
 {{with .Comparisons}}<h2>Comparisons</h2>
 <ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{with .Breaches}}<h2>Thresholds breached</h2>
@@ -101,10 +101,12 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 		Rows          []htmlRow
 		Combined      template.URL
 		RolloutsChart template.URL
+		Unit          string
 		Comparisons   []string
 		Breaches      []string
 		Scenarios     []htmlScenario
-	}{Created: r.Created.UTC().Format(time.RFC3339), Disruption: disruptionNoun(r.Settings.Disruption), Settings: settingsLines(r)}
+	}{Created: r.Created.UTC().Format(time.RFC3339), Disruption: disruptionNoun(r.Settings.Disruption), Settings: settingsLines(r),
+		Unit: wordsFor(r.Scenarios...).unit}
 	page.Comparisons = comparisonLines(r.Comparisons)
 	for _, b := range r.Breaches {
 		page.Breaches = append(page.Breaches, breachLine(b))
@@ -131,7 +133,7 @@ func WriteHTML(w io.Writer, r *Report, charts *ChartFiles, images map[string][]b
 			hs.Tables = append(hs.Tables, htmlTable{Header: header, Rows: rows})
 		}
 		if len(s.Rollouts) > 0 {
-			hs.Tables = append(hs.Tables, htmlTable{Header: rolloutHeader, Rows: rolloutCells(s)})
+			hs.Tables = append(hs.Tables, htmlTable{Header: rolloutHeader(s), Rows: rolloutCells(s)})
 		}
 		if charts != nil && i < len(charts.Scenarios) {
 			hs.Chart = dataURL(charts.Scenarios[i].PNG)

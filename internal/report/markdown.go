@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/sandbox"
 )
 
 // settingsLines describes the settings in words, as label/value pairs.
@@ -27,11 +29,11 @@ func settingsLines(r *Report) [][2]string {
 		{"cluster", orDefault(r.Cluster, "unknown")},
 		{"scenarios", strings.Join(st.Scenarios, ", ")},
 		{"load", load},
-		{"duration", fmt.Sprintf("at least %s, and until the rollout settled plus %s", st.Duration.D(), st.SettleTail.D())},
+		{"duration", fmt.Sprintf("at least %s, and until the %s settled plus %s", st.Duration.D(), settledWhat(st.Disruption), st.SettleTail.D())},
 		{"disruption", fmt.Sprintf("%s of deployment %s at %s", disruptionNoun(st.Disruption), orDefault(st.Deployment, "upstream"), st.RestartAt.D())},
 	}
 	if st.Rollouts > 1 {
-		out = append(out, [2]string{"rollouts", fmt.Sprintf("%d, each started %s after the previous one settled", st.Rollouts, st.RolloutGap.D())})
+		out = append(out, [2]string{wordsFor(r.Scenarios...).unit + "s", fmt.Sprintf("%d, each started %s after the previous one settled", st.Rollouts, st.RolloutGap.D())})
 	}
 	if len(st.Thresholds) > 0 {
 		judged := "over the whole run"
@@ -49,6 +51,14 @@ func settingsLines(r *Report) [][2]string {
 	h := r.Host
 	out = append(out, [2]string{"host", fmt.Sprintf("%s/%s, %d cores, %s, gracelab %s", h.OS, h.Arch, h.Cores, h.GoVersion, h.Gracelab)})
 	return out
+}
+
+// settledWhat is what the load waited to settle: the rollout, or the Deployment.
+func settledWhat(disruption string) string {
+	if isRestart(disruption) {
+		return "rollout"
+	}
+	return "Deployment"
 }
 
 // WriteMarkdown writes REPORT.md: settings, the table, the charts and per scenario what went
@@ -85,12 +95,15 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 		p("\n")
 	}
 	p("\nLatency is measured from sending a request to its outcome, failed requests included. ")
-	p("Rollout duration runs from the restart to the moment no pod of the old revision is left.\n")
+	p("%s\n", wordsFor(r.Scenarios...).durationNote())
 	if charts != nil && charts.Combined.PNG != "" {
 		p("\n![Requests and errors per second, every scenario on one time axis](%s)\n", charts.Combined.PNG)
 	}
 	if charts != nil && charts.Rollouts.PNG != "" {
-		p("\n![Errors per rollout, per scenario](%s)\n", charts.Rollouts.PNG)
+		p("\n![Errors per %s, per scenario](%s)\n", wordsFor(r.Scenarios...).unit, charts.Rollouts.PNG)
+	}
+	if m := matrixMarkdown(r); m != "" {
+		p("\n%s", m)
 	}
 	if len(r.Comparisons) > 0 {
 		p("\n## Comparisons\n\nThe rollout is the unit: errors come in bursts, so requests are not independent samples.\n\n")
@@ -140,8 +153,9 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 			p("\n")
 		}
 		if len(s.Rollouts) > 0 {
-			p("Each rollout, in seconds from the start of the load (a request belongs to the rollout in whose window it was sent):\n\n")
-			writeMDTable(bw, rolloutHeader, rolloutCells(s))
+			unit := wordsFor(s).unit
+			p("Each %s, in seconds from the start of the load (a request belongs to the %s in whose window it was sent):\n\n", unit, unit)
+			writeMDTable(bw, rolloutHeader(s), rolloutCells(s))
 			p("\n")
 		}
 		if charts != nil && i < len(charts.Scenarios) && charts.Scenarios[i].PNG != "" {
@@ -156,9 +170,11 @@ func WriteMarkdown(w io.Writer, r *Report, charts *ChartFiles) error {
 		p("and failed requests per second (bars); the bottom panel shows p50, p99 and max latency per second on a log scale. ")
 		p("Failed requests are placed at the second they were sent and coloured by what went wrong behind the downstream ")
 		p("(the upstream's refused, reset, EOF or timeout) or, when the downstream itself failed, by the load's own class. ")
-		p("Vertical lines mark each restart (shaded: each rollout's window). The pods panel has a lane per pod of the disrupted Deployment: ")
-		p("the band is when the Service routed new connections to it (red where its process was already dead, dark red where its address was gone), ")
-		p("the thin bar is its process running, and the marks are created, ready, terminating, preStop, SIGTERM, SIGKILL, exit and deletion.\n")
+		p("Vertical lines mark each disruption's trigger (restart, delete, evict, drain, kill or scale; shaded: its window) and what the cluster did: ")
+		p("node cordoned and uncordoned, Deployment scaled, pod evicted, eviction refused by a PodDisruptionBudget (a run of refusals labelled once, with its count), container restarted. ")
+		p("The pods panel has a lane per pod of the disrupted Deployment: ")
+		p("the band is when the Service routed new connections to it (red where its process was dead, dark red where its address was gone), ")
+		p("the thin bar is its process running (broken where a crashed container waited to restart), and the marks are created, ready, terminating, preStop, SIGTERM, SIGKILL, exit, eviction, refused eviction, container restart and deletion.\n")
 	}
 	return bw.Flush()
 }
@@ -192,15 +208,8 @@ func mdText(s string) string {
 
 // SandboxLine says how the embedded cluster ran the pods, or "" on Kubernetes.
 func SandboxLine(s Scenario) string {
-	switch s.Sandbox {
-	case "":
+	if s.Sandbox == "" {
 		return ""
-	case "ns":
-		return "Pods: each in a sandbox of its own (--sandbox ns)."
 	}
-	line := "Pods: on the host's shared loopback (--sandbox " + s.Sandbox + ")"
-	if s.SandboxFallback != "" {
-		line += ", because pod sandboxes are not available here: " + s.SandboxFallback
-	}
-	return line + "."
+	return "Pods: " + sandbox.Describe(s.Sandbox, s.SandboxFallback) + "."
 }

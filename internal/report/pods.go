@@ -20,7 +20,48 @@ type podLife struct {
 	SIGTERM, SIGKILL, Exited, NetRemoved, Deleted, Evicted float64
 	ExitDetail string
 	Restarts   []float64 // container restarts
+	Kills      []float64 // every SIGKILL (a crash, or the grace period's end)
+	Exits      []float64 // every exit of its process
+	Refused    []float64 // evictions refused (a PodDisruptionBudget)
+	Runs       []span    // when its process ran: from each start to the exit that ended it
 	Routed     []span    // when the Service sent it new connections
+}
+
+// deadSpans are when the pod's process was not running after it first ran: from each exit to
+// the container's restart, and from the last exit on. Without recorded starts (a real
+// cluster's API does not report them) it is from the first stop on.
+func (p podLife) deadSpans() []span {
+	if len(p.Runs) == 0 {
+		if stop := p.stopped(); !math.IsNaN(stop) {
+			return []span{{From: stop, To: math.Inf(1)}}
+		}
+		return nil
+	}
+	var out []span
+	for i, r := range p.Runs {
+		if math.IsInf(r.To, 1) {
+			continue
+		}
+		next := math.Inf(1)
+		if i+1 < len(p.Runs) {
+			next = p.Runs[i+1].From
+		}
+		out = append(out, span{From: r.To, To: next})
+	}
+	return out
+}
+
+// routedDead are the spans when the Service routed to the pod while its process was dead.
+func (p podLife) routedDead() []span {
+	var out []span
+	for _, r := range p.Routed {
+		for _, d := range p.deadSpans() {
+			if from, to := math.Max(r.From, d.From), math.Min(r.To, d.To); to > from {
+				out = append(out, span{From: from, To: to})
+			}
+		}
+	}
+	return out
 }
 
 // routedAt reports whether the Service routed to the pod at x.
@@ -57,7 +98,7 @@ func (p podLife) stopped() float64 {
 // scale) event, else the Deployment of the first pod that was terminated.
 func disruptedDeployment(events []cluster.Event) string {
 	for _, e := range events {
-		if (e.Kind == cluster.RestartTriggered || e.Kind == cluster.Scaled) && e.Deployment != "" {
+		if (cluster.IsTrigger(e.Kind) || e.Kind == cluster.Scaled) && e.Deployment != "" {
 			return e.Deployment
 		}
 	}
@@ -122,6 +163,9 @@ func podLives(s Scenario) []podLife {
 			first(&p.Created, x)
 		case cluster.PodStarted:
 			first(&p.Started, x)
+			if n := len(p.Runs); n == 0 || !math.IsInf(p.Runs[n-1].To, 1) {
+				p.Runs = append(p.Runs, span{From: x, To: math.Inf(1)})
+			}
 		case cluster.PodReady:
 			first(&p.Ready, x)
 		case cluster.PodTerminating:
@@ -134,10 +178,17 @@ func podLives(s Scenario) []podLife {
 			first(&p.SIGTERM, x)
 		case cluster.SIGKILLSent:
 			first(&p.SIGKILL, x)
+			p.Kills = append(p.Kills, x)
 		case cluster.PodExited:
 			if math.IsNaN(p.Exited) {
 				p.Exited, p.ExitDetail = x, e.Detail
 			}
+			p.Exits = append(p.Exits, x)
+			if n := len(p.Runs); n > 0 && math.IsInf(p.Runs[n-1].To, 1) {
+				p.Runs[n-1].To = x
+			}
+		case cluster.EvictionRefused:
+			p.Refused = append(p.Refused, x)
 		case cluster.PodNetworkRemoved:
 			first(&p.NetRemoved, x)
 		case cluster.PodDeleted:

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/cluster"
 )
 
 // SchemaVersion is the version of report.json this package writes. It reads this one and
@@ -76,7 +78,27 @@ func Decode(data []byte) (*Report, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
+	r.renameTriggers()
 	return &r, nil
+}
+
+// renameTriggers reads a report written before each disruption had a trigger event of its
+// own: there the drill marked a deletion, eviction, drain, kill or scale with
+// restart_triggered; it is renamed to the kind's event (eviction_requested, ...), so older
+// reports render as newer ones do. A scenario that was restarted keeps its events.
+func (r *Report) renameTriggers() {
+	for i := range r.Scenarios {
+		s := &r.Scenarios[i]
+		trigger := triggerOf(*s)
+		if trigger == cluster.RestartTriggered {
+			continue
+		}
+		for j := range s.Events {
+			if e := &s.Events[j]; e.Kind == cluster.RestartTriggered && e.Source == cluster.SourceDrill {
+				e.Kind = trigger
+			}
+		}
+	}
 }
 
 // ReadDir reads DIR/report.json.

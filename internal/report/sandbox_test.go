@@ -20,8 +20,8 @@ func TestSandboxModeIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"Pods: each in a sandbox of its own (--sandbox ns).",
-		"Pods: on the host's shared loopback (--sandbox none), because pod sandboxes are not available here: user namespaces are forbidden.",
+		"Pods: each in a sandbox of its own (network, mount, PID and UTS namespaces: --sandbox ns).",
+		"Pods: on the host's shared loopback, each at its own 127.x address (--sandbox none), because pod sandboxes are not available here: user namespaces are forbidden.",
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("REPORT.md lacks %q:\n%s", want, md.String())

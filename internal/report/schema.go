@@ -81,6 +81,7 @@ const (
 	DisruptionDrain   = "drain"
 	DisruptionKill    = "kill"
 	DisruptionScale   = "scale"
+	DisruptionAll     = "all" // Settings only: every kind, one per scenario (a matrix)
 )
 
 // Scenario is one drill: a manifest set under a disruption with load. Result is nil when the

@@ -87,10 +87,29 @@ func syntheticReport() *Report {
 	}
 }
 
-// report.json's exact shape: a change to any field name, type or omission shows here.
+// withKillScenario adds a scenario under another disruption (a kill): its trigger event and
+// the pod events of a crash and a restart.
+func withKillScenario(r *Report) *Report {
+	s := r.Scenarios[0]
+	s.Scenario, s.Title, s.Disruption, s.Rollouts, s.Statistics = "v2-kill", "v2 graceful, kill", DisruptionKill, nil, nil
+	pod := "upstream-7d9f8-def34"
+	s.Events = []cluster.Event{
+		{Time: sec(1), Kind: cluster.KillRequested, Deployment: "upstream", Source: cluster.SourceDrill},
+		{Time: sec(1), Kind: cluster.SIGKILLSent, Deployment: "upstream", Pod: pod, Detail: "killed: a crash or an OOM kill", Source: cluster.SourceEmbedded},
+		{Time: sec(1.2), Kind: cluster.ContainerRestarted, Deployment: "upstream", Pod: pod, Detail: "restartCount 1", Source: cluster.SourceEmbedded},
+	}
+	r.Scenarios = append(r.Scenarios, s)
+	r.Settings.Scenarios = append(r.Settings.Scenarios, s.Scenario)
+	r.Settings.Disruption = DisruptionAll
+	return r
+}
+
+// report.json's exact shape: a change to any field name, type or omission shows here. The
+// second scenario was added with the trigger events of the other disruptions (kill_requested):
+// the golden file was rewritten for it on purpose.
 func TestReportJSONGolden(t *testing.T) {
 	var buf bytes.Buffer
-	if err := syntheticReport().WriteJSON(&buf); err != nil {
+	if err := withKillScenario(syntheticReport()).WriteJSON(&buf); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "report.v2.golden.json", buf.Bytes())
@@ -165,5 +184,33 @@ func TestSchema1ReportsStayReadable(t *testing.T) {
 		if !strings.Contains(md.String(), "| requests |") {
 			t.Errorf("%s: REPORT.md has no results table", p)
 		}
+	}
+}
+
+// A report written before each disruption had its own trigger event marked an eviction with
+// restart_triggered from the drill: read back, it is the eviction's event; a restarted
+// scenario and a cluster's own restart event are left alone.
+func TestOlderTriggerEventsAreRenamed(t *testing.T) {
+	r := syntheticReport()
+	evict := r.Scenarios[0]
+	evict.Scenario, evict.Disruption = "v1-evict", DisruptionEvict
+	evict.Events = []cluster.Event{
+		{Time: sec(1), Kind: cluster.RestartTriggered, Deployment: "upstream", Source: cluster.SourceDrill},
+		{Time: sec(1.1), Kind: cluster.PodEvicted, Deployment: "upstream", Pod: "upstream-7d9f8-abc12", Source: cluster.SourceEmbedded},
+	}
+	r.Scenarios = append(r.Scenarios, evict)
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := back.Scenarios[1].Events[0].Kind; k != cluster.EvictionRequested {
+		t.Errorf("the evict scenario's drill trigger reads as %s, want eviction_requested", k)
+	}
+	if k := back.Scenarios[0].Events[0].Kind; k != cluster.RestartTriggered {
+		t.Errorf("the restarted scenario's trigger reads as %s, want restart_triggered", k)
 	}
 }

@@ -89,7 +89,7 @@ func rolloutParagraph(s Scenario, at func(time.Time) float64) string {
 		for _, ro := range s.Rollouts {
 			starts = append(starts, secs(at(ro.RestartAt)))
 		}
-		return fmt.Sprintf("%d rollouts ran, each %s, triggered at %s.", len(s.Rollouts), what, strings.Join(starts, ", "))
+		return fmt.Sprintf("%d %ss ran, each a %s, triggered at %s.", len(s.Rollouts), wordsFor(s).unit, what, strings.Join(starts, ", "))
 	}
 	if s.RestartAt.IsZero() {
 		return fmt.Sprintf("The %s was never triggered.", what)
@@ -97,7 +97,11 @@ func rolloutParagraph(s Scenario, at func(time.Time) float64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "The %s was triggered at %s", what, secs(at(s.RestartAt)))
 	if s.RolloutSeconds > 0 {
-		fmt.Fprintf(&b, " and settled %s later, at %s (no old pod left)", fmtSeconds(s.RolloutSeconds), secs(at(s.RestartAt)+s.RolloutSeconds))
+		settled := "no old pod left"
+		if !isRestart(s.Disruption) {
+			settled = "every pod ready, none terminating"
+		}
+		fmt.Fprintf(&b, " and settled %s later, at %s (%s)", fmtSeconds(s.RolloutSeconds), secs(at(s.RestartAt)+s.RolloutSeconds), settled)
 	}
 	b.WriteString(".")
 	return b.String()
@@ -118,6 +122,8 @@ func disruptionNoun(kind string) string {
 		return "scale-down"
 	case "", DisruptionRestart:
 		return "rolling restart"
+	case DisruptionAll:
+		return "disruption, of a kind each scenario names (the matrix of --disruption all)"
 	}
 	return kind + " disruption"
 }
@@ -129,7 +135,8 @@ var causeKinds = []cluster.EventKind{
 	cluster.PodTerminating, cluster.PreStopFinished, cluster.PodDeleted, cluster.EndpointRemoved,
 	cluster.PodNotReady, cluster.EndpointNotReady, cluster.PodReady, cluster.EndpointAdded,
 	cluster.PodEvicted, cluster.ContainerRestarted, cluster.Scaled, cluster.NodeCordoned,
-	cluster.RestartTriggered,
+	cluster.RestartTriggered, cluster.DeletionRequested, cluster.EvictionRequested, cluster.DrainRequested,
+	cluster.KillRequested, cluster.ScaleRequested,
 }
 
 // An event from causeWindow before to causeAfter after a disruption's first failure was sent
@@ -288,6 +295,16 @@ func eventPhrase(e cluster.Event) string {
 	switch e.Kind {
 	case cluster.RestartTriggered:
 		return "the restart of " + orDefault(e.Deployment, "the deployment") + " was triggered"
+	case cluster.DeletionRequested:
+		return "the deletion of " + orDefault(e.Deployment, "the deployment") + "'s pods was requested"
+	case cluster.EvictionRequested:
+		return "the eviction of " + orDefault(e.Deployment, "the deployment") + "'s pods was requested"
+	case cluster.DrainRequested:
+		return "the drain of a node of " + orDefault(e.Deployment, "the deployment") + " was requested"
+	case cluster.KillRequested:
+		return orDefault(e.Deployment, "the deployment") + "'s container was killed (SIGKILL)"
+	case cluster.ScaleRequested:
+		return "the scale-down of " + orDefault(e.Deployment, "the deployment") + " was requested"
 	case cluster.RolloutComplete:
 		return "the rollout of " + orDefault(e.Deployment, "the deployment") + " completed"
 	case cluster.PodCreated:

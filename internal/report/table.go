@@ -75,7 +75,7 @@ func tableRows(r *Report) []row {
 			failures[i], anyFailure = "FAILED", true
 		}
 	}
-	rows = append(rows, row{label: "rollout duration", cells: rollout})
+	rows = append(rows, row{label: wordsFor(r.Scenarios...).duration, cells: rollout})
 	rows = append(rows, rolloutRows(r)...)
 	if anyFailure {
 		rows = append(rows, row{label: "run", cells: failures})
@@ -110,8 +110,9 @@ func rolloutRows(r *Report) []row {
 		return nil
 	}
 	var rows []row
+	unit := wordsFor(r.Scenarios...).unit
 	if most > 0 {
-		rows = append(rows, row{label: "errors per rollout", cells: make([]string, n)})
+		rows = append(rows, row{label: "errors per " + unit, cells: make([]string, n)})
 	}
 	for i := range most {
 		cells := make([]string, n)
@@ -125,7 +126,7 @@ func rolloutRows(r *Report) []row {
 				}
 			}
 		}
-		rows = append(rows, row{label: fmt.Sprintf("rollout %d", i+1), indent: true, cells: cells})
+		rows = append(rows, row{label: fmt.Sprintf("%s %d", unit, i+1), indent: true, cells: cells})
 	}
 	if !withStats {
 		return rows
@@ -141,7 +142,7 @@ func rolloutRows(r *Report) []row {
 		return cells
 	}
 	rows = append(rows,
-		row{label: "lossy rollouts", cells: stat(func(st *Statistics, _ *Result) string { return lossyText(st) })},
+		row{label: "lossy " + unit + "s", cells: stat(func(st *Statistics, _ *Result) string { return lossyText(st) })},
 		row{label: "losses min/median/max", cells: stat(func(st *Statistics, _ *Result) string {
 			return fmtNum(st.Losses.Min) + " / " + fmtNum(st.Losses.Median) + " / " + fmtNum(st.Losses.Max)
 		})})
@@ -332,9 +333,12 @@ func fmtCounts(m map[string]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-// rolloutHeader and rolloutCells make a scenario's table of rollouts.
-var rolloutHeader = []string{"rollout", "restart", "settled", "window end", "requests", "ok", "errors", "errors by class (upstream kinds)",
-	"longest disruption", "worst latency", "rollout duration"}
+// rolloutHeader and rolloutCells make a scenario's table of rollouts (or other disruptions).
+func rolloutHeader(s Scenario) []string {
+	w := wordsFor(s)
+	return []string{w.unit, w.trigger, "settled", "window end", "requests", "ok", "errors", "errors by class (upstream kinds)",
+		"longest disruption", "worst latency", w.duration}
+}
 
 func rolloutCells(s Scenario) [][]string {
 	var out [][]string

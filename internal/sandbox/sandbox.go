@@ -31,6 +31,24 @@ import (
 // Limits is what a sandboxed pod cannot do, said once in the output (docs/sandbox.md).
 const Limits = "a pod reaches Services, not the host's own localhost services or its DNS resolver; volumes are not mounted"
 
+// Describe says how the embedded cluster ran its pods under mode ("ns" or "none"), and why it
+// fell back to none when sandboxes were not available; one wording for the terminal, the
+// cluster's summary and REPORT.md.
+func Describe(mode, fallback string) string {
+	if mode == "ns" {
+		namespaces := "network, mount, PID and UTS"
+		if os.Geteuid() != 0 { // as Start makes them: a user namespace only when not root
+			namespaces = "network, mount, PID, UTS and user"
+		}
+		return "each in a sandbox of its own (" + namespaces + " namespaces: --sandbox ns)"
+	}
+	s := "on the host's shared loopback, each at its own 127.x address (--sandbox " + mode + ")"
+	if fallback != "" {
+		s += ", because pod sandboxes are not available here: " + fallback
+	}
+	return s
+}
+
 // ShimArg is the shim's first argument, so that ps shows "gracelab sandbox-shim POD".
 const ShimArg = "sandbox-shim"
 
