@@ -1,17 +1,12 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +53,7 @@ func upstreamExitCodes(s report.Scenario) []string {
 // terminal, REPORT.md and report.json holds each scenario's per-rollout losses as its own
 // report counted them.
 func TestIntegrationAblate(t *testing.T) {
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "ablation")
 	text, stderr, code := runGracelab(t, 5*time.Minute, "", slices.Concat(tinyAblation, []string{"--quiet", "--out", out})...)
 	if code != ExitOK {
@@ -133,33 +129,15 @@ func TestIntegrationAblate(t *testing.T) {
 // verdict, marks the interrupted one, lists the one not run, and exits 1 with the report
 // written.
 func TestIntegrationAblateInterrupt(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := ownGracelab(t)
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "ablation")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, slices.Concat(tinyAblation, []string{"--out", out})...)
-	var stdout bytes.Buffer
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = &stdout, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	progress := newLineWaiter(pr)
-	progress.wait(t, regexp.MustCompile(`\[2/3\] v1-only-probes: (load|rolling out)`), 2*time.Minute)
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	pw.Close()
-	if code := exitCode(t, err); code != ExitFailed {
+	g := startGracelab(t, 4*time.Minute, slices.Concat(tinyAblation, []string{"--out", out})...)
+	g.stderr.wait(t, regexp.MustCompile(`\[2/3\] v1-only-probes: (load|rolling out)`), 2*time.Minute)
+	g.interrupt(t)
+	if code := g.wait(t); code != ExitFailed {
 		t.Errorf("interrupted ablation exited %d, want 1", code)
 	}
-	progress.wait(t, regexp.MustCompile(`interrupted: the report judges the 1 finished scenarios`), 5*time.Second)
-	assertNoneLeft(t, exe)
+	g.stderr.wait(t, regexp.MustCompile(`interrupted: the report judges the 1 finished scenarios`), 0)
 	doc := readAblation(t, out)
 	rows := doc.Ablation.Rows
 	if len(rows) != 2 || rows[0].Scenario != "v1" || rows[0].Failure != "" || len(rows[0].Losses) != 2 {
@@ -171,8 +149,8 @@ func TestIntegrationAblateInterrupt(t *testing.T) {
 	if !slices.Equal(doc.Ablation.NotRun, []string{"v1-only-drain"}) {
 		t.Errorf("not run %v, want v1-only-drain", doc.Ablation.NotRun)
 	}
-	if !strings.Contains(stdout.String(), "not run: v1-only-drain") {
-		t.Errorf("the terminal's verdict does not say what did not run:\n%s", stdout.String())
+	if !strings.Contains(g.stdout.String(), "not run: v1-only-drain") {
+		t.Errorf("the terminal's verdict does not say what did not run:\n%s", g.stdout.String())
 	}
 }
 
@@ -180,6 +158,7 @@ func TestIntegrationAblateInterrupt(t *testing.T) {
 // team's) through drill's planning: the variant runs its own objects (no preStop hook: its
 // upstream pods get SIGTERM without one, the base's run the hook first).
 func TestIntegrationAblateTeam(t *testing.T) {
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "ablation")
 	stdout, stderr, code := runGracelab(t, 4*time.Minute, "", "ablate", "-f", filepath.Join("..", "..", "k8s", "v2-graceful"),
 		"--target", "http://downstream:8000/", "--deployment", "upstream", "--sandbox", "none",
@@ -217,23 +196,16 @@ func TestIntegrationAblateTeam(t *testing.T) {
 // container is SIGKILLed and restarted by the kubelet, the second time after its back-off (10
 // s); the retries are what a crash needs, so without them requests are lost; the estimate,
 // the progress and the verdict speak of kills and disruptions, not rollouts.
+//
+// Not parallel: it bounds the first restart's delay from above (3 s), which the other runs'
+// load would put at risk.
 func TestIntegrationAblateUnderAKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := gracelabBinary(t)
 	out := filepath.Join(t.TempDir(), "ablation")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, "ablate", "--variants", "v3-no-retries", "--disruption", "kill", "--repeat", "2",
+	text, stderr, code := runGracelab(t, 5*time.Minute, "", "ablate", "--variants", "v3-no-retries", "--disruption", "kill", "--repeat", "2",
 		"--duration", "2s", "--disrupt-at", "1s", "--settle-tail", "1s", "--port", "0", "--quiet", "--out", out)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ablate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	if code != ExitOK {
+		t.Fatalf("ablate: exit %d\nstdout:\n%s\nstderr:\n%s", code, text, stderr)
 	}
-	assertNoneLeft(t, exe)
-	text := stdout.String()
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`each scenario: --disruption kill \(the oldest pod's container SIGKILLed`),
 		regexp.MustCompile(`2 scenarios \(bases and variants\), 2 kills each, .* about \d`),
@@ -244,8 +216,8 @@ func TestIntegrationAblateUnderAKill(t *testing.T) {
 			t.Errorf("stdout lacks %s:\n%s", want, text)
 		}
 	}
-	if !regexp.MustCompile(`\[2/2\] v3-no-retries: losses per kill \d+ \d+`).MatchString(stderr.String()) {
-		t.Errorf("no per-scenario progress line in kills:\n%s", stderr.String())
+	if !regexp.MustCompile(`\[2/2\] v3-no-retries: losses per kill \d+ \d+`).MatchString(stderr) {
+		t.Errorf("no per-scenario progress line in kills:\n%s", stderr)
 	}
 
 	doc := readAblation(t, out)

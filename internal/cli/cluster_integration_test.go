@@ -45,7 +45,8 @@ func publicGracelab(t *testing.T) string {
 	return exe
 }
 
-// runtimeDirForAnyone is a GRACELAB_RUNTIME_DIR an unprivileged gracelab can write.
+// runtimeDirForAnyone is a directory an unprivileged gracelab can write (GRACELAB_RUNTIME_DIR,
+// TMPDIR), removed when the test ends.
 func runtimeDirForAnyone(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "gracelab-sandbox-run-")
@@ -228,6 +229,7 @@ func killAndCheck(t *testing.T, u *sandboxedUp, exe string, namespaces map[strin
 }
 
 func TestIntegrationClusterUpSandboxedAsRoot(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test: real pod sandboxes")
 	}
@@ -236,7 +238,8 @@ func TestIntegrationClusterUpSandboxedAsRoot(t *testing.T) {
 	}
 	exe := publicGracelab(t)
 	cmd := exec.Command(exe, "cluster", "up", "-f", "v2", "--port", "0", "--sandbox", "ns")
-	cmd.Env = append(os.Environ(), "GRACELAB_RUNTIME_DIR="+t.TempDir())
+	// TMPDIR: the pods' files a SIGKILLed gracelab cannot remove go where the test removes them.
+	cmd.Env = append(os.Environ(), "GRACELAB_RUNTIME_DIR="+t.TempDir(), "TMPDIR="+t.TempDir())
 	u := startSandboxedUp(t, cmd)
 	if !strings.Contains(u.pods, "each in a sandbox of its own (network, mount, PID and UTS namespaces: --sandbox ns); "+sandbox.Limits) {
 		t.Errorf("pods line %q does not say they run in sandboxes", u.pods)
@@ -250,6 +253,7 @@ func TestIntegrationClusterUpSandboxedAsRoot(t *testing.T) {
 
 // As nobody the shim makes a user namespace as well, and everything else works the same.
 func TestIntegrationClusterUpSandboxedAsNobody(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test: real pod sandboxes")
 	}
@@ -258,7 +262,7 @@ func TestIntegrationClusterUpSandboxedAsNobody(t *testing.T) {
 	}
 	exe := publicGracelab(t)
 	cmd := exec.Command(exe, "cluster", "up", "-f", "v2", "--port", "0", "--sandbox", "ns")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=/tmp", "GRACELAB_RUNTIME_DIR=" + runtimeDirForAnyone(t)}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + runtimeDirForAnyone(t), "GRACELAB_RUNTIME_DIR=" + runtimeDirForAnyone(t)}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	u := startSandboxedUp(t, cmd)
@@ -276,6 +280,7 @@ func TestIntegrationClusterUpSandboxedAsNobody(t *testing.T) {
 // that the test makes, gracelab running as nobody inside), auto falls back to the shared
 // loopback, says why, and the cluster works.
 func TestIntegrationClusterUpFallsBackWithoutUserNamespaces(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test: real processes")
 	}
@@ -284,7 +289,7 @@ func TestIntegrationClusterUpFallsBackWithoutUserNamespaces(t *testing.T) {
 	}
 	exe := publicGracelab(t)
 	cmd := exec.Command("/bin/sh", "-c", `echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$0" cluster up -f v2 --port 0 --sandbox auto`, exe)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=/tmp", "GRACELAB_RUNTIME_DIR=" + runtimeDirForAnyone(t)}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + runtimeDirForAnyone(t), "GRACELAB_RUNTIME_DIR=" + runtimeDirForAnyone(t)}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:                 syscall.CLONE_NEWUSER,

@@ -22,6 +22,7 @@ import (
 // TestIntegrationDemo is the short demo CI runs: the three built-in scenarios on the embedded
 // cluster, real binaries, ports the OS chooses.
 func TestIntegrationDemo(t *testing.T) {
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "report")
 	began := time.Now()
 	stdout, stderr, code := runGracelab(t, 5*time.Minute, "", "demo", "--duration", "8s", "--restart-at", "2s", "--endpoint-lag", "300ms",
@@ -202,6 +203,7 @@ func (w *lineWaiter) text() string {
 // TestIntegrationTwoTerminals is the original demo's workflow without Kubernetes: a cluster in
 // one process, load from the test, the restart from a third process.
 func TestIntegrationTwoTerminals(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
@@ -299,36 +301,18 @@ func TestIntegrationTwoTerminals(t *testing.T) {
 
 // Ctrl-C during the demo still writes the report of what ran and leaves nothing behind.
 func TestIntegrationDemoInterrupt(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := ownGracelab(t)
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "report")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "demo", "--scenarios", "v1,v2", "--duration", "30s", "--restart-at", "20s", "--port", "0", "--out", out)
-	var stdout bytes.Buffer
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = &stdout, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	progress := newLineWaiter(pr)
-	progress.wait(t, regexp.MustCompile(`\[1/2\] v1: load, [1-9]\d*\.\ds`), time.Minute)
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	pw.Close()
-	if code := exitCode(t, err); code != 1 {
+	g := startGracelab(t, 3*time.Minute, "demo", "--scenarios", "v1,v2", "--duration", "30s", "--restart-at", "20s", "--port", "0", "--out", out)
+	g.stderr.wait(t, regexp.MustCompile(`\[1/2\] v1: load, [1-9]\d*\.\ds`), time.Minute)
+	g.interrupt(t)
+	if code := g.wait(t); code != ExitFailed {
 		t.Errorf("interrupted demo exited %d, want 1", code)
 	}
-	progress.wait(t, regexp.MustCompile(`interrupted: stopping the load`), 5*time.Second)
-	assertNoneLeft(t, exe)
+	g.stderr.wait(t, regexp.MustCompile(`interrupted: stopping the load`), 0)
 	raw, err := os.ReadFile(filepath.Join(out, "report.json"))
 	if err != nil {
-		t.Fatalf("no report after an interrupt: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), progress.text())
+		t.Fatalf("no report after an interrupt: %v\nstdout:\n%s\nstderr:\n%s", err, g.stdout.String(), g.stderr.text())
 	}
 	var doc struct {
 		Scenarios []struct {
@@ -343,35 +327,23 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 	if len(doc.Scenarios) != 1 || doc.Scenarios[0].Scenario != "v1" || !strings.Contains(doc.Scenarios[0].Failure, "interrupted") || doc.Scenarios[0].Requests == 0 {
 		t.Errorf("report after interrupt: %+v", doc.Scenarios)
 	}
-	if !strings.Contains(stdout.String(), "v1 failed: interrupted before the restart") {
-		t.Errorf("stdout does not show the interrupted scenario:\n%s", stdout.String())
+	if !strings.Contains(g.stdout.String(), "v1 failed: interrupted before the restart") {
+		t.Errorf("stdout does not show the interrupted scenario:\n%s", g.stdout.String())
 	}
+}
 
-	// A second Ctrl-C exits at once, without a report; the pods die with the process.
-	out2 := filepath.Join(t.TempDir(), "report")
-	cmd = exec.CommandContext(ctx, exe, "demo", "--scenarios", "v2", "--duration", "30s", "--restart-at", "20s", "--port", "0", "--out", out2)
-	pr, pw = io.Pipe()
-	var stdout2 bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout2, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	progress = newLineWaiter(pr)
-	progress.wait(t, regexp.MustCompile(`\[1/1\] v2: load, [1-9]\d*\.\ds`), time.Minute)
-	for range 2 {
-		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	err = cmd.Wait()
-	pw.Close()
-	if code := exitCode(t, err); code != 1 {
+// A second Ctrl-C exits at once, without a report; the pods die with the process.
+func TestIntegrationDemoInterruptTwice(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "report")
+	g := startGracelab(t, 3*time.Minute, "demo", "--scenarios", "v2", "--duration", "30s", "--restart-at", "20s", "--port", "0", "--out", out)
+	g.stderr.wait(t, regexp.MustCompile(`\[1/1\] v2: load, [1-9]\d*\.\ds`), time.Minute)
+	g.interruptTwice(t, regexp.MustCompile(`^interrupted: stopping the load`))
+	if code := g.wait(t); code != ExitFailed {
 		t.Errorf("twice interrupted demo exited %d, want 1", code)
 	}
-	progress.wait(t, regexp.MustCompile(`interrupted twice: exiting at once without a report`), 5*time.Second)
-	assertNoneLeft(t, exe)
-	if _, err := os.Stat(filepath.Join(out2, "report.json")); err == nil {
+	g.stderr.wait(t, regexp.MustCompile(`interrupted twice: exiting at once without a report`), 0)
+	if _, err := os.Stat(filepath.Join(out, "report.json")); err == nil {
 		t.Error("a report was written after the second Ctrl-C")
 	}
 }
@@ -381,6 +353,7 @@ func TestIntegrationDemoInterrupt(t *testing.T) {
 // reach is not (exit 0). The other codes: 2 in TestDemoBadFlags, 1 in
 // TestDemoFailedScenarioErrorFirst and TestIntegrationDemoInterrupt.
 func TestIntegrationDemoThresholdExitCodes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, maxErrors string
 		code            int

@@ -161,6 +161,21 @@ func (f *disruptionFlags) plan(cmd *cobra.Command, onCluster bool, restartAt *ti
 	return p, nil
 }
 
+// retarget applies the planned disruption to the scenario that replaced the planned ones
+// (drill --cluster drills a Deployment by name, planned as a built-in scenario); a matrix is
+// the demo's and cannot be retargeted.
+func (p *disruptionPlan) retarget(sc *experiment.Scenario) error {
+	if p == nil {
+		return nil
+	}
+	if p.matrix != nil {
+		return usageError("--disruption all is a matrix of the demo's scenarios: drill --cluster applies one disruption at a time")
+	}
+	p.kinds = map[string]cluster.DisruptionKind{sc.Name: p.spec.Kind}
+	sc.Disruption = p.spec.Kind
+	return nil
+}
+
 // nodeCount is the embedded cluster's node count (0: its default).
 func (p *disruptionPlan) nodeCount() int {
 	if p == nil {

@@ -1,16 +1,11 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -41,6 +36,7 @@ func clusterLogKinds(t *testing.T, out, scenario string) string {
 // A drain of the only node: the budget refuses the second eviction until --eviction-timeout,
 // the scenario fails saying so, and the node is uncordoned all the same.
 func TestIntegrationDrainBlockedByTheBudgetStillUncordons(t *testing.T) {
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "report")
 	stdout, stderr, code := runGracelab(t, 3*time.Minute, "", "demo", "--scenarios", "v2", "--disruption", "drain", "--nodes", "1", "--eviction-timeout", "11s",
 		"--duration", "8s", "--disrupt-at", "2s", "--endpoint-lag", "300ms", "--port", "0", "--quiet", "--out", out)
@@ -83,39 +79,18 @@ func TestIntegrationDrainBlockedByTheBudgetStillUncordons(t *testing.T) {
 // Interrupted twice right after the scale-down (v2's preStop keeps the rollout unsettled for
 // seconds): gracelab exits at once and still scales back.
 func TestIntegrationScaleInterruptedScalesBack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: real cluster processes")
-	}
-	exe := ownGracelab(t)
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "report")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "demo", "--scenarios", "v2", "--disruption", "scale", "--duration", "30s", "--disrupt-at", "1s",
+	g := startGracelab(t, 3*time.Minute, "demo", "--scenarios", "v2", "--disruption", "scale", "--duration", "30s", "--disrupt-at", "1s",
 		"--endpoint-lag", "300ms", "--port", "0", "--quiet", "--out", out)
-	pr, pw := io.Pipe()
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	lines := newLineWaiter(pr)
-	lines.wait(t, regexp.MustCompile(`scaled upstream from 2 to 1 replicas`), time.Minute)
+	g.stderr.wait(t, regexp.MustCompile(`scaled upstream from 2 to 1 replicas`), time.Minute)
 	if got := clusterLogKinds(t, out, "v2"); got != "scaled 2 -> 1" {
 		t.Fatalf("before the interrupt the cluster log has %q: the test would not show the restore", got)
 	}
-	for range 2 {
-		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	err := cmd.Wait()
-	pw.Close()
-	if code := exitCode(t, err); code != 1 {
+	g.interruptTwice(t, regexp.MustCompile(`^interrupted: stopping the load`))
+	if code := g.wait(t); code != ExitFailed {
 		t.Errorf("interrupted demo exited %d, want 1", code)
 	}
-	assertNoneLeft(t, exe)
 	if got := clusterLogKinds(t, out, "v2"); got != "scaled 2 -> 1,scaled 1 -> 2" {
 		t.Errorf("cluster events %q: want the scale-down and the scale back", got)
 	}

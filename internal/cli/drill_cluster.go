@@ -307,6 +307,9 @@ func (o *drillOptions) planCluster(cmd *cobra.Command, args []string, streams St
 	}
 	plan.exp.Scenarios = []experiment.Scenario{sc}
 	plan.settings.Scenarios = []string{cd.deployment}
+	if err := plan.disrupt.retarget(&plan.exp.Scenarios[0]); err != nil {
+		return nil, err
+	}
 	plan.exp.Load.URL = cd.target.String()
 	if err := o.request.Apply(&plan.exp.Load); err != nil {
 		return nil, usageError("%v", err)

@@ -72,6 +72,7 @@ metadata: {name: shop}
 // from stdin: the run completes, the report counts the requests and carries the skipped
 // object, and gracelab check's findings follow the table.
 func TestIntegrationDrill(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
@@ -82,6 +83,7 @@ func TestIntegrationDrill(t *testing.T) {
 	}
 	for _, from := range []string{"file", "stdin"} {
 		t.Run(from, func(t *testing.T) {
+			t.Parallel()
 			out := filepath.Join(t.TempDir(), "report")
 			f, stdin := manifests, ""
 			if from == "stdin" {
@@ -184,6 +186,7 @@ spec:
 // the drill with its last stderr line quoted, and neither that error, the output, the report
 // nor any log shows a value, on the shared loopback and in sandboxes.
 func TestIntegrationDrillRedactsSecrets(t *testing.T) {
+	t.Parallel()
 	manifests := filepath.Join(t.TempDir(), "leaky.yaml")
 	if err := os.WriteFile(manifests, []byte(drillLeaky), 0o644); err != nil {
 		t.Fatal(err)
@@ -191,6 +194,7 @@ func TestIntegrationDrillRedactsSecrets(t *testing.T) {
 	secrets := []string{"tok-4f9a1c77e2", "hunter2-9d87"}
 	for _, sandbox := range []string{"none", "ns"} {
 		t.Run(sandbox, func(t *testing.T) {
+			t.Parallel()
 			out := filepath.Join(t.TempDir(), "report")
 			stdout, stderr, code := runGracelab(t, 2*time.Minute, "", "drill", "-f", manifests, "--sandbox", sandbox,
 				"--run", `acme/leaky=/bin/sh -c 'echo "starting with $TOKEN and $DB_URL"; echo "fatal: cannot log in with $TOKEN to $DB_URL" >&2; exit 1'`,

@@ -33,7 +33,8 @@ func newKillContainerCommand(streams Streams) *cobra.Command {
 			p, err := kube.KillContainerProcess(proc, cid, 5*time.Second)
 			line := ""
 			if err == nil {
-				line = fmt.Sprintf("killed pid %d (%s, pid %d in the container, %d processes) of container %s", p.PID, p.Command, p.NSPID, p.Procs, id)
+				line = fmt.Sprintf("killed pid %d (%s, pid %d in the container, %d processes) of container %s%s%s",
+					p.PID, p.Command, p.NSPID, p.Procs, id, kube.KilledAtSeparator, p.KilledAt.UTC().Format(time.RFC3339Nano))
 				fmt.Fprintln(streams.Out, line)
 			} else {
 				line = err.Error()

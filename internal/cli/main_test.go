@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +44,14 @@ func TestMain(m *testing.M) {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
 		os.Exit(Main(os.Args[1:], StdStreams()))
+	}
+	// The integration tests (t.Parallel) mostly wait on rollouts and processes, not the CPU:
+	// run 8 at once unless -parallel says otherwise (its default, GOMAXPROCS, is 2 on 2 cores).
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", "8")
 	}
 	code := m.Run()
 	if binDir != "" {
@@ -126,6 +138,70 @@ func runGracelab(t *testing.T, timeout time.Duration, stdin string, args ...stri
 	return out.String(), errOut.String(), code
 }
 
+// startedGracelab is a real gracelab running in the background, for tests that signal it
+// mid-run: its stderr is read line by line, its stdout kept.
+type startedGracelab struct {
+	exe    string
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr *lineWaiter
+	pw     *io.PipeWriter
+}
+
+// startGracelab starts the real gracelab with args (an integration test: skipped under -short);
+// it is killed at timeout or when the test ends.
+func startGracelab(t *testing.T, timeout time.Duration, args ...string) *startedGracelab {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: runs the real gracelab")
+	}
+	g := &startedGracelab{exe: ownGracelab(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	g.cmd = exec.CommandContext(ctx, g.exe, args...)
+	var pr *io.PipeReader
+	pr, g.pw = io.Pipe()
+	g.cmd.Stdout, g.cmd.Stderr = &g.stdout, g.pw
+	if err := g.cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = g.cmd.Wait() // a no-op error when the test waited already
+		g.pw.Close()
+	})
+	g.stderr = newLineWaiter(pr)
+	return g
+}
+
+// interrupt sends SIGINT.
+func (g *startedGracelab) interrupt(t *testing.T) {
+	t.Helper()
+	if err := g.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// interruptTwice sends SIGINT, waits until gracelab says it is stopping (two signals sent at
+// once may reach it as one), then sends the second.
+func (g *startedGracelab) interruptTwice(t *testing.T, stopping *regexp.Regexp) {
+	t.Helper()
+	g.interrupt(t)
+	g.stderr.wait(t, stopping, 10*time.Second)
+	g.interrupt(t)
+}
+
+// wait waits for gracelab to exit, checks it left no process behind, and returns its exit code.
+func (g *startedGracelab) wait(t *testing.T) int {
+	t.Helper()
+	err := g.cmd.Wait()
+	g.pw.Close()
+	code := exitCode(t, err)
+	<-g.stderr.eof
+	assertNoneLeft(t, g.exe)
+	return code
+}
+
 // processesOf lists the live processes running exe (pods included: they are gracelab too).
 func processesOf(exe string) []string {
 	var out []string
@@ -168,16 +244,19 @@ func exitCode(t *testing.T, err error) int {
 // shim (os.Executable): TestMain must make it one, or the sandbox's process runs this whole
 // suite and the cluster falls back to no sandbox (or fails with --sandbox ns).
 func TestIntegrationTestBinaryIsASandboxShim(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test: real pod sandboxes")
 	}
-	exe := gracelabBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := sandbox.Probe(ctx, exe, t.TempDir(), nil); err != nil {
+	probe := func(exe string) error { // a minute: a loaded machine starts the race-enabled binary slowly
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return sandbox.Probe(ctx, exe, t.TempDir(), nil)
+	}
+	if err := probe(gracelabBinary(t)); err != nil {
 		t.Skipf("pod sandboxes are not available here: %v", err)
 	}
-	if err := sandbox.Probe(ctx, "", t.TempDir(), nil); err != nil {
+	if err := probe(""); err != nil {
 		t.Fatalf("a sandbox with this test binary as its shim: %v", err)
 	}
 }

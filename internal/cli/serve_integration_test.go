@@ -38,6 +38,7 @@ func TestServeIsHiddenAndChecksItsArgument(t *testing.T) {
 // TestIntegrationServe runs the real gracelab binary as each service, as the embedded cluster
 // does for its pods.
 func TestIntegrationServe(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

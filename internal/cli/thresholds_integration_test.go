@@ -64,6 +64,7 @@ spec:
 // rollouts (exit 3, exactly one line per breach on stderr). Both write JUnit that a JUnit reader
 // parses, and report.json's rollout statistics.
 func TestIntegrationDrillThresholdExitCodes(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test: real cluster processes")
 	}
@@ -127,6 +128,7 @@ func TestIntegrationDrillThresholdExitCodes(t *testing.T) {
 // latencies no run can keep under 1ms (the upstream works 100-200 ms). The breach is still
 // printed and in the JUnit file, beside the run's error; the exit code is 1.
 func TestIntegrationDemoRunFailureWinsOverBreach(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	junitPath := filepath.Join(dir, "r.xml")
 	stdout, errOut, code := runGracelab(t, 3*time.Minute, "", "demo", "--quiet", "--scenarios", "v1", "--duration", "3s", "--restart-at", "1s",

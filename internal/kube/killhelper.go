@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -169,6 +171,7 @@ func (c *Cluster) KillContainer(ctx context.Context, name string) (err error) {
 	c.removeStaleKillHelpers(ctx)
 
 	helper := KillHelperPod(ns, image, target.Spec.NodeName, name, status.Name, status.ContainerID)
+	sent := time.Now()
 	created, err := pods.Create(ctx, helper, metav1.CreateOptions{FieldManager: fieldManager})
 	if err != nil {
 		return killHelperCreateError(err, ns)
@@ -184,9 +187,44 @@ func (c *Cluster) KillContainer(ctx context.Context, name string) (err error) {
 	if err != nil {
 		return fmt.Errorf("killing pod %s's container %s on node %s: %w", name, status.Name, target.Spec.NodeName, err)
 	}
-	c.record(cluster.Event{Kind: cluster.SIGKILLSent, Pod: name, Node: target.Spec.NodeName, Source: cluster.SourceDrill,
-		Detail: "killed: a crash or an OOM kill (" + msg + ", by helper pod " + created.Name + ")"})
+	msg, at := killedAt(msg, sent, time.Now())
+	c.recordAt(cluster.Event{Kind: cluster.SIGKILLSent, Pod: name, Node: target.Spec.NodeName, Source: cluster.SourceDrill,
+		Detail: "killed: a crash or an OOM kill (" + msg + ", by helper pod " + created.Name + ")"}, at)
 	return c.awaitContainerDead(ctx, name, status)
+}
+
+// KilledAtSeparator ends the helper's message before the instant of the kill (RFC 3339).
+const KilledAtSeparator = " at "
+
+// killedAt splits the helper's message from the instant of the kill, which it reads on the
+// node's clock; clamped between the helper's creation and its end as this machine saw them,
+// so a skewed node clock cannot move the event out of that window. Without an instant: seen.
+func killedAt(msg string, created, seen time.Time) (string, time.Time) {
+	i := strings.LastIndex(msg, KilledAtSeparator)
+	if i < 0 {
+		return msg, seen
+	}
+	at, err := time.Parse(time.RFC3339Nano, msg[i+len(KilledAtSeparator):])
+	if err != nil {
+		return msg, seen
+	}
+	switch {
+	case at.Before(created):
+		at = created
+	case at.After(seen):
+		at = seen
+	}
+	return msg[:i], at
+}
+
+// recordAt records an event that happened at a known instant before now, in its place on the
+// timeline.
+func (c *Cluster) recordAt(e cluster.Event, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.Time = at
+	i := sort.Search(len(c.events), func(i int) bool { return c.events[i].Time.After(at) })
+	c.events = slices.Insert(c.events, i, e)
 }
 
 // killableContainer is the pod's container to kill: kubectl's default container (the

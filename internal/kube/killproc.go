@@ -28,6 +28,8 @@ type ContainerProcess struct {
 	NSPID   int    // in the container's own PID namespace (1 unless the pod shares one); 0 if unknown
 	Command string // /proc/PID/comm
 	Procs   int    // processes of the container found
+	// KilledAt is when KillContainerProcess sent the SIGKILL (the node's clock).
+	KilledAt time.Time
 }
 
 var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
@@ -168,6 +170,7 @@ func KillContainerProcess(proc, id string, wait time.Duration) (ContainerProcess
 	if err != nil {
 		return p, err
 	}
+	p.KilledAt = time.Now()
 	if err := sigkill(p.PID); err != nil {
 		return p, fmt.Errorf("SIGKILL to pid %d (%s) of container %s: %w", p.PID, p.Command, short(id), err)
 	}

@@ -613,7 +613,9 @@ func TestUpWaitsForServiceEndpoints(t *testing.T) {
 	cs := kubetest.NewClientset()
 	kubetest.Start(t, cs).StopEndpoints()
 	opts := testOptions()
-	opts.RolloutTimeout = 300 * time.Millisecond
+	// Long enough for the fake controllers to roll the Deployments out on a loaded machine;
+	// only the endpoints never come.
+	opts.RolloutTimeout = 2 * time.Second
 	c := newTestCluster(t, cs, opts)
 	err := c.Up(testContext(t))
 	if err == nil || !strings.Contains(err.Error(), "lists 0 ready endpoints for 1 ready pods") || !strings.Contains(err.Error(), "get endpointslices") {

@@ -225,7 +225,7 @@ func TestIntegrationUpTimesOutNamingTheProbeFailure(t *testing.T) {
 	a := app{name: "never", replicas: 1, env: map[string]string{"POD_READY_AFTER": "1h"}, readiness: healthProbe}
 	// Long enough for the controllers' reaction, the start delay, the kubelet's start report,
 	// the program's listen and a few probes that answer 503, on a loaded machine.
-	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages, ReadyTimeout: 6 * time.Second})
+	c, err := New(Options{Manifests: manifests(map[string]string{"a.yaml": a.yaml()}), Executable: os.Args[0], Images: testImages, ReadyTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestIntegrationUpTimesOutNamingTheProbeFailure(t *testing.T) {
 	if err == nil {
 		t.Fatal("Up succeeded with a pod that never becomes ready")
 	}
-	for _, want := range []string{"not ready after 6s", "pod never-", "last readiness probe", "503"} {
+	for _, want := range []string{"not ready after 10s", "pod never-", "last readiness probe", "503"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Up error %q does not mention %q", err, want)
 		}
