@@ -199,6 +199,27 @@ if [ "$ONLY" != demo ]; then
 		esac
 		[ "$dn" = "$served" ] || { say "FAIL drill $v: merged count $dn, downstream /metrics $served"; fail=1; }
 	done
+	# 4c. drill --cluster -f: gracelab itself deploys v1's manifests into a namespace it creates
+	# and deletes, drills it with 2 load pods, a request header (shipped in a Secret) and
+	# --expect-status; the namespace must be gone afterwards.
+	FNS=${E2E_NS_PREFIX:-gracelab-e2e}-f
+	drill_rc=0
+	"$BIN/gracelab" drill --cluster -f k8s/v1-no-graceful/ -n "$FNS" --deployment upstream --target http://downstream:8000/ \
+		--load-pods 2 --load-image "$LOAD_IMAGE" -H "X-E2e-Token: e2e-$$" --expect-status 200 --quiet --out "$OUT/drill-f" "${CTX_FLAGS[@]}" || drill_rc=$?
+	if [ $drill_rc != 0 ]; then
+		say "FAIL drill -f: exit $drill_rc"
+		fail=1
+	elif de=$(jq -e '.scenarios[0].errors' "$OUT/drill-f/report.json") && dn=$(jq -e '.scenarios[0].requests' "$OUT/drill-f/report.json"); then
+		say "drill -f v1: $dn requests from 2 load pods, $de errors"
+		[ "$de" -gt 0 ] && [ "$dn" -gt 0 ] || { say "FAIL drill -f v1: want requests and errors"; fail=1; }
+	else
+		say "FAIL drill -f: no report"
+		fail=1
+	fi
+	if "${KUBECTL[@]}" get namespace "$FNS" >/dev/null 2>&1; then
+		say "FAIL drill -f: namespace $FNS left behind"
+		fail=1
+	fi
 	left=$("${KUBECTL[@]}" get jobs,pods -A -l gracelab.dev/load-job -o name 2>/dev/null)
 	[ -z "$left" ] || { say "FAIL: load Jobs or pods left behind: $left"; fail=1; }
 fi

@@ -506,6 +506,9 @@ func (p *podsLoad) Incomplete() error {
 	if err := p.Err(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := p.Unreached(); err != nil {
+		errs = append(errs, err)
+	}
 	if m := p.Merged(); m != nil && m.Incomplete {
 		errs = append(errs, fmt.Errorf("the load is incomplete: %s", strings.Join(m.Problems, "; ")))
 	}
@@ -533,7 +536,9 @@ func (p *podsLoad) Rollouts(windows []experiment.Window) []experiment.Rollout {
 }
 
 // rolloutsOf is podsLoad.Rollouts over anything that has the spans (a load.Merger in tests).
-func rolloutsOf(spans interface{ Span(from, to time.Time) load.Span }, windows []experiment.Window) []experiment.Rollout {
+func rolloutsOf(spans interface {
+	Span(from, to time.Time) load.Span
+}, windows []experiment.Window) []experiment.Rollout {
 	out := make([]experiment.Rollout, len(windows))
 	for i, w := range windows {
 		s := spans.Span(w.Start, w.End)

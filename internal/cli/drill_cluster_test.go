@@ -180,7 +180,9 @@ func TestDrillClusterFilesDryRun(t *testing.T) {
 func TestDrillClusterRolloutsFromPods(t *testing.T) {
 	start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	m := load.NewMerger(start, load.Config{Model: load.Open, Rate: 20})
-	at := func(sec int, ms int) string { return start.Add(time.Duration(sec)*time.Second + time.Duration(ms)*time.Millisecond).Format(time.RFC3339Nano) }
+	at := func(sec int, ms int) string {
+		return start.Add(time.Duration(sec)*time.Second + time.Duration(ms)*time.Millisecond).Format(time.RFC3339Nano)
+	}
 	// Pod a: 10 requests a second for 10 s; in second 2, two refused 300 ms apart; summary.
 	// Pod b: the same; in second 7, three 5xx; it dies with 4 requests of second 9 open.
 	var a, b strings.Builder

@@ -52,7 +52,6 @@ func TestRunWithLoadFromElsewhere(t *testing.T) {
 		t.Errorf("failure %q, pods %v, warnings %q", s.Failure, s.LoadPods, s.Warnings)
 	}
 
-
 	// Several rollouts: the load attributes its requests to the windows itself.
 	cfg.Rollouts, cfg.RolloutGap = 2, 0
 	var got []Rollout

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,13 +28,14 @@ type ClusterLoad struct {
 	start    time.Time
 	warnings []string
 
-	stopOnce sync.Once
-	stopErr  error
-	cancel   context.CancelFunc // ends the following, after the stop's grace
-	done     chan struct{}
-	merged   *load.Merged
-	follow   error
-	deleted  error
+	stopOnce  sync.Once
+	stopErr   error
+	cancel    context.CancelFunc // ends the following, after the stop's grace
+	done      chan struct{}
+	merged    *load.Merged
+	unreached error
+	follow    error
+	deleted   error
 }
 
 // ClusterLoadOptions say how the Job is run.
@@ -122,6 +125,7 @@ func StartClusterLoad(ctx context.Context, client kubernetes.Interface, o Cluste
 		l.merged = merger.Merge()
 		dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
 		defer dcancel()
+		l.unreached = unreached(dctx, client, run.job, o.Job.Load.URL, l.merged.Result)
 		l.deleted = run.Delete(dctx, o.Poll)
 	}()
 	return l, nil
@@ -180,6 +184,40 @@ func (l *ClusterLoad) Merged() *load.Merged {
 	default:
 		return nil
 	}
+}
+
+// Unreached says why no request reached the target, when none got an answer: the
+// NetworkPolicies that may be in the way; nil before Done or when some got through.
+func (l *ClusterLoad) Unreached() error {
+	select {
+	case <-l.done:
+		return l.unreached
+	default:
+		return nil
+	}
+}
+
+// unreached is the error of a load that got no answer at all from the target (every request
+// refused, reset or timed out), naming the NetworkPolicies that may block it.
+func unreached(ctx context.Context, client kubernetes.Interface, job *batchv1.Job, target string, r *load.Result) error {
+	if r == nil || r.Requests == 0 || r.OK > 0 || r.ErrorsByKind[load.HTTP5xx]+r.ErrorsByKind[load.HTTP4xx]+r.ErrorsByKind[load.BodyNotOK] > 0 {
+		return nil
+	}
+	var classes []string
+	for _, c := range load.ErrorClasses {
+		if n := r.ErrorsByKind[c]; n > 0 {
+			classes = append(classes, fmt.Sprintf("%d %s", n, c))
+		}
+	}
+	why := fmt.Sprintf("no request of the load pods got an answer from %s (%s)", target, strings.Join(classes, ", "))
+	policies, err := BlockingPolicies(ctx, client, job, target)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s; the NetworkPolicies in the way could not be read: %v", why, err)
+	case len(policies) > 0:
+		return fmt.Errorf("%s: blocked by a NetworkPolicy? %s", why, strings.Join(policies, "; "))
+	}
+	return fmt.Errorf("%s; no NetworkPolicy selects the load pods or the target's pods: check --target as the load pods see it", why)
 }
 
 // Span is what the pods reported of the requests sent in [from, to) (load.Merger.Span).
