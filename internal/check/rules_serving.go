@@ -48,7 +48,7 @@ func noReadiness(w *Workload, o Options) []Finding {
 			}
 		}
 		out = append(out, w.finding(RuleNoReadiness, Warning, c.Name,
-			fmt.Sprintf("no readiness probe while %s routes to it: a new pod gets traffic as soon as its process starts, before it listens (refused connections during every rollout), and a pod cannot leave the Service by failing readiness", w.Services[0].Ref),
+			fmt.Sprintf("no readiness probe while %s routes to it: a new pod gets traffic once its container is reported running, listening or not (refused connections during every rollout), and a pod cannot leave the Service by failing readiness", w.Services[0].Ref),
 			w.containerFix(c.Name, fmt.Sprintf("readinessProbe:\n  httpGet:\n    path: /healthz   # an endpoint that answers when the pod can serve\n    port: %s\n  periodSeconds: 2\n  failureThreshold: 2\n", port))))
 	}
 	return out
