@@ -251,3 +251,23 @@ func TestIntegrationDeleteReplacesThePodGracefully(t *testing.T) {
 		t.Fatalf("%d pods after the replacement", n)
 	}
 }
+
+// An evicted pod is terminating: the ReplicaSet no longer counts it and creates its
+// replacement at once, as after a deletion, not once the evicted process has exited.
+func TestIntegrationEvictedPodIsReplacedWhileItTerminates(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	// The pod ignores SIGTERM, so it terminates for its whole 10 s grace period.
+	a := app{name: "web", replicas: 1, grace: 10, env: map[string]string{"POD_TERM": "ignore"}}
+	c := startCluster(t, Options{}, a)
+	victim := firstPod(t, c).Name
+	if err := c.EvictPod(context.Background(), victim); err != nil {
+		t.Fatal(err)
+	}
+	created := waitEvent(t, c, 8*time.Second, func(e cluster.Event) bool { return e.Kind == cluster.PodCreated && e.Pod != victim })
+	evs := c.Events()
+	exited := indexOf(evs, 0, podKind(victim, cluster.PodExited))
+	if exited >= 0 && evs[exited].Time.Before(created.Time) {
+		t.Errorf("replacement %s created at %s, after the evicted pod exited at %s", created.Pod, created.Time.Format(time.StampMilli), evs[exited].Time.Format(time.StampMilli))
+	}
+}

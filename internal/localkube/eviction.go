@@ -32,6 +32,7 @@ func (c *Cluster) EvictPod(ctx context.Context, name string) error {
 	if p.terminating || p.inst == nil {
 		c.record(cluster.PodEvicted, nil, p, "no budget consulted: pod already terminating or pending")
 		c.deletePodLocked(p, "evicted")
+		c.kickLocked() // the ReplicaSet replaces a terminating pod at once
 		c.notifyLocked()
 		return nil
 	}
@@ -56,6 +57,7 @@ func (c *Cluster) EvictPod(ctx context.Context, name string) error {
 		return fmt.Errorf("evicting pod %s: %w", name, errMultiplePDBs)
 	}
 	c.deletePodLocked(p, "evicted")
+	c.kickLocked() // the ReplicaSet replaces a terminating pod at once
 	c.notifyLocked()
 	return nil
 }
