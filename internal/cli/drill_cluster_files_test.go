@@ -65,10 +65,10 @@ func TestDrillClusterFilesNamespaceLifecycle(t *testing.T) {
 
 	// An apply the cluster refuses: Up fails and deletes the namespace it made.
 	cs = kubetest.NewClientset()
-	kubetest.Start(t, cs)
 	cs.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(metav1.SchemeGroupVersion.WithResource("deployments").GroupResource(), "upstream", errors.New("no"))
 	})
+	kubetest.Start(t, cs) // after the reactor: the fake's reactor chain is not safe to change while used
 	c, known = newCluster(cs)
 	if err := c.Up(ctx); err == nil {
 		t.Fatal("Up succeeded although the apply was refused")
