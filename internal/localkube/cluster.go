@@ -540,14 +540,10 @@ func (c *Cluster) Pods() []PodInfo {
 // pod template gets a new kubectl.kubernetes.io/restartedAt annotation, hence a new revision.
 // It returns once the restart is triggered; WaitSettled waits for it to finish.
 func (c *Cluster) Restart(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := c.lockRunning(ctx); err != nil {
 		return err
 	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != stateUp {
-		return errors.New("the embedded cluster is not running")
-	}
 	d, err := c.findLocked(name)
 	if err != nil {
 		return err

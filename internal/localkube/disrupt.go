@@ -32,14 +32,10 @@ func (c *Cluster) DeploymentPods(ctx context.Context, deployment string) ([]clus
 
 // DeletePod deletes a pod gracefully, as `kubectl delete pod`: the grace period counts from now.
 func (c *Cluster) DeletePod(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := c.lockRunning(ctx); err != nil {
 		return err
 	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != stateUp {
-		return errors.New("the embedded cluster is not running")
-	}
 	p, err := c.findPodLocked(name)
 	if err != nil {
 		return err
@@ -54,7 +50,9 @@ func (c *Cluster) DeletePod(ctx context.Context, name string) error {
 // no SIGTERM. It returns once the kubelet has seen the exit; the kubelet then restarts the
 // container in the same pod (restartPolicy Always, restart.go's back-off).
 func (c *Cluster) KillContainer(ctx context.Context, name string) error {
-	c.mu.Lock()
+	if err := c.lockRunning(ctx); err != nil {
+		return err
+	}
 	p, err := c.findPodLocked(name)
 	if err != nil {
 		c.mu.Unlock()
@@ -77,4 +75,18 @@ func (c *Cluster) KillContainer(ctx context.Context, name string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// lockRunning takes the cluster's lock for an API call, as the API server would serve it:
+// not after ctx ended, not while the cluster is down. The caller unlocks.
+func (c *Cluster) lockRunning(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.state != stateUp {
+		c.mu.Unlock()
+		return errors.New("the embedded cluster is not running")
+	}
+	return nil
 }

@@ -20,10 +20,9 @@ var errMultiplePDBs = errors.New("this pod has more than one PodDisruptionBudget
 // EvictPod evicts a pod through the Eviction API's rules; a budget's refusal is
 // *cluster.EvictionRefusedError (and an eviction_refused event).
 func (c *Cluster) EvictPod(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := c.lockRunning(ctx); err != nil {
 		return err
 	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, err := c.findPodLocked(name)
 	if err != nil {

@@ -2,7 +2,6 @@ package localkube
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -19,17 +18,13 @@ const PodDeletionCostAnnotation = "controller.kubernetes.io/pod-deletion-cost"
 // The controller acts on it before Scale returns, so a WaitSettled after it waits for the
 // new count.
 func (c *Cluster) Scale(ctx context.Context, name string, replicas int32) (int32, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
 	if replicas < 0 {
 		return 0, fmt.Errorf("replicas must not be negative (got %d)", replicas)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state != stateUp {
-		return 0, errors.New("the embedded cluster is not running")
+	if err := c.lockRunning(ctx); err != nil {
+		return 0, err
 	}
+	defer c.mu.Unlock()
 	d, err := c.findLocked(name)
 	if err != nil {
 		return 0, err
