@@ -126,6 +126,10 @@ func runLoad(cfg load.Config, out loadOutput, streams Streams) error {
 	if out.stream {
 		return streamLoad(cfg, out, streams)
 	}
+	// Signals are watched before the first request: an interrupt at any instant of the run
+	// stops it with a report, never by the signal's default action.
+	in, stop := watchInterrupts(streams)
+	defer stop()
 	run, err := load.Start(cfg)
 	if err != nil {
 		return usageError("bad flags: %v", err)
@@ -134,8 +138,6 @@ func runLoad(cfg load.Config, out loadOutput, streams Streams) error {
 	if out.progress {
 		bar = newProgressBar(streams.ErrOut, run)
 	}
-	in, stop := watchInterrupts(streams)
-	defer stop()
 	interrupted := in.ctx.Done()
 wait:
 	for {
