@@ -262,8 +262,11 @@ func TestIntegrationAblateUnderAKill(t *testing.T) {
 			noRetries = r
 		}
 	}
-	if noRetries.MeanLosses == 0 || noRetries.Verdict == "" {
-		t.Errorf("without retries a kill lost nothing, or was not judged: %+v", noRetries)
+	// Whether a kill costs v3 without retries anything depends on where its pooled keep-alive
+	// connections went (none may lead to the killed pod: measured 3, 0, 2 in three kills), so
+	// the test asserts that every kill was counted and judged, not a loss.
+	if len(noRetries.Losses) != 2 || noRetries.Verdict == "" {
+		t.Errorf("without retries: two kills' losses counted and judged, got %+v", noRetries)
 	}
 	md, err := os.ReadFile(filepath.Join(out, report.MarkdownName))
 	if err != nil {
