@@ -523,7 +523,8 @@ func TestStalledRolloutHitsDeadline(t *testing.T) {
 	cs := kubetest.NewClientset()
 	fc := kubetest.Start(t, cs)
 	opts := testOptions()
-	opts.RolloutTimeout = 300 * time.Millisecond
+	// Up must finish within it too: 2 s, so a loaded machine's fake controllers make it.
+	opts.RolloutTimeout = 2 * time.Second
 	c := newTestCluster(t, cs, opts)
 	ctx := testContext(t)
 	if err := c.Up(ctx); err != nil {
@@ -537,7 +538,7 @@ func TestStalledRolloutHitsDeadline(t *testing.T) {
 	if err == nil {
 		t.Fatal("WaitSettled succeeded on a stalled rollout")
 	}
-	for _, want := range []string{"made no progress for 300ms", "1 out of 2 new replicas have been updated", "Progressing=True", "Available=True", "kubectl -n " + c.Namespace() + " describe deployment upstream"} {
+	for _, want := range []string{"made no progress for 2s", "1 out of 2 new replicas have been updated", "Progressing=True", "Available=True", "kubectl -n " + c.Namespace() + " describe deployment upstream"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
