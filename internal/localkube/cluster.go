@@ -57,17 +57,16 @@ type Options struct {
 	Seed uint64
 	// NetworkLinger is how long a pod's network outlives its process: a connection sent to
 	// the pod then is refused (the caller sees a reset); afterwards it is black-holed until
-	// the proxy stops routing to the pod. The pod is deleted when its network goes, so this
-	// also decides when a rollout settles. Zero: drawn per pod, with Seed, from what the lab's
-	// kubelet took from killing a pod to tearing its network down at load 4-11
-	// (measuredNetworkLinger, docs/fidelity.md).
+	// the proxy stops routing to the pod. The pod object is deleted a drawn delay after its
+	// network goes (measuredPodDeletion), so this also decides when a rollout settles. Zero:
+	// drawn per pod, with Seed, from what the lab's kubelet took from killing a pod to tearing
+	// its network down on a quiet machine (measuredNetworkLinger, docs/fidelity.md).
 	NetworkLinger time.Duration
 	// PodStartDelay is how long a new pod takes from creation to its process starting (the
-	// kubelet's sandbox, network and container creation); default 1.2s: the lab's median from
-	// creation to the status showing the container running (1.79s, 24 pods at load 2-5) less
-	// the kubelet's report of the start, which the start report adds after it (median 0.59s);
-	// docs/fidelity.md. It keeps a rollout step-by-step instead of replacing every pod at
-	// once. Negative: none.
+	// scheduler and the kubelet's sandbox, network and container creation; the kubelet's
+	// report of the start comes after it, startreport.go). Zero: drawn per pod, with Seed,
+	// from the lab's (measuredPodStart, docs/fidelity.md). It keeps a rollout step-by-step
+	// instead of replacing every pod at once. Negative: none.
 	PodStartDelay time.Duration
 	// LoadBalancerPort is the port LoadBalancer Services listen on at 127.0.0.1. 0 lets the OS
 	// choose (tests); commands pass DefaultLoadBalancerPort.
@@ -94,13 +93,12 @@ var DefaultImages = map[string][]string{
 }
 
 const (
-	defaultPodStartDelay = 1200 * time.Millisecond
-	defaultReadyTimeout  = 60 * time.Second
-	defaultGrace         = 30 * time.Second // terminationGracePeriodSeconds' default
-	minimumGrace         = 2 * time.Second  // the kubelet's minimum shutdown window after preStop
-	downGrace            = 2 * time.Second  // Down: SIGTERM, then SIGKILL after this
-	restartedAtKey       = "kubectl.kubernetes.io/restartedAt"
-	templateHashLabel    = "pod-template-hash"
+	defaultReadyTimeout = 60 * time.Second
+	defaultGrace        = 30 * time.Second // terminationGracePeriodSeconds' default
+	minimumGrace        = 2 * time.Second  // the kubelet's minimum shutdown window after preStop
+	downGrace           = 2 * time.Second  // Down: SIGTERM, then SIGKILL after this
+	restartedAtKey      = "kubectl.kubernetes.io/restartedAt"
+	templateHashLabel   = "pod-template-hash"
 )
 
 type lifecycleState int
@@ -115,13 +113,15 @@ const (
 
 // Cluster is one embedded cluster. Create it with New, start it with Up, stop it with Down.
 type Cluster struct {
-	opts    Options
-	log     *slog.Logger
-	lags    *lagSource
-	lingers *lagSource
-	reports *lagSource // the kubelet's start reports (startreport.go)
-	psync   *proxySync // kube-proxy's sync loop; nil with a fixed EndpointLag
-	set     *manifestSet
+	opts      Options
+	log       *slog.Logger
+	lags      *lagSource
+	lingers   *lagSource
+	deletions *lagSource // network gone -> pod object deleted
+	starts    *lagSource // pod created -> its process starts
+	reports   *lagSource // the kubelet's start reports (startreport.go)
+	psync     *proxySync // kube-proxy's sync loop; nil with a fixed EndpointLag
+	set       *manifestSet
 
 	reactions *lagSource // the controllers' reaction to a change (controller.go)
 
@@ -180,12 +180,6 @@ func New(opts Options) (*Cluster, error) {
 	case opts.NetworkLinger < 0:
 		return nil, fmt.Errorf("network linger must not be negative (got %s)", opts.NetworkLinger)
 	}
-	switch {
-	case opts.PodStartDelay < 0:
-		opts.PodStartDelay = 0
-	case opts.PodStartDelay == 0:
-		opts.PodStartDelay = defaultPodStartDelay
-	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = defaultReadyTimeout
 	}
@@ -214,19 +208,21 @@ func New(opts Options) (*Cluster, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{
-		opts:    opts,
-		lags:    newLagSource(opts.EndpointLag, opts.Seed),
-		lingers: newLingerSource(opts.NetworkLinger, opts.Seed),
-		reports: newStartReportSource(opts.Seed),
-		log:     log,
-		set:     set,
-		pods:    map[string]*pod{},
-		nodes:   newNodes(opts.Nodes),
-		addrs:   newAddressing(),
-		changed: make(chan struct{}),
-		kick:    make(chan struct{}, 1),
-		downCh:  make(chan struct{}),
-		redact:  podenv.NewRedactor(set.sources.SecretValues()...),
+		opts:      opts,
+		lags:      newLagSource(opts.EndpointLag, opts.Seed),
+		lingers:   newLingerSource(opts.NetworkLinger, opts.Seed),
+		deletions: newDeletionSource(opts.Seed),
+		starts:    newPodStartSource(max(opts.PodStartDelay, 0), opts.Seed),
+		reports:   newStartReportSource(opts.Seed),
+		log:       log,
+		set:       set,
+		pods:      map[string]*pod{},
+		nodes:     newNodes(opts.Nodes),
+		addrs:     newAddressing(),
+		changed:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		downCh:    make(chan struct{}),
+		redact:    podenv.NewRedactor(set.sources.SecretValues()...),
 	}
 	c.reactions = newReactionSource(opts.Seed)
 	for _, d := range set.deployments {

@@ -38,15 +38,15 @@ import (
 //	            container and every later sidecar has exited (reverse order), within the grace
 //	T0+grace    SIGKILL if still running (at least 2s after SIGTERM, as the kubelet allows)
 //	exit        pod_exited with the code; once every container has exited the pod network
-//	            lingers (NetworkLinger, or drawn), then is removed (pod_network_removed) and the pod object
-//	            is deleted (pod_deleted)
+//	            lingers (NetworkLinger, or drawn), then is removed (pod_network_removed); the pod
+//	            object is deleted (pod_deleted) a drawn delay later (the kubelet's status sync)
 
 // runPod is the pod's kubelet worker. It returns once the pod is deleted.
 func (c *Cluster) runPod(p *pod) {
 	defer c.podWG.Done()
 	c.awaitScheduled(p)
 	// The sandbox and container creation a real kubelet spends before the process runs.
-	if d := c.opts.PodStartDelay; d > 0 && p.ip != "" {
+	if d := c.podStartDelay(); d > 0 && p.ip != "" {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -639,7 +639,7 @@ wait:
 }
 
 // teardown runs after the pod's last process has exited: its network lingers briefly, then
-// goes, then the pod object is deleted.
+// goes, then the pod object is deleted, each after a delay drawn from the lab's.
 func (c *Cluster) teardown(p *pod) {
 	c.mu.Lock()
 	p.exitedFinal = true
@@ -657,11 +657,24 @@ func (c *Cluster) teardown(p *pod) {
 	}
 	p.net.removed.Store(true) // the proxies black-hole from now on
 	p.closeSandbox()
+	if p.ip != "" {
+		c.mu.Lock()
+		c.record(cluster.PodNetworkRemoved, nil, p, p.ip)
+		c.mu.Unlock()
+	}
+	// The kubelet's status sync deletes the pod object a while after the sandbox went.
+	select {
+	case <-c.downCh:
+	default:
+		t := time.NewTimer(c.deletions.next())
+		select {
+		case <-t.C:
+		case <-c.downCh:
+		}
+		t.Stop()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p.ip != "" {
-		c.record(cluster.PodNetworkRemoved, nil, p, p.ip)
-	}
 	c.record(cluster.PodDeleted, nil, p, "")
 	delete(c.pods, p.name)
 	for i, q := range p.rs.pods {

@@ -33,15 +33,34 @@ func (q lagQuantiles) at(u float64) time.Duration {
 	return q[i] + time.Duration((x-float64(i))*float64(q[i+1]-q[i]))
 }
 
-// measuredNetworkLinger: on the lab cluster at load average 4-11 (runs k11-k13 of
-// docs/fidelity.md), from the kubelet's kill of an upstream pod (containerd's StopContainer:
-// at once for v1, after the 5 s preStop for v2 and v3) to containerd's teardown of its
-// network, 0th to 100th percentile in steps of 10, of 18 pods (v1, v2, v3). The runs at load
-// 25-46 took 1.7-14 s: the teardown slows with the machine's load, a timer does not.
+// measuredNetworkLinger: on the lab cluster on a quiet machine (load average 1.7-3.4, runs
+// k21-k25 of docs/fidelity.md), from the kubelet's kill of an upstream pod (containerd's
+// StopContainer: at once for v1, after the 5 s preStop for v2) to containerd's teardown of its
+// network, 0th to 100th percentile in steps of 10, of 20 pods (v1, v2). The teardown slows
+// with the machine's load (0.51-4.17 s at load 4-11, 1.7-14 s at load 25-46); a timer does not.
 var measuredNetworkLinger = lagQuantiles{
-	510 * time.Millisecond, 725 * time.Millisecond, 810 * time.Millisecond, 889 * time.Millisecond,
-	1122 * time.Millisecond, 1245 * time.Millisecond, 1750 * time.Millisecond, 2225 * time.Millisecond,
-	2430 * time.Millisecond, 3213 * time.Millisecond, 4170 * time.Millisecond,
+	532 * time.Millisecond, 562 * time.Millisecond, 569 * time.Millisecond, 574 * time.Millisecond,
+	607 * time.Millisecond, 631 * time.Millisecond, 687 * time.Millisecond, 755 * time.Millisecond,
+	1018 * time.Millisecond, 1240 * time.Millisecond, 1394 * time.Millisecond,
+}
+
+// measuredPodDeletion: the same 20 pods, from containerd's teardown of the network to the pod
+// object's deletion (the watch): the kubelet's PLEG notices the stopped sandbox and its status
+// manager then deletes the pod; 0th to 100th percentile in steps of 10.
+var measuredPodDeletion = lagQuantiles{
+	139 * time.Millisecond, 239 * time.Millisecond, 301 * time.Millisecond, 339 * time.Millisecond,
+	357 * time.Millisecond, 373 * time.Millisecond, 393 * time.Millisecond, 412 * time.Millisecond,
+	565 * time.Millisecond, 787 * time.Millisecond, 952 * time.Millisecond,
+}
+
+// measuredPodStart: the same runs, from a new upstream pod's creation (the watch) to
+// containerd's StartContainer returning (its process runs): scheduling, the sandbox, its
+// network and the container; 0th to 100th percentile in steps of 10, of 20 pods. The
+// kubelet's report of the start comes after it (startreport.go).
+var measuredPodStart = lagQuantiles{
+	1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond,
+	1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond,
+	1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond,
 }
 
 // measuredControllerReaction: on the lab cluster at load 4-11 (runs k11-k13 of
@@ -89,6 +108,29 @@ func (l *lagSource) next() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.dist.at(l.rng.Float64())
+}
+
+// newPodStartSource draws how long a new pod takes from its creation to its process's start,
+// unless fixed; from its own stream of the seed.
+func newPodStartSource(fixed time.Duration, seed uint64) *lagSource {
+	l := newDrawn(measuredPodStart, seed, 0xd6e8feb86659fd93)
+	l.fixed = fixed
+	return l
+}
+
+// podStartDelay is the sandbox, network and container creation a real kubelet spends before
+// a new pod's process runs: Options.PodStartDelay, none when that is negative, else drawn.
+func (c *Cluster) podStartDelay() time.Duration {
+	if c.opts.PodStartDelay < 0 {
+		return 0
+	}
+	return c.starts.next()
+}
+
+// newDeletionSource draws the delays from a pod's network teardown to its object's deletion,
+// from its own stream of the seed.
+func newDeletionSource(seed uint64) *lagSource {
+	return newDrawn(measuredPodDeletion, seed, 0xbf58476d1ce4e5b9)
 }
 
 // newReactionSource draws the controllers' reaction times, from its own stream of the seed.

@@ -35,6 +35,8 @@ func TestLagSourceFollowsTheMeasuredDistribution(t *testing.T) {
 		"endpoint lag":        {newLagSource(0, 42), measuredEndpointLag},
 		"network linger":      {newLingerSource(0, 42), measuredNetworkLinger},
 		"controller reaction": {newReactionSource(42), measuredControllerReaction},
+		"pod deletion":        {newDeletionSource(42), measuredPodDeletion},
+		"pod start":           {newPodStartSource(0, 42), measuredPodStart},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if !slices.IsSorted(tc.dist) {
