@@ -58,9 +58,9 @@ var measuredPodDeletion = lagQuantiles{
 // network and the container; 0th to 100th percentile in steps of 10, of 20 pods. The
 // kubelet's report of the start comes after it (startreport.go).
 var measuredPodStart = lagQuantiles{
-	1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond,
-	1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond,
-	1200 * time.Millisecond, 1200 * time.Millisecond, 1200 * time.Millisecond,
+	726 * time.Millisecond, 808 * time.Millisecond, 814 * time.Millisecond, 829 * time.Millisecond,
+	836 * time.Millisecond, 849 * time.Millisecond, 978 * time.Millisecond, 1098 * time.Millisecond,
+	1218 * time.Millisecond, 1273 * time.Millisecond, 1442 * time.Millisecond,
 }
 
 // measuredControllerReaction: on the lab cluster at load 4-11 (runs k11-k13 of

@@ -51,6 +51,38 @@ func TestIntegrationPodStartDelay(t *testing.T) {
 	}
 }
 
+// By default a pod's start delay is drawn per pod from the lab's (created -> containerd's
+// StartContainer returned, 0.73-1.44 s on a quiet machine; docs/fidelity.md), not one fixed
+// value for every pod.
+func TestIntegrationPodStartDrawnFromTheLab(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	c := startCluster(t, Options{Seed: 6}, app{name: "v1", replicas: 2})
+	restartAndSettle(t, c, "v1")
+	evs := c.Events()
+	restart := indexOf(evs, 0, kindIs(cluster.RestartTriggered))
+	lo, hi := measuredPodStart[0], measuredPodStart[len(measuredPodStart)-1]
+	const slack = 700 * time.Millisecond // timers and exec on a loaded machine
+	var gaps []time.Duration
+	for _, e := range evs[restart:] {
+		if e.Kind != cluster.PodCreated {
+			continue
+		}
+		gap := eventOf(t, evs, e.Pod, cluster.PodStarted).Time.Sub(e.Time)
+		if gap < lo || gap > hi+slack {
+			t.Errorf("pod %s started %s after its creation, outside the measured %s-%s", e.Pod, gap, lo, hi)
+		}
+		gaps = append(gaps, gap)
+	}
+	if len(gaps) != 2 {
+		t.Fatalf("%d new pods, want 2", len(gaps))
+	}
+	// Seed 6 draws 1.26 s and 0.77 s for them: a fixed delay would give both the same.
+	if d := (gaps[0] - gaps[1]).Abs(); d < 250*time.Millisecond {
+		t.Errorf("both pods started %s and %s after creation: not drawn per pod", gaps[0], gaps[1])
+	}
+}
+
 // TestPodStartDelayNegativeMeansNone: a negative delay starts the process at once.
 func TestIntegrationPodStartDelayNegativeMeansNone(t *testing.T) {
 	integration(t)
