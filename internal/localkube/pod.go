@@ -51,10 +51,13 @@ type pod struct {
 	readySince  time.Time
 	terminating bool
 	deletedAt   time.Time
-	exitedFinal bool // the last container has exited and will not restart
-	restarts    int  // of all its containers
-	lastProbe   string
-	lastExit    string
+	// startingUntil is when the kubelet's creation of its sandbox and container ends, while
+	// that is under way; zero otherwise.
+	startingUntil time.Time
+	exitedFinal   bool // the last container has exited and will not restart
+	restarts      int  // of all its containers
+	lastProbe     string
+	lastExit      string
 }
 
 // podNet is the part of a pod the proxies look at without the cluster lock.
