@@ -9,8 +9,9 @@ pod's deletion (its pod_terminating event):
 scenario) and prints, per delay,
 its count and its 0th to 100th percentile in steps of 10 (the form of localkube's measured
 tables): start (the pod object's creation -> containerd's StartContainer returned: the
-process runs), linger (kill -> network teardown) and delete (network teardown -> the pod
-object's deletion).
+process runs), linger (kill -> network teardown; split into linger_busy, the teardowns that
+another pod's start overlapped, and linger_idle, the others) and delete (network teardown ->
+the pod object's deletion).
 
 lab:      kill (containerd's StopContainer, i.e. the kubelet's kill), first refused and last
           accepted new connection to the pod through the Service, last new connection
@@ -73,7 +74,7 @@ def report(d):
 
 def delays(dirs):
     """The deciles of start, linger and delete over every upstream pod of the lab runs."""
-    got = {"start": [], "linger": [], "delete": []}
+    got = {"start": [], "linger": [], "linger_idle": [], "linger_busy": [], "delete": []}
     for d in dirs:
         for s in report(d)["scenarios"]:
             if not s.get("events"):
@@ -95,6 +96,11 @@ def delays(dirs):
                 for k, (a, b) in pairs.items():
                     if a is not None and b is not None:
                         got[k].append(b - a)
+                if "kill" in C and "net_gone" in C:
+                    # busy: another pod's start (created -> process started) overlapped the teardown
+                    busy = any(n != name and "pod_created" in Q and "started" in cd.get(n, {}) and
+                               Q["pod_created"] < C["net_gone"] and cd[n]["started"] > C["kill"] for n, Q in pods.items())
+                    got["linger_busy" if busy else "linger_idle"].append(C["net_gone"] - C["kill"])
     for k, v in got.items():
         v.sort()
         if not v:

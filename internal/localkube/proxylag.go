@@ -36,15 +36,17 @@ func (q lagQuantiles) at(u float64) time.Duration {
 // measuredNetworkLinger: on the lab cluster on a quiet machine (load average 1.7-3.4, runs
 // k21-k25 of docs/fidelity.md), from the kubelet's kill of an upstream pod (containerd's
 // StopContainer: at once for v1, after the 5 s preStop for v2) to containerd's teardown of its
-// network, 0th to 100th percentile in steps of 10, of 20 pods (v1, v2). The teardown slows
-// with the machine's load (0.51-4.17 s at load 4-11, 1.7-14 s at load 25-46); a timer does not.
+// network, 0th to 100th percentile in steps of 10, of the 15 pods (v1, v2) whose teardown no
+// other pod's start overlapped; the other 5 took 1.01-1.39 s, which the kubelet's wait for the
+// node's starts makes (kubelet.go, linger). The teardown slows with the machine's load
+// (0.51-4.17 s at load 4-11, 1.7-14 s at load 25-46); a timer does not.
 var measuredNetworkLinger = lagQuantiles{
-	532 * time.Millisecond, 562 * time.Millisecond, 569 * time.Millisecond, 574 * time.Millisecond,
-	607 * time.Millisecond, 631 * time.Millisecond, 687 * time.Millisecond, 755 * time.Millisecond,
-	1018 * time.Millisecond, 1240 * time.Millisecond, 1394 * time.Millisecond,
+	532 * time.Millisecond, 557 * time.Millisecond, 564 * time.Millisecond, 571 * time.Millisecond,
+	574 * time.Millisecond, 587 * time.Millisecond, 622 * time.Millisecond, 635 * time.Millisecond,
+	677 * time.Millisecond, 737 * time.Millisecond, 765 * time.Millisecond,
 }
 
-// measuredPodDeletion: the same 20 pods, from containerd's teardown of the network to the pod
+// measuredPodDeletion: all 20 pods of those runs, from containerd's teardown of the network to the pod
 // object's deletion (the watch): the kubelet's PLEG notices the stopped sandbox and its status
 // manager then deletes the pod; 0th to 100th percentile in steps of 10.
 var measuredPodDeletion = lagQuantiles{

@@ -11,7 +11,7 @@ import (
 
 // A rollout settles when its last old pod is deleted. A pod's network goes a drawn linger after
 // its process exited, within what the lab's kubelet took to tear a network down on a quiet
-// machine (0.53-1.39 s), but not while the node is starting another pod: then it goes once
+// machine (0.53-0.77 s), but not while the node is starting another pod: then it goes once
 // that start is done, as on the lab's one node (docs/fidelity.md). The pod object goes a
 // drawn delay after its network (0.14-0.95 s). With seed 3 the table of the lab's runs at
 // load 4-11 (0.51-4.17 s, used before) drew 2.3 s for one of the two pods; without the
