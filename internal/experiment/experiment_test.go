@@ -28,6 +28,7 @@ type script struct {
 	settleAfter time.Duration
 	settleNever bool          // WaitSettled blocks until its context ends
 	failFor     time.Duration // after Restart, answer 502 (kind eof) this long
+	failNext    int           // after each Restart, answer 502 (kind eof) to this many requests
 	hangAfter   bool          // after Restart, requests hang until the client gives up
 	unavailable time.Duration // after Up, answer 503 this long (a pod ready before it serves)
 	warnings    []string
@@ -83,6 +84,7 @@ type scripted struct {
 	mu        sync.Mutex
 	events    []cluster.Event
 	restarted time.Time
+	toFail    int // requests left to fail since the last Restart (failNext)
 }
 
 func (s *scripted) event(kind cluster.EventKind, pod string) {
@@ -94,6 +96,10 @@ func (s *scripted) event(kind cluster.EventKind, pod string) {
 func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	restarted, upAt := s.restarted, s.upAt
+	failThis := s.toFail > 0
+	if failThis {
+		s.toFail--
+	}
 	s.mu.Unlock()
 	if time.Since(upAt) < s.sc.unavailable {
 		http.Error(w, "not listening yet", http.StatusServiceUnavailable)
@@ -104,7 +110,7 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
 			return
 		}
-		if time.Since(restarted) < s.sc.failFor {
+		if failThis || time.Since(restarted) < s.sc.failFor {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprint(w, `{"status":"upstream_unreachable","kind":"eof","retries":0,"error":"EOF"}`)
@@ -135,6 +141,7 @@ func (s *scripted) Restart(ctx context.Context, deployment string) error {
 	}
 	s.mu.Lock()
 	s.restarted = time.Now()
+	s.toFail = s.sc.failNext
 	s.mu.Unlock()
 	s.event(cluster.PodTerminating, "upstream-old-aaaaa")
 	s.event(cluster.SIGTERMSent, "upstream-old-aaaaa")
@@ -574,7 +581,9 @@ func (j *journal) ats(what string) []time.Time {
 func TestRunRepeatedRollouts(t *testing.T) {
 	t.Parallel() // each drill has its own servers and cluster; they wait, not compute
 	j := &journal{}
-	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 150 * time.Millisecond, failFor: 100 * time.Millisecond}}, "a")
+	// A count, not a time window, which a loaded machine may send nothing in: one more than the
+	// VUs, so at least one failed request was sent after the restart, in its window.
+	cfg := drillConfig(j, map[string]script{"a": {settleAfter: 150 * time.Millisecond, failNext: 4}}, "a")
 	cfg.Duration, cfg.RestartAt = 300*time.Millisecond, 100*time.Millisecond
 	cfg.Rollouts, cfg.RolloutGap, cfg.SettleTail = 3, 100*time.Millisecond, 200*time.Millisecond
 	var got []Rollout
@@ -609,7 +618,7 @@ func TestRunRepeatedRollouts(t *testing.T) {
 		if r.Settled.IsZero() || r.End.Before(r.Settled) || r.Requests == 0 {
 			t.Errorf("rollout %d: %+v", i+1, r)
 		}
-		// Every restart fails requests for 100ms: each window has its own errors.
+		// Every restart fails the next four requests: each window has its own errors.
 		if r.Errors == 0 || r.ErrorsByKind["http_5xx"] != r.Errors || r.UpstreamKinds["eof"] != r.Errors {
 			t.Errorf("rollout %d: errors %d by kind %v upstream %v", i+1, r.Errors, r.ErrorsByKind, r.UpstreamKinds)
 		}
