@@ -402,7 +402,7 @@ func onlyDrain(v2 []manifest.Document) transform {
 					return nil
 				}
 				edits := copyEnv(d, c, src, "SHUTDOWN", "SHUTDOWN_DELAY", "DRAIN_TIMEOUT")
-				// The grace period is the pod's: it is copied along with the first container only.
+				// The grace period is the pod's: copied with the first container, when v2 sets its SHUTDOWN.
 				if g := srcDep.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil && i == 0 {
 					cur := int64(corev1.DefaultTerminationGracePeriodSeconds)
 					if p := d.Spec.Template.Spec.TerminationGracePeriodSeconds; p != nil {
