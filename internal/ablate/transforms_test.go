@@ -20,8 +20,8 @@ func editStrings(edits []Edit) []string {
 	return out
 }
 
-// Every edit an additive variant copies from v2 is listed, container by container.
-func TestAdditiveEditsListEveryCopy(t *testing.T) {
+// Every change a variant makes is listed, container by container, in the containers' order.
+func TestVariantEditsListEveryChange(t *testing.T) {
 	_, _, _, vs := builtinVariants(t)
 	// {c} is the Deployment's name, the same as its container's.
 	want := map[string][]string{
@@ -33,6 +33,14 @@ func TestAdditiveEditsListEveryCopy(t *testing.T) {
 		"v1-only-probes": {
 			`spec.template.spec.containers[{c}].readinessProbe: added from v2`,
 			`spec.template.spec.containers[{c}].livenessProbe: added from v2`,
+		},
+		"v2-no-probes": {
+			`spec.template.spec.containers[{c}].readinessProbe: removed`,
+			`spec.template.spec.containers[{c}].livenessProbe: removed`,
+		},
+		"v2-prestop-sleep-1s": {
+			`spec.template.spec.containers[{c}].lifecycle.preStop: httpGet /prestop, 5s -> sleep 1s`,
+			`spec.template.metadata.annotations[gracelab.io/prestop-delay]: removed (was "5s"): the hook it described is gone`,
 		},
 		"v1-only-drain": {
 			`spec.template.spec.containers[{c}].env[SHUTDOWN]: "immediate" -> "graceful"`,
