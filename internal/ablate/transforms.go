@@ -116,16 +116,16 @@ var noProbes = transform{
 	absent:  "no container has a readiness or liveness probe",
 	edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
 		edits := eachContainer(d, func(c *corev1.Container) []Edit {
-			var edits []Edit
+			var removed []Edit
 			if c.ReadinessProbe != nil {
-				edits = append(edits, Edit{d.Name, containerField(c, "readinessProbe"), "removed"})
+				removed = append(removed, Edit{d.Name, containerField(c, "readinessProbe"), "removed"})
 				c.ReadinessProbe = nil
 			}
 			if c.LivenessProbe != nil {
-				edits = append(edits, Edit{d.Name, containerField(c, "livenessProbe"), "removed"})
+				removed = append(removed, Edit{d.Name, containerField(c, "livenessProbe"), "removed"})
 				c.LivenessProbe = nil
 			}
-			return edits
+			return removed
 		})
 		note := ""
 		if len(edits) > 0 && slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return c.StartupProbe != nil }) {
