@@ -20,6 +20,20 @@ func containerField(c *corev1.Container, field string) string {
 	return fmt.Sprintf("spec.template.spec.containers[%s].%s", c.Name, field)
 }
 
+// eachContainer applies edit to every container of d's pod template, in order, and collects
+// the edits it reports.
+func eachContainer(d *appsv1.Deployment, edit func(c *corev1.Container) []Edit) []Edit {
+	var edits []Edit
+	for i := range d.Spec.Template.Spec.Containers {
+		edits = append(edits, edit(&d.Spec.Template.Spec.Containers[i])...)
+	}
+	return edits
+}
+
+func hasPrestop(c *corev1.Container) bool {
+	return c.Lifecycle != nil && c.Lifecycle.PreStop != nil
+}
+
 // describeHook says what a preStop hook does, with its length when the manifest tells.
 func describeHook(tpl *corev1.PodTemplateSpec, c *corev1.Container) string {
 	h := c.Lifecycle.PreStop
@@ -54,18 +68,17 @@ var noPrestop = transform{
 	summary: "no preStop hook: SIGTERM comes as soon as the pod is deleted, while the Service may still route to it",
 	absent:  "no container has a preStop hook",
 	edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-		var edits []Edit
-		for i := range d.Spec.Template.Spec.Containers {
-			c := &d.Spec.Template.Spec.Containers[i]
-			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
-				continue
+		edits := eachContainer(d, func(c *corev1.Container) []Edit {
+			if !hasPrestop(c) {
+				return nil
 			}
-			edits = append(edits, Edit{d.Name, containerField(c, "lifecycle.preStop"), "removed (was " + describeHook(&d.Spec.Template, c) + ")"})
+			e := Edit{d.Name, containerField(c, "lifecycle.preStop"), "removed (was " + describeHook(&d.Spec.Template, c) + ")"}
 			c.Lifecycle.PreStop = nil
 			if c.Lifecycle.PostStart == nil && c.Lifecycle.StopSignal == nil {
 				c.Lifecycle = nil
 			}
-		}
+			return []Edit{e}
+		})
 		if len(edits) > 0 {
 			edits = append(edits, dropDelayAnnotation(d)...)
 		}
@@ -82,16 +95,14 @@ var prestopSleep = transform{
 	summary: "the preStop hook replaced by the native sleep action of 1 s (Kubernetes 1.30+)",
 	absent:  "no container has a preStop hook to replace",
 	edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-		var edits []Edit
-		for i := range d.Spec.Template.Spec.Containers {
-			c := &d.Spec.Template.Spec.Containers[i]
-			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
-				continue
+		edits := eachContainer(d, func(c *corev1.Container) []Edit {
+			if !hasPrestop(c) {
+				return nil
 			}
 			was := describeHook(&d.Spec.Template, c)
 			c.Lifecycle.PreStop = &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: nativeSleepSeconds}}
-			edits = append(edits, Edit{d.Name, containerField(c, "lifecycle.preStop"), fmt.Sprintf("%s -> sleep %ds", was, nativeSleepSeconds)})
-		}
+			return []Edit{{d.Name, containerField(c, "lifecycle.preStop"), fmt.Sprintf("%s -> sleep %ds", was, nativeSleepSeconds)}}
+		})
 		if len(edits) > 0 {
 			edits = append(edits, dropDelayAnnotation(d)...)
 		}
@@ -104,18 +115,18 @@ var noProbes = transform{
 	summary: "no readiness and liveness probes: a new pod counts as ready once the kubelet reports its container running (0.04-1 s after the start), listening or not",
 	absent:  "no container has a readiness or liveness probe",
 	edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-		var edits []Edit
-		for i := range d.Spec.Template.Spec.Containers {
-			c := &d.Spec.Template.Spec.Containers[i]
+		edits := eachContainer(d, func(c *corev1.Container) []Edit {
+			var removed []Edit
 			if c.ReadinessProbe != nil {
-				edits = append(edits, Edit{d.Name, containerField(c, "readinessProbe"), "removed"})
+				removed = append(removed, Edit{d.Name, containerField(c, "readinessProbe"), "removed"})
 				c.ReadinessProbe = nil
 			}
 			if c.LivenessProbe != nil {
-				edits = append(edits, Edit{d.Name, containerField(c, "livenessProbe"), "removed"})
+				removed = append(removed, Edit{d.Name, containerField(c, "livenessProbe"), "removed"})
 				c.LivenessProbe = nil
 			}
-		}
+			return removed
+		})
 		note := ""
 		if len(edits) > 0 && slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return c.StartupProbe != nil }) {
 			note = "startup probes are kept: they gate readiness only until the first success"
@@ -205,7 +216,7 @@ var gracePrestop = transform{
 		found := false
 		for i := range d.Spec.Template.Spec.Containers {
 			c := &d.Spec.Template.Spec.Containers[i]
-			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+			if !hasPrestop(c) {
 				continue
 			}
 			delay, ok := check.PrestopDelay(&d.Spec.Template, c)
@@ -241,8 +252,8 @@ func envIndex(c *corev1.Container, name string) int {
 	return -1
 }
 
-// setEnv sets a literal env value; it returns the edit, or nil when nothing changed.
-func setEnv(d *appsv1.Deployment, c *corev1.Container, name, value string) *Edit {
+// setEnv sets a literal env value; it returns the edit, none when nothing changed.
+func setEnv(d *appsv1.Deployment, c *corev1.Container, name, value string) []Edit {
 	field := containerField(c, "env["+name+"]")
 	if i := envIndex(c, name); i >= 0 {
 		if c.Env[i].ValueFrom == nil && c.Env[i].Value == value {
@@ -253,10 +264,10 @@ func setEnv(d *appsv1.Deployment, c *corev1.Container, name, value string) *Edit
 			was = "a reference"
 		}
 		c.Env[i] = corev1.EnvVar{Name: name, Value: value}
-		return &Edit{d.Name, field, fmt.Sprintf("%s -> %q", was, value)}
+		return []Edit{{d.Name, field, fmt.Sprintf("%s -> %q", was, value)}}
 	}
 	c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
-	return &Edit{d.Name, field, fmt.Sprintf("added %q", value)}
+	return []Edit{{d.Name, field, fmt.Sprintf("added %q", value)}}
 }
 
 // envTransform sets name to value in every container whose env has name with another value
@@ -266,17 +277,12 @@ func envTransform(suffix string, p Protection, summary, name, value string) tran
 		suffix: suffix, protection: p, summary: summary,
 		absent: fmt.Sprintf("no container sets %s to anything but %q", name, value),
 		edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-			var edits []Edit
-			for i := range d.Spec.Template.Spec.Containers {
-				c := &d.Spec.Template.Spec.Containers[i]
+			return eachContainer(d, func(c *corev1.Container) []Edit {
 				if envIndex(c, name) < 0 {
-					continue
+					return nil
 				}
-				if e := setEnv(d, c, name, value); e != nil {
-					edits = append(edits, *e)
-				}
-			}
-			return edits, "", nil
+				return setEnv(d, c, name, value)
+			}), "", nil
 		},
 	}
 }
@@ -309,14 +315,25 @@ func fromV2(v2 []manifest.Document, d *appsv1.Deployment, c *corev1.Container) (
 	return nil, nil
 }
 
+// eachFromV2 applies edit to every container of d that has a namesake in v2's Deployment of
+// the same name, in order, and collects the edits it reports; i is the container's index in d.
+func eachFromV2(v2 []manifest.Document, d *appsv1.Deployment, edit func(i int, c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit) []Edit {
+	var edits []Edit
+	for i := range d.Spec.Template.Spec.Containers {
+		c := &d.Spec.Template.Spec.Containers[i]
+		if srcDep, src := fromV2(v2, d, c); src != nil {
+			edits = append(edits, edit(i, c, srcDep, src)...)
+		}
+	}
+	return edits
+}
+
 // copyEnv copies the named variables the v2 container sets.
 func copyEnv(d *appsv1.Deployment, c, src *corev1.Container, names ...string) []Edit {
 	var edits []Edit
 	for _, n := range names {
 		if i := envIndex(src, n); i >= 0 {
-			if e := setEnv(d, c, n, src.Env[i].Value); e != nil {
-				edits = append(edits, *e)
-			}
+			edits = append(edits, setEnv(d, c, n, src.Env[i].Value)...)
 		}
 	}
 	return edits
@@ -328,18 +345,15 @@ func onlyPrestop(v2 []manifest.Document) transform {
 		summary: "v1 plus v2's preStop delay alone (the process still dies at once on SIGTERM)",
 		absent:  "v2 has no preStop hook to add",
 		edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-			var edits []Edit
-			for i := range d.Spec.Template.Spec.Containers {
-				c := &d.Spec.Template.Spec.Containers[i]
-				srcDep, src := fromV2(v2, d, c)
-				if src == nil || src.Lifecycle == nil || src.Lifecycle.PreStop == nil {
-					continue
+			return eachFromV2(v2, d, func(_ int, c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit {
+				if !hasPrestop(src) {
+					return nil
 				}
 				if c.Lifecycle == nil {
 					c.Lifecycle = &corev1.Lifecycle{}
 				}
 				c.Lifecycle.PreStop = src.Lifecycle.PreStop.DeepCopy()
-				edits = append(edits, Edit{d.Name, containerField(c, "lifecycle.preStop"), "added from v2 (" + describeHook(&srcDep.Spec.Template, src) + ")"})
+				edits := []Edit{{d.Name, containerField(c, "lifecycle.preStop"), "added from v2 (" + describeHook(&srcDep.Spec.Template, src) + ")"}}
 				// The httpGet hook waits PRESTOP_DELAY; its declared length goes with it.
 				edits = append(edits, copyEnv(d, c, src, "PRESTOP_DELAY")...)
 				if v, ok := srcDep.Spec.Template.Annotations[check.PrestopDelayAnnotation]; ok && d.Spec.Template.Annotations[check.PrestopDelayAnnotation] != v {
@@ -349,8 +363,8 @@ func onlyPrestop(v2 []manifest.Document) transform {
 					d.Spec.Template.Annotations[check.PrestopDelayAnnotation] = v
 					edits = append(edits, Edit{d.Name, "spec.template.metadata.annotations[" + check.PrestopDelayAnnotation + "]", fmt.Sprintf("added %q from v2", v)})
 				}
-			}
-			return edits, "", nil
+				return edits
+			}), "", nil
 		},
 	}
 }
@@ -361,13 +375,8 @@ func onlyProbes(v2 []manifest.Document) transform {
 		summary: "v1 plus v2's readiness and liveness probes alone",
 		absent:  "v2 has no probes to add",
 		edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-			var edits []Edit
-			for i := range d.Spec.Template.Spec.Containers {
-				c := &d.Spec.Template.Spec.Containers[i]
-				_, src := fromV2(v2, d, c)
-				if src == nil {
-					continue
-				}
+			return eachFromV2(v2, d, func(_ int, c *corev1.Container, _ *appsv1.Deployment, src *corev1.Container) []Edit {
+				var edits []Edit
 				if src.ReadinessProbe != nil {
 					c.ReadinessProbe = src.ReadinessProbe.DeepCopy()
 					edits = append(edits, Edit{d.Name, containerField(c, "readinessProbe"), "added from v2"})
@@ -376,8 +385,8 @@ func onlyProbes(v2 []manifest.Document) transform {
 					c.LivenessProbe = src.LivenessProbe.DeepCopy()
 					edits = append(edits, Edit{d.Name, containerField(c, "livenessProbe"), "added from v2"})
 				}
-			}
-			return edits, "", nil
+				return edits
+			}), "", nil
 		},
 	}
 }
@@ -388,14 +397,12 @@ func onlyDrain(v2 []manifest.Document) transform {
 		summary: "v1 plus v2's graceful SIGTERM handling alone (SHUTDOWN=graceful, its drain settings and grace period)",
 		absent:  "v2 has no SHUTDOWN setting to add",
 		edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-			var edits []Edit
-			for i := range d.Spec.Template.Spec.Containers {
-				c := &d.Spec.Template.Spec.Containers[i]
-				srcDep, src := fromV2(v2, d, c)
-				if src == nil || envIndex(src, "SHUTDOWN") < 0 {
-					continue
+			return eachFromV2(v2, d, func(i int, c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit {
+				if envIndex(src, "SHUTDOWN") < 0 {
+					return nil
 				}
-				edits = append(edits, copyEnv(d, c, src, "SHUTDOWN", "SHUTDOWN_DELAY", "DRAIN_TIMEOUT")...)
+				edits := copyEnv(d, c, src, "SHUTDOWN", "SHUTDOWN_DELAY", "DRAIN_TIMEOUT")
+				// The grace period is the pod's: copied with the first container, when v2 sets its SHUTDOWN.
 				if g := srcDep.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil && i == 0 {
 					cur := int64(corev1.DefaultTerminationGracePeriodSeconds)
 					if p := d.Spec.Template.Spec.TerminationGracePeriodSeconds; p != nil {
@@ -407,8 +414,8 @@ func onlyDrain(v2 []manifest.Document) transform {
 						edits = append(edits, Edit{d.Name, "spec.template.spec.terminationGracePeriodSeconds", fmt.Sprintf("set to v2's %d", v)})
 					}
 				}
-			}
-			return edits, "", nil
+				return edits
+			}), "", nil
 		},
 	}
 }

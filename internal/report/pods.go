@@ -11,6 +11,21 @@ import (
 // span is an interval in seconds from the load's start; To is +Inf while it lasts.
 type span struct{ From, To float64 }
 
+// openSpan starts a span at x unless the last one is still open.
+func openSpan(spans []span, x float64) []span {
+	if n := len(spans); n == 0 || !math.IsInf(spans[n-1].To, 1) {
+		spans = append(spans, span{From: x, To: math.Inf(1)})
+	}
+	return spans
+}
+
+// closeSpan ends the last span at x if it is still open.
+func closeSpan(spans []span, x float64) {
+	if n := len(spans); n > 0 && math.IsInf(spans[n-1].To, 1) {
+		spans[n-1].To = x
+	}
+}
+
 // podLife is one pod's life as its events tell it, in seconds from the load's start; NaN
 // where an event was not recorded.
 type podLife struct {
@@ -163,9 +178,7 @@ func podLives(s Scenario) []podLife {
 			first(&p.Created, x)
 		case cluster.PodStarted:
 			first(&p.Started, x)
-			if n := len(p.Runs); n == 0 || !math.IsInf(p.Runs[n-1].To, 1) {
-				p.Runs = append(p.Runs, span{From: x, To: math.Inf(1)})
-			}
+			p.Runs = openSpan(p.Runs, x)
 		case cluster.PodReady:
 			first(&p.Ready, x)
 		case cluster.PodTerminating:
@@ -184,9 +197,7 @@ func podLives(s Scenario) []podLife {
 				p.Exited, p.ExitDetail = x, e.Detail
 			}
 			p.Exits = append(p.Exits, x)
-			if n := len(p.Runs); n > 0 && math.IsInf(p.Runs[n-1].To, 1) {
-				p.Runs[n-1].To = x
-			}
+			closeSpan(p.Runs, x)
 		case cluster.EvictionRefused:
 			p.Refused = append(p.Refused, x)
 		case cluster.PodNetworkRemoved:
@@ -198,9 +209,7 @@ func podLives(s Scenario) []podLife {
 		case cluster.ContainerRestarted:
 			p.Restarts = append(p.Restarts, x)
 		case cluster.EndpointAdded:
-			if n := len(p.Routed); n == 0 || !math.IsInf(p.Routed[n-1].To, 1) {
-				p.Routed = append(p.Routed, span{From: x, To: math.Inf(1)})
-			}
+			p.Routed = openSpan(p.Routed, x)
 		case cluster.EndpointRemoved, cluster.EndpointNotReady, cluster.EndpointTerminating:
 			// The embedded proxy says itself when it stops routing (endpoint_removed); on a
 			// real cluster kube-proxy stops sending new connections to an endpoint that is
@@ -208,9 +217,7 @@ func podLives(s Scenario) []podLife {
 			if e.Source == cluster.SourceEmbedded && e.Kind != cluster.EndpointRemoved {
 				continue
 			}
-			if n := len(p.Routed); n > 0 && math.IsInf(p.Routed[n-1].To, 1) {
-				p.Routed[n-1].To = x
-			}
+			closeSpan(p.Routed, x)
 		}
 	}
 	out := make([]podLife, 0, len(order))
