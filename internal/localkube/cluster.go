@@ -281,7 +281,8 @@ func (c *Cluster) Up(ctx context.Context) (err error) {
 		return err
 	}
 	if c.sandboxMode == SandboxNS {
-		dir, err := os.MkdirTemp("", "gracelab-pods-")
+		removeStaleSandboxDirs(os.TempDir(), c.log) // left by gracelabs that were killed
+		dir, err := newSandboxDir(os.TempDir())
 		if err != nil {
 			return err
 		}
