@@ -316,13 +316,13 @@ func fromV2(v2 []manifest.Document, d *appsv1.Deployment, c *corev1.Container) (
 }
 
 // eachFromV2 applies edit to every container of d that has a namesake in v2's Deployment of
-// the same name, in order, and collects the edits it reports; i is the container's index in d.
-func eachFromV2(v2 []manifest.Document, d *appsv1.Deployment, edit func(i int, c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit) []Edit {
+// the same name, in order, and collects the edits it reports.
+func eachFromV2(v2 []manifest.Document, d *appsv1.Deployment, edit func(c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit) []Edit {
 	var edits []Edit
 	for i := range d.Spec.Template.Spec.Containers {
 		c := &d.Spec.Template.Spec.Containers[i]
 		if srcDep, src := fromV2(v2, d, c); src != nil {
-			edits = append(edits, edit(i, c, srcDep, src)...)
+			edits = append(edits, edit(c, srcDep, src)...)
 		}
 	}
 	return edits
@@ -345,7 +345,7 @@ func onlyPrestop(v2 []manifest.Document) transform {
 		summary: "v1 plus v2's preStop delay alone (the process still dies at once on SIGTERM)",
 		absent:  "v2 has no preStop hook to add",
 		edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-			return eachFromV2(v2, d, func(_ int, c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit {
+			return eachFromV2(v2, d, func(c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit {
 				if !hasPrestop(src) {
 					return nil
 				}
@@ -375,7 +375,7 @@ func onlyProbes(v2 []manifest.Document) transform {
 		summary: "v1 plus v2's readiness and liveness probes alone",
 		absent:  "v2 has no probes to add",
 		edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-			return eachFromV2(v2, d, func(_ int, c *corev1.Container, _ *appsv1.Deployment, src *corev1.Container) []Edit {
+			return eachFromV2(v2, d, func(c *corev1.Container, _ *appsv1.Deployment, src *corev1.Container) []Edit {
 				var edits []Edit
 				if src.ReadinessProbe != nil {
 					c.ReadinessProbe = src.ReadinessProbe.DeepCopy()
@@ -397,13 +397,14 @@ func onlyDrain(v2 []manifest.Document) transform {
 		summary: "v1 plus v2's graceful SIGTERM handling alone (SHUTDOWN=graceful, its drain settings and grace period)",
 		absent:  "v2 has no SHUTDOWN setting to add",
 		edit: func(d *appsv1.Deployment) ([]Edit, string, error) {
-			return eachFromV2(v2, d, func(i int, c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit {
+			return eachFromV2(v2, d, func(c *corev1.Container, srcDep *appsv1.Deployment, src *corev1.Container) []Edit {
 				if envIndex(src, "SHUTDOWN") < 0 {
 					return nil
 				}
 				edits := copyEnv(d, c, src, "SHUTDOWN", "SHUTDOWN_DELAY", "DRAIN_TIMEOUT")
-				// The grace period is the pod's: copied with the first container, when v2 sets its SHUTDOWN.
-				if g := srcDep.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil && i == 0 {
+				// The grace period is the pod's: copied with the first container that gets v2's
+				// SHUTDOWN (a sidecar without one may come first); once set, later ones see it equal.
+				if g := srcDep.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
 					cur := int64(corev1.DefaultTerminationGracePeriodSeconds)
 					if p := d.Spec.Template.Spec.TerminationGracePeriodSeconds; p != nil {
 						cur = *p

@@ -101,4 +101,18 @@ func TestOnlyDrainTwoContainers(t *testing.T) {
 		v1.Spec.Template.Spec.TerminationGracePeriodSeconds == nil || *v1.Spec.Template.Spec.TerminationGracePeriodSeconds != 45 {
 		t.Errorf("containers %+v, grace %v", cs, v1.Spec.Template.Spec.TerminationGracePeriodSeconds)
 	}
+
+	// A sidecar listed first that v2 gives no SHUTDOWN: the grace period still comes along.
+	v2 = []manifest.Document{{Object: dep(&grace, container("proxy"), container("main", "SHUTDOWN", "graceful"))}}
+	v1 = dep(nil, container("proxy"), container("main"))
+	if edits, _, err = onlyDrain(v2).edit(v1); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{
+		`deployment app: spec.template.spec.containers[main].env[SHUTDOWN]: added "graceful"`,
+		`deployment app: spec.template.spec.terminationGracePeriodSeconds: set to v2's 45`,
+	}
+	if got := editStrings(edits); !slices.Equal(got, want) {
+		t.Errorf("sidecar first: edits\n got %q\nwant %q", got, want)
+	}
 }
