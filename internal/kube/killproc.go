@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gracelab/gracelab/internal/procfs"
 )
 
 // The node side of the kill helper (the hidden `gracelab kill-container`, run in a pod with
@@ -64,37 +65,6 @@ func inContainerCgroup(cgroup, id string) bool {
 	return false
 }
 
-// procStat is what /proc/PID/stat gives us: the parent and the start time (clock ticks since
-// boot, comparable between processes).
-type procStat struct {
-	ppid  int
-	start uint64
-	state byte
-}
-
-func readStat(proc string, pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, err
-	}
-	s := string(b)
-	end := strings.LastIndexByte(s, ')') // the command may hold spaces and parentheses
-	if end < 0 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: no command field", pid)
-	}
-	f := strings.Fields(s[end+1:])
-	// After the command: state (field 3), ppid (4), ..., starttime (22).
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields after the command, want 20 or more", pid, len(f))
-	}
-	ppid, err1 := strconv.Atoi(f[1])
-	start, err2 := strconv.ParseUint(f[19], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return procStat{ppid: ppid, start: start, state: f[0][0]}, nil
-}
-
 // nsPID is the last NSpid of /proc/PID/status: the PID in the innermost PID namespace.
 func nsPID(proc string, pid int) int {
 	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "status"))
@@ -120,7 +90,7 @@ func FindContainerProcess(proc, id string) (ContainerProcess, error) {
 	if err != nil {
 		return ContainerProcess{}, err
 	}
-	stats := map[int]procStat{}
+	stats := map[int]procfs.Stat{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || !e.IsDir() {
@@ -130,11 +100,11 @@ func FindContainerProcess(proc, id string) (ContainerProcess, error) {
 		if err != nil || !inContainerCgroup(string(cg), id) {
 			continue // gone meanwhile, or another container's
 		}
-		st, err := readStat(proc, pid)
+		st, err := procfs.ReadStat(proc, pid)
 		if err != nil {
 			continue
 		}
-		if st.state == 'Z' {
+		if st.State == 'Z' {
 			continue // dead already, waiting to be reaped
 		}
 		stats[pid] = st
@@ -144,14 +114,14 @@ func FindContainerProcess(proc, id string) (ContainerProcess, error) {
 	}
 	var firsts []int
 	for pid, st := range stats {
-		if _, inside := stats[st.ppid]; !inside {
+		if _, inside := stats[st.PPID]; !inside {
 			firsts = append(firsts, pid)
 		}
 	}
 	sort.Slice(firsts, func(i, j int) bool {
 		a, b := stats[firsts[i]], stats[firsts[j]]
-		if a.start != b.start {
-			return a.start < b.start
+		if a.Start != b.Start {
+			return a.Start < b.Start
 		}
 		return firsts[i] < firsts[j]
 	})
@@ -178,8 +148,8 @@ func KillContainerProcess(proc, id string, wait time.Duration) (ContainerProcess
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		st, err := readStat(proc, p.PID)
-		if err != nil || st.state == 'Z' {
+		st, err := procfs.ReadStat(proc, p.PID)
+		if err != nil || st.State == 'Z' {
 			return p, nil
 		}
 		if time.Now().After(deadline) {

@@ -115,14 +115,6 @@ func TestFindContainerProcessRefusesLookalikes(t *testing.T) {
 	}
 }
 
-func TestReadStatCommandWithSpacesAndParentheses(t *testing.T) {
-	proc := writeProc(t, fakeProc{pid: 9, ppid: 4, comm: "a) (b c", cgroup: "0::/\n", start: 77, nspid: "9"})
-	st, err := readStat(proc, 9)
-	if err != nil || st.ppid != 4 || st.start != 77 || st.state != 'S' {
-		t.Fatalf("readStat = %+v, %v; want ppid 4, start 77, state S", st, err)
-	}
-}
-
 func TestParseContainerID(t *testing.T) {
 	for in, want := range map[string]string{
 		"containerd://" + testCID: testCID,

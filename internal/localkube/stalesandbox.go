@@ -4,7 +4,6 @@ package localkube
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/gracelab/gracelab/internal/procfs"
 )
 
 // Stale sandbox directories: a gracelab that is SIGKILLed (or crashes) cannot remove its pods'
@@ -41,7 +42,7 @@ type procOwner struct {
 
 func selfOwner() (procOwner, error) {
 	pid := os.Getpid()
-	start, err := procStartTime(pid)
+	st, err := procfs.ReadStat("/proc", pid)
 	if err != nil {
 		return procOwner{}, err
 	}
@@ -53,26 +54,7 @@ func selfOwner() (procOwner, error) {
 	if err != nil {
 		return procOwner{}, err
 	}
-	return procOwner{PID: pid, Start: start, Boot: strings.TrimSpace(string(boot)), PIDNS: ns}, nil
-}
-
-// procStartTime is field 22 of /proc/PID/stat; an error wrapping fs.ErrNotExist means there is
-// no such process.
-func procStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces and ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	fields := strings.Fields(string(b[i+1:])) // from field 3 on
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields)+2)
-	}
-	return strconv.ParseUint(fields[22-3], 10, 64)
+	return procOwner{PID: pid, Start: st.Start, Boot: strings.TrimSpace(string(boot)), PIDNS: ns}, nil
 }
 
 func (o procOwner) mark() string {
@@ -135,13 +117,13 @@ func ownerGone(o, self procOwner) string {
 	if o.PIDNS != self.PIDNS {
 		return ""
 	}
-	start, err := procStartTime(o.PID)
+	st, err := procfs.ReadStat("/proc", o.PID)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Sprintf("its owner, PID %d, has exited", o.PID)
 	case err != nil:
 		return ""
-	case start != o.Start:
+	case st.Start != o.Start:
 		return fmt.Sprintf("its owner, PID %d, has exited (the PID is another process's now)", o.PID)
 	}
 	return ""
