@@ -38,7 +38,7 @@ func (q lagQuantiles) at(u float64) time.Duration {
 // StopContainer: at once for v1, after the 5 s preStop for v2) to containerd's teardown of its
 // network, 0th to 100th percentile in steps of 10, of the 15 pods (v1, v2) whose teardown no
 // other pod's start overlapped; the other 5 took 1.01-1.39 s, which the kubelet's wait for the
-// node's starts makes (kubelet.go, linger). The teardown slows with the machine's load
+// node's starts makes (termination.go, linger). The teardown slows with the machine's load
 // (0.51-4.17 s at load 4-11, 1.7-14 s at load 25-46); a timer does not.
 var measuredNetworkLinger = lagQuantiles{
 	532 * time.Millisecond, 557 * time.Millisecond, 564 * time.Millisecond, 571 * time.Millisecond,
