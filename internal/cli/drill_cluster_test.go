@@ -73,11 +73,7 @@ func TestDrillClusterDryRun(t *testing.T) {
 	srv := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/shop/deployments/checkout":
-			writeJSON(w, 200, map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
-				"metadata": map[string]any{"name": "checkout", "namespace": "shop", "generation": 1},
-				"spec": map[string]any{"replicas": 3, "selector": map[string]any{"matchLabels": map[string]any{"app": "checkout"}},
-					"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "checkout"}}}},
-				"status": map[string]any{"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}})
+			writeJSON(w, 200, checkoutDeployment(3))
 		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/shop/services":
 			writeJSON(w, 200, map[string]any{"apiVersion": "v1", "kind": "ServiceList", "items": []any{
 				map[string]any{"metadata": map[string]any{"name": "checkout", "namespace": "shop"}, "spec": map[string]any{"selector": map[string]any{"app": "checkout"}}},
@@ -108,6 +104,16 @@ func TestDrillClusterDryRun(t *testing.T) {
 			t.Errorf("--dry-run sent %s %s", r.method, r.path)
 		}
 	}
+}
+
+// checkoutDeployment is deployment/checkout in namespace shop as the API server returns it,
+// rolled out with every one of its replicas ready.
+func checkoutDeployment(replicas int) map[string]any {
+	return map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": "checkout", "namespace": "shop", "generation": 1},
+		"spec": map[string]any{"replicas": replicas, "selector": map[string]any{"matchLabels": map[string]any{"app": "checkout"}},
+			"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "checkout"}}}},
+		"status": map[string]any{"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}}
 }
 
 // kubeconfigWithNamespace sets the namespace of every context of the kubeconfig at path.

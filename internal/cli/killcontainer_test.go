@@ -46,24 +46,9 @@ func TestKillOnAClusterNeedsTheOptIn(t *testing.T) {
 // delete pods and that admission lets the helper in (a dry run); a namespace whose Pod Security
 // level forbids it stops the drill with the reason and what to do.
 func TestDrillClusterKillHelperPreflight(t *testing.T) {
-	srv := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/shop/deployments/checkout":
-			writeJSON(w, 200, map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
-				"metadata": map[string]any{"name": "checkout", "namespace": "shop", "generation": 1},
-				"spec": map[string]any{"replicas": 2, "selector": map[string]any{"matchLabels": map[string]any{"app": "checkout"}},
-					"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "checkout"}}}},
-				"status": map[string]any{"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}})
-		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/shop/services":
-			writeJSON(w, 200, map[string]any{"apiVersion": "v1", "kind": "ServiceList", "items": []any{}})
-		case r.Method == http.MethodPost && r.URL.Path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
-			writeJSON(w, 201, map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "status": map[string]any{"allowed": true}})
-		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/shop/pods":
-			writeJSON(w, http.StatusForbidden, status(403, "Forbidden",
-				`pods "gracelab-kill-x" is forbidden: violates PodSecurity "restricted:latest": host namespaces (hostPID=true), runAsNonRoot != true`))
-		default:
-			writeJSON(w, http.StatusNotFound, status(404, "NotFound", "no"))
-		}
+	srv := killHelperAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusForbidden, status(403, "Forbidden",
+			`pods "gracelab-kill-x" is forbidden: violates PodSecurity "restricted:latest": host namespaces (hostPID=true), runAsNonRoot != true`))
 	})
 	kc := kubeconfigWithNamespace(t, writeKubeconfig(t, srv.URL, "lab", "lab"), "shop")
 	code, _, stderr := runMain("drill", "--cluster", "--kubeconfig", kc, "deployment/checkout", "--target", "http://checkout.shop:8080/",
@@ -137,23 +122,12 @@ func TestKillHelpersRemovedOnASecondInterrupt(t *testing.T) {
 // drill --cluster plans its disruption for the Deployment it drills (the planned built-in
 // scenario is replaced by it): without that the drill would restart instead of killing.
 func TestDrillClusterAppliesTheDisruptionToTheDeployment(t *testing.T) {
-	srv := newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/shop/deployments/checkout":
-			writeJSON(w, 200, map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
-				"metadata": map[string]any{"name": "checkout", "namespace": "shop", "generation": 1},
-				"spec": map[string]any{"replicas": 2, "selector": map[string]any{"matchLabels": map[string]any{"app": "checkout"}},
-					"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "checkout"}}}},
-				"status": map[string]any{"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}})
-		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/shop/services":
-			writeJSON(w, 200, map[string]any{"apiVersion": "v1", "kind": "ServiceList", "items": []any{}})
-		case r.Method == http.MethodPost && r.URL.Path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
-			writeJSON(w, 201, map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "status": map[string]any{"allowed": true}})
-		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/shop/pods" && strings.Contains(r.URL.RawQuery, "dryRun=All"):
-			writeJSON(w, 201, map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "gracelab-kill-x", "namespace": "shop"}})
-		default:
+	srv := killHelperAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.RawQuery, "dryRun=All") {
 			writeJSON(w, http.StatusNotFound, status(404, "NotFound", "no"))
+			return
 		}
+		writeJSON(w, 201, map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "gracelab-kill-x", "namespace": "shop"}})
 	})
 	kc := kubeconfigWithNamespace(t, writeKubeconfig(t, srv.URL, "lab", "lab"), "shop")
 	plan := func(args ...string) (*runPlan, error) {
@@ -180,4 +154,23 @@ func TestDrillClusterAppliesTheDisruptionToTheDeployment(t *testing.T) {
 	if !errors.As(err, &exit) || exit.Code != ExitBadArgs || !strings.Contains(err.Error(), "drill --cluster applies one disruption at a time") {
 		t.Errorf("--disruption all: err = %v, want a usage error", err)
 	}
+}
+
+// killHelperAPI is an API server with a ready deployment/checkout (2 replicas) in namespace
+// shop, no Services and every access review allowed; pods answers the creation of pods there.
+func killHelperAPI(t *testing.T, pods http.HandlerFunc) *apiServer {
+	return newAPIServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/apis/apps/v1/namespaces/shop/deployments/checkout":
+			writeJSON(w, 200, checkoutDeployment(2))
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/shop/services":
+			writeJSON(w, 200, map[string]any{"apiVersion": "v1", "kind": "ServiceList", "items": []any{}})
+		case r.Method == http.MethodPost && r.URL.Path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+			writeJSON(w, 201, map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "status": map[string]any{"allowed": true}})
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/shop/pods":
+			pods(w, r)
+		default:
+			writeJSON(w, http.StatusNotFound, status(404, "NotFound", "no"))
+		}
+	})
 }
