@@ -36,13 +36,7 @@ func (c *Cluster) runPod(p *pod) {
 		c.mu.Lock()
 		p.startingUntil = time.Now().Add(d)
 		c.mu.Unlock()
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-p.deleteCh:
-		case <-c.downCh:
-		}
-		t.Stop()
+		c.pause(p, d)
 		c.mu.Lock()
 		p.startingUntil = time.Time{}
 		c.mu.Unlock()

@@ -115,21 +115,11 @@ func (c *Cluster) shutDown(p *pod, inst *container) {
 // linger waits while the pod's network outlives its last process: NetworkLinger, or a drawn
 // linger that does not end while another pod on the node is being started. On the lab every
 // teardown that overlapped another pod's start on the node (5 of 20) took 1.01-1.39 s, against
-// 0.53-0.76 s for the others, and ended 0.12-0.36 s before that pod's process started: the
+// 0.53-0.77 s for the others, and ended 0.12-0.36 s before that pod's process started: the
 // node sets up one pod network while it tears down another (docs/fidelity.md).
 func (c *Cluster) linger(p *pod) {
 	until := time.Now().Add(c.lingers.next())
-	for {
-		t := time.NewTimer(time.Until(until))
-		select {
-		case <-t.C:
-		case <-c.downCh:
-			t.Stop()
-			return
-		}
-		if c.lingers.fixed > 0 {
-			return
-		}
+	for c.sleepUnlessDown(time.Until(until)) && c.lingers.fixed == 0 {
 		c.mu.Lock()
 		busy := c.startingOnNodeLocked(p)
 		c.mu.Unlock()
@@ -137,6 +127,18 @@ func (c *Cluster) linger(p *pod) {
 			return
 		}
 		until = busy
+	}
+}
+
+// sleepUnlessDown sleeps d; false, and at once, when the cluster goes down first.
+func (c *Cluster) sleepUnlessDown(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.downCh:
+		return false
 	}
 }
 
@@ -206,16 +208,7 @@ func (c *Cluster) teardown(p *pod) {
 		c.mu.Unlock()
 	}
 	// The kubelet's status sync deletes the pod object a while after the sandbox went.
-	select {
-	case <-c.downCh:
-	default:
-		t := time.NewTimer(c.deletions.next())
-		select {
-		case <-t.C:
-		case <-c.downCh:
-		}
-		t.Stop()
-	}
+	c.sleepUnlessDown(c.deletions.next())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.record(cluster.PodDeleted, nil, p, "")
